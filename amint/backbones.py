@@ -1,0 +1,114 @@
+"""Audited backbones from timm, adapted to small inputs, and where the MINT taps sit.
+
+Taps are data: a setup (Entry / Middle / Output) is a pair of indices into timm's ``feature_info``,
+resolved to module names once, and the pair's config records the names. Any timm model works with
+explicit tap names.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import timm
+import torch
+from torch import nn
+
+SETUPS = ("entry", "middle", "output")
+
+# Backbones the app offers by default; any timm name works from the CLI.
+KNOWN_BACKBONES = (
+    "resnet18",
+    "resnet50",
+    "mobilenetv3_large_100",
+    "densenet121",
+    "xception41",
+    "vit_tiny_patch16_224",
+)
+
+# Below this size the stock ImageNet stem (stride 2 conv + stride 2 pool) leaves too few pixels.
+SMALL_INPUT = 64
+
+
+def create_backbone(
+    name: str,
+    num_classes: int,
+    in_chans: int,
+    image_size: int,
+    backbone_kwargs: dict[str, Any] | None = None,
+) -> nn.Module:
+    """A timm model trained from scratch, with its stem relaxed for 28-64 px inputs."""
+    kwargs = dict(backbone_kwargs or {})
+    if _is_vit(name):
+        kwargs.setdefault("img_size", image_size)
+        kwargs.setdefault("patch_size", 4 if image_size <= SMALL_INPUT else 16)
+    try:
+        model = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs)
+    except RuntimeError as e:  # timm: "Unknown model (...)"
+        raise ValueError(f"Unknown backbone {name!r}: use a timm model name, e.g. one of {KNOWN_BACKBONES}") from e
+    if image_size <= SMALL_INPUT and not _is_vit(name):
+        _relax_stem(model)
+    return model
+
+
+def _is_vit(name: str) -> bool:
+    return name.startswith(("vit_", "deit", "eva"))
+
+
+def _relax_stem(model: nn.Module) -> None:
+    """Remove the first stride-2 convolution's stride and the stem max-pool (CIFAR-style stem)."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            if module.stride != (1, 1):
+                module.stride = (1, 1)
+            break
+    for attr in ("maxpool", "stem_pool"):
+        if isinstance(getattr(model, attr, None), nn.MaxPool2d):
+            setattr(model, attr, nn.Identity())
+    features = getattr(model, "features", None)
+    if features is not None and isinstance(getattr(features, "pool0", None), nn.MaxPool2d):
+        features.pool0 = nn.Identity()
+
+
+def setup_taps(model: nn.Module, setup: str) -> list[str]:
+    """Module names of the two tapped stages for an Entry / Middle / Output setup."""
+    if setup not in SETUPS:
+        raise ValueError(f"Unknown setup {setup!r}: choose one of {SETUPS}")
+    names = [info["module"] for info in model.feature_info]
+    n = len(names)
+    if n < 2:
+        raise ValueError("This backbone exposes fewer than two stages; pass explicit tap names")
+    index = {"entry": (0, 1), "middle": (n // 2 - 1, n // 2), "output": (n - 2, n - 1)}[setup]
+    return [names[i] for i in index]
+
+
+def check_taps(model: nn.Module, taps: list[str]) -> None:
+    modules = dict(model.named_modules())
+    missing = [t for t in taps if t not in modules]
+    if missing:
+        stages = [info["module"] for info in getattr(model, "feature_info", [])]
+        raise ValueError(f"Tap(s) {missing} are not modules of this backbone; its stages are {stages}")
+
+
+class TapRecorder:
+    """Forward hooks that keep the output of each tapped module for the current forward pass."""
+
+    def __init__(self, model: nn.Module, taps: list[str]):
+        check_taps(model, taps)
+        self.taps = list(taps)
+        self.outputs: dict[str, torch.Tensor] = {}
+        modules = dict(model.named_modules())
+        self._handles = [modules[t].register_forward_hook(self._hook(t)) for t in self.taps]
+
+    def _hook(self, name: str):
+        def keep(_module, _inputs, output):
+            self.outputs[name] = output[0] if isinstance(output, (tuple, list)) else output
+
+        return keep
+
+    def take(self) -> list[torch.Tensor]:
+        maps = [self.outputs.pop(t) for t in self.taps]
+        return maps
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()

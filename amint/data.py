@@ -1,0 +1,525 @@
+"""Benchmarks and membership splits.
+
+A Benchmark is a whole dataset held as uint8 NCHW tensors on the CPU (they are small enough to move
+to the device in one go). A MembershipSplit is a set of index tensors into it: members D, external
+pool E, calibration sets and held-out non-members, regenerated exactly from a seed and sizes.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import operator
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+FASHION_MNIST_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]
+SYSTEM_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+IMAGEFOLDER_DEFAULT_SIZE = 64
+IMAGEFOLDER_SPLIT_SEED = 0  # fixed so a folder without train/test always splits the same way
+
+# torchvision-backed benchmarks: constructor name and where torchvision expects the files under root.
+_TORCHVISION = {
+    "mnist": ("MNIST", "MNIST/raw/ (train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+                       "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte)"),
+    "cifar10": ("CIFAR10", "cifar-10-batches-py/ (or cifar-10-python.tar.gz in the directory itself)"),
+    "cifar100": ("CIFAR100", "cifar-100-python/ (or cifar-100-python.tar.gz in the directory itself)"),
+    "gtsrb": ("GTSRB", "gtsrb/GTSRB/Training/, gtsrb/GTSRB/Final_Test/Images/ and "
+                       "gtsrb/GT-final_test.csv (the unzipped GTSRB-Training_fixed.zip, "
+                       "GTSRB_Final_Test_Images.zip and GTSRB_Final_Test_GT.zip)"),
+    "svhn": ("SVHN", "train_32x32.mat and test_32x32.mat (needs scipy)"),
+}
+_NAMED = ("fashion-mnist", *_TORCHVISION)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Benchmark
+
+
+@dataclass
+class Benchmark:
+    """A dataset as uint8 NCHW tensors. Treat the tensors as read-only: loads are cached and shared."""
+
+    name: str
+    train_images: torch.Tensor  # uint8, (N, C, H, W), on CPU
+    train_labels: torch.Tensor  # int64, (N,)
+    test_images: torch.Tensor  # uint8, (M, C, H, W): official test split, the held-out non-members
+    test_labels: torch.Tensor  # int64, (M,)
+    class_names: list[str]
+    mean: tuple[float, ...]  # per channel, in [0, 1] pixel units, from train_images
+    std: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        for images, labels in ((self.train_images, self.train_labels), (self.test_images, self.test_labels)):
+            assert images.dtype == torch.uint8 and images.ndim == 4, (images.dtype, images.shape)
+            assert labels.dtype == torch.int64 and labels.shape == (len(images),), labels.shape
+        assert self.train_images.shape[1:] == self.test_images.shape[1:]
+        assert len(self.mean) == len(self.std) == self.channels
+
+    @property
+    def channels(self) -> int:
+        return self.train_images.shape[1]
+
+    @property
+    def image_size(self) -> int:
+        h, w = self.train_images.shape[2:]
+        assert h == w, f"non-square images {h}x{w}"
+        return h
+
+
+def available_benchmarks() -> list[str]:
+    """Names accepted by load_benchmark; PATH in the last one is a folder of class subfolders."""
+    return [*_NAMED, "imagefolder:PATH"]
+
+
+def load_benchmark(name: str, root: str | Path | None = None, image_size: int | None = None) -> Benchmark:
+    """Load a benchmark by name (see available_benchmarks), cached per (name, root, image_size).
+
+    root: directory holding the data; defaults to $AMINT_DATA_DIR, else ~/.cache/amint/data (and, for
+    Fashion-MNIST, /usr/share/datasets/fashion-mnist/). image_size: resize to this square size.
+    """
+    name = _canonical_name(name)
+    if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
+        raise ValueError(f"image_size must be a positive integer or None, got {image_size!r}")
+    if name.startswith("imagefolder:"):
+        folder = str(Path(name.split(":", 1)[1]).expanduser().resolve())
+        return _load_cached("imagefolder:" + folder, None, "", image_size)
+    root_key = None if root is None else str(Path(root).expanduser().resolve())
+    return _load_cached(name, root_key, str(_data_dir(root)), image_size)
+
+
+def _canonical_name(name: str) -> str:
+    if name.startswith("imagefolder:"):
+        if not name.split(":", 1)[1]:
+            raise ValueError("imagefolder needs a path: 'imagefolder:/path/to/folder'")
+        return name
+    key = name.strip().lower()
+    if key not in _NAMED:
+        raise ValueError(f"unknown benchmark {name!r}; available: {', '.join(available_benchmarks())}")
+    return key
+
+
+def _data_dir(root: str | Path | None) -> Path:
+    if root is not None:
+        return Path(root).expanduser()
+    return Path(os.environ.get("AMINT_DATA_DIR") or "~/.cache/amint/data").expanduser()
+
+
+# data_dir is part of the key so that changing $AMINT_DATA_DIR is not answered from the cache.
+@functools.lru_cache(maxsize=4)
+def _load_cached(name: str, root: str | None, data_dir: str, image_size: int | None) -> Benchmark:
+    if name.startswith("imagefolder:"):
+        return _load_imagefolder(Path(name.split(":", 1)[1]), image_size or IMAGEFOLDER_DEFAULT_SIZE)
+    if name == "fashion-mnist":
+        splits, classes = _load_fashion_mnist(root, Path(data_dir)), FASHION_MNIST_CLASSES
+    else:
+        splits, classes = _load_torchvision(name, Path(data_dir), image_size)
+    (xtr, ytr), (xte, yte) = splits
+    if image_size is not None:
+        xtr, xte = _resize(xtr, image_size), _resize(xte, image_size)
+    return _make_benchmark(name, xtr, ytr, xte, yte, list(classes))
+
+
+def _make_benchmark(name: str, xtr: torch.Tensor, ytr: torch.Tensor, xte: torch.Tensor,
+                    yte: torch.Tensor, class_names: list[str]) -> Benchmark:
+    mean, std = _channel_stats(xtr)
+    return Benchmark(name, xtr.contiguous(), ytr.long(), xte.contiguous(), yte.long(), class_names, mean, std)
+
+
+def _channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    # Chunked float64 sums: a float copy of all of CIFAR would be hundreds of MB.
+    c = images.shape[1]
+    total, total_sq = torch.zeros(c, dtype=torch.float64), torch.zeros(c, dtype=torch.float64)
+    for start in range(0, len(images), chunk):
+        x = images[start:start + chunk].to(torch.float64) / 255.0
+        total += x.sum(dim=(0, 2, 3))
+        total_sq += (x * x).sum(dim=(0, 2, 3))
+    n = images.shape[0] * images.shape[2] * images.shape[3]
+    mean = total / n
+    std = (total_sq / n - mean * mean).clamp_min(0).sqrt()
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def _resize(images: torch.Tensor, size: int, chunk: int = 8192) -> torch.Tensor:
+    if images.shape[2] == images.shape[3] == size:
+        return images
+    parts = [
+        F.interpolate(images[s:s + chunk].float(), size=(size, size), mode="bilinear",
+                      antialias=True, align_corners=False).round().clamp(0, 255).to(torch.uint8)
+        for s in range(0, len(images), chunk)
+    ]
+    return torch.cat(parts) if parts else images.new_zeros((0, images.shape[1], size, size))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Fashion-MNIST from local idx files
+
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an idx file (the MNIST format), gzipped if the name ends in .gz.
+
+    Raises ValueError naming the file when it is truncated or not an idx file.
+    """
+    path = Path(path)
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise ValueError(f"corrupt idx file {path}: {err}") from err
+    # Magic: two zero bytes, a dtype code, the number of dimensions; then one big-endian int32 per dim.
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
+        raise ValueError(f"corrupt idx file {path}: bad magic number {raw[:4].hex() or '(empty)'}")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"corrupt idx file {path}: header truncated")
+    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">i4", count=ndim, offset=4))
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = header + int(np.prod(shape)) * dtype.itemsize
+    if len(raw) != expected:
+        raise ValueError(f"corrupt idx file {path}: {len(raw)} bytes, shape {shape} needs {expected}")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _fashion_mnist_dirs(root: str | None, data_dir: Path) -> list[Path]:
+    # An explicit root is the only place looked at, so a caller can be sure which copy is used.
+    base = [Path(root), Path(root) / "fashion-mnist"] if root is not None else [data_dir / "fashion-mnist"]
+    base.append(data_dir / "FashionMNIST" / "raw")  # where the torchvision fallback downloads to
+    if root is None:
+        base.append(SYSTEM_FASHION_MNIST_DIR)
+    return base
+
+
+def _find_idx(directory: Path, gz_name: str) -> Path | None:
+    for candidate in (directory / gz_name, directory / gz_name.removesuffix(".gz")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _load_fashion_mnist(root: str | None, data_dir: Path) -> tuple:
+    dirs = _fashion_mnist_dirs(root, data_dir)
+    for directory in dirs:
+        files = [_find_idx(directory, f) for f in FASHION_MNIST_FILES]
+        if all(files):
+            return _read_idx_splits(files)
+    return _download_fashion_mnist(data_dir, dirs)
+
+
+def _read_idx_splits(files: list[Path]) -> tuple:
+    arrays = [read_idx(f) for f in files]
+    for (images, labels), (fi, fl) in zip((arrays[:2], arrays[2:]), (files[:2], files[2:])):
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise ValueError(f"idx files disagree: {fi} has shape {images.shape}, {fl} has {labels.shape}")
+    as_nchw = lambda a: torch.from_numpy(a.astype(np.uint8)).unsqueeze(1)  # noqa: E731
+    as_labels = lambda a: torch.from_numpy(a.astype(np.int64))  # noqa: E731
+    return (as_nchw(arrays[0]), as_labels(arrays[1])), (as_nchw(arrays[2]), as_labels(arrays[3]))
+
+
+def _download_fashion_mnist(data_dir: Path, searched: list[Path]) -> tuple:
+    try:
+        import torchvision.datasets as tvd
+
+        train = tvd.FashionMNIST(str(data_dir), train=True, download=True)
+        test = tvd.FashionMNIST(str(data_dir), train=False, download=True)
+    except Exception as err:  # no network, proxy, disk: all mean the same to the caller
+        dirs = "\n  ".join(str(d) for d in searched)
+        raise FileNotFoundError(
+            f"Fashion-MNIST not found and the download failed ({type(err).__name__}: {err}).\n"
+            f"Place these four files: {', '.join(FASHION_MNIST_FILES)}\n"
+            f"in one of these directories:\n  {dirs}\n"
+            f"or install them with `apt-get install dataset-fashion-mnist` "
+            f"(puts them in {SYSTEM_FASHION_MNIST_DIR}/), or set AMINT_DATA_DIR."
+        ) from err
+    return (train.data.unsqueeze(1), train.targets), (test.data.unsqueeze(1), test.targets)
+
+
+# ---------------------------------------------------------------------------------------------------
+# torchvision benchmarks (need a download or files placed by hand)
+
+
+def _load_torchvision(name: str, data_dir: Path, image_size: int | None) -> tuple:
+    ctor_name, layout = _TORCHVISION[name]
+    try:
+        import torchvision.datasets as tvd
+
+        ctor = getattr(tvd, ctor_name)
+        if name in ("gtsrb", "svhn"):
+            train, test = (ctor(str(data_dir), split=s, download=True) for s in ("train", "test"))
+        else:
+            train, test = (ctor(str(data_dir), train=t, download=True) for t in (True, False))
+    except Exception as err:
+        raise FileNotFoundError(
+            f"{name} not found in {data_dir} and the download failed ({type(err).__name__}: {err}).\n"
+            f"torchvision expects in {data_dir}: {layout}.\n"
+            f"Place the files there, pass root=, or set AMINT_DATA_DIR to a directory that has them."
+        ) from err
+    if name == "gtsrb":  # images vary in size: resize each one while reading
+        size = image_size or 32
+        return (_gtsrb_split(train, size), _gtsrb_split(test, size)), [str(i) for i in range(43)]
+    return (_tv_split(train), _tv_split(test)), list(getattr(train, "classes", [])) or _digits()
+
+
+def _digits() -> list[str]:
+    return [str(i) for i in range(10)]
+
+
+def _tv_split(ds) -> tuple[torch.Tensor, torch.Tensor]:
+    data = torch.as_tensor(np.asarray(ds.data))
+    labels = torch.as_tensor(np.asarray(getattr(ds, "targets", getattr(ds, "labels", None))), dtype=torch.int64)
+    if data.ndim == 3:  # MNIST: (N, H, W)
+        data = data.unsqueeze(1)
+    elif data.shape[-1] == 3:  # CIFAR: (N, H, W, C); SVHN is already (N, C, H, W)
+        data = data.permute(0, 3, 1, 2)
+    return data.to(torch.uint8).contiguous(), labels
+
+
+def _gtsrb_split(ds, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    from PIL import Image
+
+    images = []
+    for path, _ in ds._samples:
+        with Image.open(path) as im:
+            images.append(np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR)))
+    labels = torch.tensor([label for _, label in ds._samples], dtype=torch.int64)
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(), labels
+
+
+# ---------------------------------------------------------------------------------------------------
+# imagefolder:PATH
+
+_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+
+
+def _class_dirs(folder: Path) -> list[Path]:
+    return sorted((d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")), key=lambda d: d.name)
+
+
+def _image_files(class_dir: Path) -> list[Path]:
+    return sorted(p for p in class_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def _load_imagefolder(folder: Path, size: int) -> Benchmark:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist or is not a directory")
+    train_dir = folder / "train"
+    test_dir = next((d for d in (folder / "test", folder / "val") if d.is_dir()), None)
+    if train_dir.is_dir() and test_dir is not None:
+        class_names = [d.name for d in _class_dirs(train_dir)]
+        _require_classes(train_dir, class_names)
+        extra = sorted({d.name for d in _class_dirs(test_dir)} - set(class_names))
+        if extra:
+            raise ValueError(f"{test_dir} has classes missing from {train_dir}: {', '.join(extra)}")
+        train_files = _labelled_files(train_dir, class_names)
+        test_files = _labelled_files(test_dir, class_names)
+    else:
+        class_names = [d.name for d in _class_dirs(folder)]
+        _require_classes(folder, class_names)
+        train_files, test_files = _split_files(_labelled_files(folder, class_names))
+    (xtr, ytr), (xte, yte) = _read_images([train_files, test_files], size, folder)
+    if len(xtr) == 0 or len(xte) == 0:
+        raise ValueError(
+            f"{folder}: no readable images in the {'train' if len(xtr) == 0 else 'test'} split; "
+            f"add images (the automatic 80/20 split needs at least 3 per class)"
+        )
+    return _make_benchmark(f"imagefolder:{folder}", xtr, ytr, xte, yte, class_names)
+
+
+def _require_classes(folder: Path, class_names: list[str]) -> None:
+    if not class_names:
+        raise ValueError(f"no class subfolders in {folder}; expected {folder}/<class name>/<image>.png")
+
+
+def _labelled_files(folder: Path, class_names: list[str]) -> list[tuple[Path, int]]:
+    return [(p, i) for i, c in enumerate(class_names) if (folder / c).is_dir() for p in _image_files(folder / c)]
+
+
+def _split_files(files: list[tuple[Path, int]]) -> tuple[list, list]:
+    # Stratified: each class keeps about 20% for test, so small classes still appear in both splits.
+    g = torch.Generator().manual_seed(IMAGEFOLDER_SPLIT_SEED)
+    train, test = [], []
+    for label in sorted({lab for _, lab in files}):
+        group = [f for f in files if f[1] == label]
+        order = torch.randperm(len(group), generator=g).tolist()
+        n_test = round(0.2 * len(group))
+        test += [group[i] for i in order[:n_test]]
+        train += [group[i] for i in order[n_test:]]
+    return train, test
+
+
+def _read_images(splits: list[list[tuple[Path, int]]], size: int, folder: Path) -> list:
+    from PIL import Image
+
+    decoded, bad = [], []
+    for files in splits:
+        arrays, labels = [], []
+        for path, label in files:
+            try:
+                with Image.open(path) as im:
+                    gray = im.mode in _GRAY_MODES
+                    arrays.append(np.asarray(im.convert("L" if gray else "RGB").resize((size, size), Image.BILINEAR)))
+                    labels.append(label)
+            except Exception as err:  # PIL raises many types for a broken file
+                bad.append(f"{path} ({type(err).__name__})")
+        decoded.append((arrays, labels))
+    if bad:
+        warnings.warn(f"skipped {len(bad)} unreadable image(s) in {folder}: {'; '.join(bad[:5])}"
+                      + (" ..." if len(bad) > 5 else ""), stacklevel=5)
+    if not any(arrays for arrays, _ in decoded):
+        raise ValueError(f"no readable images in {folder} (extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})")
+    # Grayscale only if every image is: one colour image makes the whole benchmark RGB.
+    rgb = any(a.ndim == 3 for arrays, _ in decoded for a in arrays)
+    return [(_stack(arrays, size, rgb), torch.tensor(labels, dtype=torch.int64)) for arrays, labels in decoded]
+
+
+def _stack(arrays: list[np.ndarray], size: int, rgb: bool) -> torch.Tensor:
+    c = 3 if rgb else 1
+    if not arrays:
+        return torch.zeros((0, c, size, size), dtype=torch.uint8)
+    hwc = [np.repeat(a[..., None], c, axis=2) if a.ndim == 2 else a for a in arrays]
+    return torch.from_numpy(np.stack(hwc)).permute(0, 3, 1, 2).contiguous()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Membership splits
+
+
+def default_split_sizes(name: str, n_train: int) -> dict:
+    """The paper's MNIST proportions scaled to the pool: 5/12 members, 1/12 calibration, rest external.
+
+    For a 60k pool that is 25k members, 30k external and 5k calibration non-members.
+    """
+    _canonical_name(name)
+    if n_train < 12:
+        raise ValueError(f"{name}: {n_train} training images is too few to split; need at least 12")
+    members, calibration = 5 * n_train // 12, n_train // 12
+    return {"members": members, "external": n_train - members - calibration, "calibration": calibration}
+
+
+@dataclass
+class MembershipSplit:
+    """Index tensors (int64) for one membership experiment. Regenerated exactly from seed and sizes."""
+
+    seed: int
+    members: torch.Tensor  # into the train split: pool D, the audited model's training members
+    external: torch.Tensor  # into the train split: pool E, non-members that train the MINT head (label 0)
+    calibration_nonmembers: torch.Tensor  # into the train split, disjoint from D and E, never trained on
+    calibration_members: torch.Tensor  # a subset of members, same size as calibration_nonmembers
+    eval_members: torch.Tensor  # members minus calibration_members
+    eval_nonmembers: torch.Tensor  # into the TEST split: all of it
+    n_train: int  # size of the train split the indices point into (needed to regenerate)
+
+    @property
+    def n_test(self) -> int:
+        return len(self.eval_nonmembers)
+
+    def to_config(self) -> dict:
+        """JSON-able record; from_config regenerates the split from it and checks the members digest."""
+        return {
+            "seed": self.seed,
+            "n_train": self.n_train,
+            "n_test": self.n_test,
+            "n_members": len(self.members),
+            "n_external": len(self.external),
+            "n_calibration": len(self.calibration_nonmembers),
+            "n_eval_members": len(self.eval_members),
+            "n_eval_nonmembers": len(self.eval_nonmembers),
+            "members_sha256": _digest(self.members),
+        }
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "MembershipSplit":
+        keys = set(cls._config_keys())
+        if set(cfg) != keys:
+            raise ValueError(f"split config keys differ: missing {sorted(keys - set(cfg))}, "
+                             f"unknown {sorted(set(cfg) - keys)}")
+        split = make_split(cfg["n_train"], cfg["n_test"], cfg["n_members"], cfg["n_external"],
+                           cfg["n_calibration"], seed=cfg["seed"])
+        regenerated = split.to_config()
+        if regenerated["members_sha256"] != cfg["members_sha256"]:
+            raise ValueError(
+                "regenerated members differ from the saved split (sha256 mismatch): the config was edited "
+                "or written by a different split procedure; retrain or restore the original config"
+            )
+        if regenerated != cfg:
+            raise ValueError(f"split config is inconsistent: saved {cfg}, regenerated {regenerated}")
+        return split
+
+    @staticmethod
+    def _config_keys() -> list[str]:
+        return ["seed", "n_train", "n_test", "n_members", "n_external", "n_calibration",
+                "n_eval_members", "n_eval_nonmembers", "members_sha256"]
+
+
+def _digest(indices: torch.Tensor) -> str:
+    # Fixed byte order and width so the digest is the same on every platform.
+    return hashlib.sha256(indices.numpy().astype("<i8").tobytes()).hexdigest()
+
+
+def make_split(n_train: int, n_test: int, n_members: int, n_external: int, n_calibration: int,
+               seed: int = 0) -> MembershipSplit:
+    """Draw members, external and calibration pools from one seeded permutation of the train split."""
+    n_train, n_test, n_members, n_external, n_calibration, seed = (
+        _as_int(v, k) for k, v in (("n_train", n_train), ("n_test", n_test), ("n_members", n_members),
+                                   ("n_external", n_external), ("n_calibration", n_calibration),
+                                   ("seed", seed)))
+    _check_sizes(n_train, n_test, n_members, n_external, n_calibration)
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n_train, generator=g)
+    members = perm[:n_members]
+    external = perm[n_members:n_members + n_external]
+    calibration_nonmembers = perm[n_members + n_external:n_members + n_external + n_calibration]
+    pick = torch.randperm(n_members, generator=g)
+    return MembershipSplit(
+        seed=seed,
+        members=members,
+        external=external,
+        calibration_nonmembers=calibration_nonmembers,
+        calibration_members=members[pick[:n_calibration]],
+        eval_members=members[pick[n_calibration:]],
+        eval_nonmembers=torch.arange(n_test),
+        n_train=n_train,
+    )
+
+
+def _as_int(value: object, name: str) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {value!r}") from None
+
+
+def _check_sizes(n_train: int, n_test: int, n_members: int, n_external: int, n_calibration: int) -> None:
+    if min(n_train, n_test, n_external, n_calibration) < 0 or n_members < 1:
+        raise ValueError(f"split sizes must be non-negative and n_members >= 1 (got n_train={n_train}, "
+                         f"n_test={n_test}, n_members={n_members}, n_external={n_external}, "
+                         f"n_calibration={n_calibration})")
+    total = n_members + n_external + n_calibration
+    if total > n_train:
+        raise ValueError(f"n_members + n_external + n_calibration = {total} exceeds the {n_train} training "
+                         f"images; reduce them by {total - n_train} (see default_split_sizes)")
+    if n_calibration >= n_members:
+        raise ValueError(f"n_calibration ({n_calibration}) must be smaller than n_members ({n_members}): "
+                         f"calibration members are drawn from the members; lower n_calibration")

@@ -1,0 +1,357 @@
+"""Joint training of an audited classifier and its MINT head (and the passive baseline).
+
+Read top to bottom: config, device and dtype, data, model, optimizer, loop. Every step sees members
+and externals 1:1 in the same batch and the same forward pass (so BatchNorm statistics cannot leak
+membership), task cross-entropy on members, BCE-with-logits membership loss on all. Callbacks only
+report; ``should_stop`` lets a UI cancel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from .data import Benchmark, MembershipSplit, default_split_sizes, load_benchmark, make_split
+from .evaluate import calibrate, evaluate_pair, roc_auc, balanced_accuracy, fit_threshold, score_images
+from .head import HeadConfig
+from .pair import AuditedPair, PairConfig
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = "fashion-mnist"  # a name from amint.data.available_benchmarks()
+    data_root: str | None = None  # where the dataset files are; None = the registry's default places
+    backbone: str = "resnet18"  # any timm model name
+    backbone_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {"channels": [16, 32, 64, 128]}
+    setup: str = "middle"  # entry / middle / output: where the two taps sit
+    taps: list[str] = field(default_factory=list)  # explicit module names override the setup
+    head_width: int = 64  # channels of each MINT branch
+    head_hidden: int = 512  # MINT MLP width: its capacity to remember members
+    head_pool_grid: int = 1  # 1 = global pooling (paper); 2-4 keep coarse spatial layout
+    n_members: int | None = None  # pool D size; None = the paper's proportions for this dataset
+    n_external: int | None = None  # pool E size
+    n_calibration: int | None = None  # calibration non-members (and as many calibration members)
+    mode: str = "active"  # active = joint training; passive = plain training, then a head on the frozen model
+    epochs: int = 10
+    head_epochs: int | None = None  # passive mode: epochs of head training (default: epochs)
+    batch_size: int = 128  # members per step; each step also takes as many externals
+    optimizer: str = "sgd"  # sgd (Nesterov momentum 0.9) or adamw
+    lr: float = 0.05  # peak learning rate of the backbone
+    head_lr_mult: float = 1.0  # the MINT head's learning rate relative to the backbone's
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"  # onecycle / cosine / constant
+    mint_weight: float = 1.0  # weight of the membership loss against the task loss
+    loss_norm: str = "initial"  # initial = divide each loss by its first-step value (paper); fixed = raw sum
+    augment: bool = False  # random crop (pad 2) and flips (not for digits), alike for members and externals
+    target_fpr: float | None = None  # calibrate the threshold to this FPR; None = maximise balanced accuracy
+    seed: int = 0
+    device: str = "auto"  # auto / cpu / cuda
+    dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) / bf16 / fp32
+    monitor_samples: int = 2000  # per side, for the per-epoch MINT accuracy/AUC on the calibration split
+    out: str | None = None  # save the finished pair (and a checkpoint each epoch) here
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"Unknown training option(s): {unknown}")
+        return cls(**data)
+
+    def validate(self) -> None:
+        checks = {
+            "mode": (self.mode, ("active", "passive")),
+            "optimizer": (self.optimizer, ("sgd", "adamw")),
+            "schedule": (self.schedule, ("onecycle", "cosine", "constant")),
+            "loss_norm": (self.loss_norm, ("initial", "fixed")),
+            "dtype": (self.dtype, ("auto", "bf16", "fp32")),
+            "setup": (self.setup, ("entry", "middle", "output", "custom")),
+        }
+        for name, (value, allowed) in checks.items():
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
+        if self.epochs < 1 or self.batch_size < 2:
+            raise ValueError("epochs must be >= 1 and batch_size >= 2")
+
+
+@dataclass
+class Progress:
+    """One report from the loop: kind is 'phase', 'step', 'epoch' or 'done'."""
+
+    kind: str
+    phase: str  # joint / task / head
+    epoch: int
+    epochs: int
+    step: int = 0
+    steps: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    message: str = ""
+
+    @property
+    def fraction(self) -> float:
+        done = (self.epoch - 1 + (self.step / self.steps if self.steps else 1)) if self.epoch else 0
+        return min(1.0, max(0.0, done / max(self.epochs, 1)))
+
+
+class TrainingCancelled(Exception):
+    """Raised when should_stop() returned True; the partial pair is not saved."""
+
+
+Callback = Callable[[Progress], None]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast_for(device: torch.device, dtype: str):
+    if device.type == "cuda" and dtype in ("auto", "bf16"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if device.type == "cpu" and dtype == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def build_split(cfg: TrainConfig, bench: Benchmark) -> MembershipSplit:
+    sizes = default_split_sizes(cfg.dataset, len(bench.train_images))
+    return make_split(
+        len(bench.train_images),
+        len(bench.test_images),
+        cfg.n_members if cfg.n_members is not None else sizes["members"],
+        cfg.n_external if cfg.n_external is not None else sizes["external"],
+        cfg.n_calibration if cfg.n_calibration is not None else sizes["calibration"],
+        seed=cfg.seed,
+    )
+
+
+def build_pair(cfg: TrainConfig, bench: Benchmark, split: MembershipSplit) -> AuditedPair:
+    config = PairConfig(
+        backbone=cfg.backbone,
+        num_classes=len(bench.class_names),
+        in_chans=bench.channels,
+        image_size=bench.image_size,
+        mean=list(bench.mean),
+        std=list(bench.std),
+        class_names=list(bench.class_names),
+        setup="custom" if cfg.taps else cfg.setup,
+        taps=list(cfg.taps),
+        backbone_kwargs=dict(cfg.backbone_kwargs),
+        head=HeadConfig(cfg.head_width, cfg.head_hidden, cfg.head_pool_grid).to_dict(),
+        dataset=cfg.dataset,
+        split=split.to_config(),
+    )
+    return AuditedPair(config)
+
+
+def _optimizer(cfg: TrainConfig, pair: AuditedPair, phase: str) -> torch.optim.Optimizer:
+    groups = []
+    if phase in ("joint", "task"):
+        groups.append({"params": list(pair.backbone.parameters()), "lr": cfg.lr})
+    if phase in ("joint", "head"):
+        groups.append({"params": list(pair.head.parameters()), "lr": cfg.lr * cfg.head_lr_mult})
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, total_steps: int):
+    peaks = [g["lr"] for g in opt.param_groups]
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=peaks, total_steps=total_steps, pct_start=0.25)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+
+
+def _augment(x: torch.Tensor, flip: bool, generator: torch.Generator) -> torch.Tensor:
+    """Random 2-pixel translation (and horizontal flip) per sample, on the device, no Python per sample."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (2, 2, 2, 2), mode="reflect")
+    dx = torch.randint(0, 5, (n,), generator=generator).to(x.device)
+    dy = torch.randint(0, 5, (n,), generator=generator).to(x.device)
+    rows = (torch.arange(h, device=x.device).view(1, h) + dy.view(n, 1)).view(n, 1, h, 1).expand(n, x.shape[1], h, w + 4)
+    cols = (torch.arange(w, device=x.device).view(1, w) + dx.view(n, 1)).view(n, 1, 1, w).expand(n, x.shape[1], h, w)
+    out = padded.gather(2, rows).gather(3, cols)
+    if flip:
+        mask = (torch.rand(n, generator=generator) < 0.5).to(x.device).view(n, 1, 1, 1)
+        out = torch.where(mask, out.flip(3), out)
+    return out
+
+
+class _Monitor:
+    """Per-epoch MINT accuracy/AUC on (a subset of) the calibration split, task accuracy on the test split."""
+
+    def __init__(self, bench: Benchmark, split: MembershipSplit, samples: int, device: torch.device):
+        self.cal_m = bench.train_images[split.calibration_members[:samples]].to(device)
+        self.cal_n = bench.train_images[split.calibration_nonmembers[:samples]].to(device)
+        self.test_x = bench.test_images[:samples].to(device)
+        self.test_y = bench.test_labels[:samples]
+
+    def __call__(self, pair: AuditedPair) -> dict[str, float]:
+        m = score_images(pair, self.cal_m).member_probability
+        n = score_images(pair, self.cal_n).member_probability
+        test = score_images(pair, self.test_x).class_logits
+        return {
+            "cal_mint_accuracy": balanced_accuracy(m, n, fit_threshold(m, n)),
+            "cal_auc": roc_auc(m, n),
+            "test_accuracy": float((test.argmax(1) == self.test_y).double().mean()),
+        }
+
+
+def _set_modes(pair: AuditedPair, phase: str) -> None:
+    """Explicit train/eval modes per phase: the passive head trains on a frozen (eval-mode) backbone."""
+    pair.train()
+    if phase == "head":
+        pair.backbone.eval()
+    if phase == "task":
+        pair.head.eval()
+
+
+def _run_phase(
+    phase: str,
+    cfg: TrainConfig,
+    epochs: int,
+    pair: AuditedPair,
+    data: dict[str, torch.Tensor],
+    monitor: _Monitor,
+    device: torch.device,
+    callback: Callback,
+    should_stop: Callable[[], bool],
+    history: list[dict],
+) -> None:
+    members, externals = data["members"], data["externals"]
+    steps_per_epoch = math.ceil(len(members) / cfg.batch_size)
+    opt = _optimizer(cfg, pair, phase)
+    sched = _scheduler(cfg, opt, epochs * steps_per_epoch)
+    gen = torch.Generator().manual_seed(cfg.seed + {"joint": 0, "task": 1, "head": 2}[phase])
+    flip = cfg.augment and cfg.dataset not in ("mnist", "svhn")
+    mint_w = 0.0 if phase == "task" else cfg.mint_weight
+    task_w = 0.0 if phase == "head" else 1.0
+    norms: dict[str, float] = {}
+    callback(Progress("phase", phase, 0, epochs, message=f"{phase} training: {epochs} epochs of {steps_per_epoch} steps"))
+
+    for epoch in range(1, epochs + 1):
+        _set_modes(pair, phase)
+        t0 = time.perf_counter()
+        perm_m = members[torch.randperm(len(members), generator=gen)]
+        # Externals are drawn without replacement and wrap around when pool E is smaller than D.
+        perm_e = externals[torch.randperm(len(externals), generator=gen)].repeat(math.ceil(len(members) / len(externals)))
+        sums = {"task_loss": 0.0, "mint_loss": 0.0, "task_correct": 0.0, "mint_correct": 0.0, "n": 0}
+        for step in range(steps_per_epoch):
+            if should_stop():
+                raise TrainingCancelled(f"stopped at epoch {epoch}, step {step}")
+            m_idx = perm_m[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+            e_idx = perm_e[step * cfg.batch_size : step * cfg.batch_size + len(m_idx)]
+            nm = len(m_idx)
+            use_ext = phase != "task"
+            idx = torch.cat([m_idx, e_idx]) if use_ext else m_idx
+            x = pair.normalize(data["images"][idx])
+            if cfg.augment:
+                x = _augment(x, flip, gen)
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = data["labels"][m_idx]
+            target = torch.cat([torch.ones(nm, device=device), torch.zeros(len(idx) - nm, device=device)])
+            with autocast_for(device, cfg.dtype):
+                logits, mint = pair(x, detach_taps=phase == "head")
+            task_loss = F.cross_entropy(logits[:nm].float(), y)
+            mint_loss = F.binary_cross_entropy_with_logits(mint.float(), target)
+            if not norms:
+                norms = {"task": task_loss.item() if cfg.loss_norm == "initial" else 1.0,
+                         "mint": mint_loss.item() if cfg.loss_norm == "initial" else 1.0}
+            loss = task_w * task_loss / norms["task"] + mint_w * mint_loss / norms["mint"]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            with torch.no_grad():
+                sums["task_loss"] += task_loss.item() * nm
+                sums["mint_loss"] += mint_loss.item() * nm
+                sums["task_correct"] += (logits[:nm].argmax(1) == y).sum().item()
+                sums["mint_correct"] += ((mint > 0).float() == target).float().mean().item() * nm
+                sums["n"] += nm
+            callback(Progress("step", phase, epoch, epochs, step + 1, steps_per_epoch,
+                              {"task_loss": task_loss.item(), "mint_loss": mint_loss.item()}))
+        n = max(sums["n"], 1)
+        record = {
+            "phase": phase,
+            "epoch": epoch,
+            "task_loss": sums["task_loss"] / n,
+            "mint_loss": sums["mint_loss"] / n,
+            "train_task_accuracy": sums["task_correct"] / n,
+            "train_mint_accuracy": sums["mint_correct"] / n,
+            **monitor(pair),
+            "seconds": time.perf_counter() - t0,
+        }
+        history.append(record)
+        callback(Progress("epoch", phase, epoch, epochs, steps_per_epoch, steps_per_epoch, record))
+        if cfg.out:
+            pair.save_pretrained(Path(cfg.out) / "checkpoint")
+
+
+def train_pair(
+    cfg: TrainConfig,
+    callback: Callback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    bench: Benchmark | None = None,
+) -> AuditedPair:
+    """Train a pair as ``cfg`` says, calibrate its threshold, evaluate it, and save it to ``cfg.out``."""
+    cfg.validate()
+    callback = callback or (lambda p: None)
+    should_stop = should_stop or (lambda: False)
+    torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+
+    bench = bench or load_benchmark(cfg.dataset, cfg.data_root)
+    split = build_split(cfg, bench)
+    # Small benchmarks live on the device: one copy, uint8, normalised per batch.
+    data = {
+        "images": bench.train_images.to(device),
+        "labels": bench.train_labels.to(device),
+        "members": split.members.to(device),
+        "externals": split.external.to(device),
+    }
+    monitor = _Monitor(bench, split, cfg.monitor_samples, device)
+
+    pair = build_pair(cfg, bench, split).to(device)
+    if device.type == "cuda":
+        pair = pair.to(memory_format=torch.channels_last)
+    history: list[dict] = []
+    t0 = time.perf_counter()
+    if cfg.mode == "active":
+        _run_phase("joint", cfg, cfg.epochs, pair, data, monitor, device, callback, should_stop, history)
+    else:
+        _run_phase("task", cfg, cfg.epochs, pair, data, monitor, device, callback, should_stop, history)
+        _run_phase("head", cfg, cfg.head_epochs or cfg.epochs, pair, data, monitor, device, callback, should_stop, history)
+    train_seconds = time.perf_counter() - t0
+
+    callback(Progress("phase", "calibrate", cfg.epochs, cfg.epochs, message="calibrating threshold and evaluating"))
+    pair.eval()
+    fitted = calibrate(pair, bench, split, cfg.target_fpr)
+    pair.config.threshold = fitted["threshold"]
+    pair.config.threshold_fpr = fitted["threshold_fpr"]
+    pair.config.calibration = fitted["calibration"]
+    pair.config.metrics = evaluate_pair(pair, bench, split)
+    pair.config.training = {
+        "config": asdict(cfg),
+        "history": history,
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "train_seconds": round(train_seconds, 1),
+        "parameters": {
+            "backbone": sum(p.numel() for p in pair.backbone.parameters()),
+            "head": sum(p.numel() for p in pair.head.parameters()),
+        },
+    }
+    pair = pair.cpu().to(memory_format=torch.contiguous_format)
+    if cfg.out:
+        pair.save_pretrained(cfg.out)
+    callback(Progress("done", "done", cfg.epochs, cfg.epochs, metrics=pair.config.metrics))
+    return pair
