@@ -121,15 +121,12 @@ def autocast_for(device: torch.device, dtype: str):
 
 
 def build_split(cfg: TrainConfig, bench: Benchmark) -> MembershipSplit:
-    sizes = default_split_sizes(cfg.dataset, len(bench.train_images))
-    return make_split(
-        len(bench.train_images),
-        len(bench.test_images),
-        cfg.n_members if cfg.n_members is not None else sizes["members"],
-        cfg.n_external if cfg.n_external is not None else sizes["external"],
-        cfg.n_calibration if cfg.n_calibration is not None else sizes["calibration"],
-        seed=cfg.seed,
-    )
+    asked = {"members": cfg.n_members, "external": cfg.n_external, "calibration": cfg.n_calibration}
+    if any(v is None for v in asked.values()):
+        defaults = default_split_sizes(cfg.dataset, len(bench.train_images))
+        asked = {k: defaults[k] if v is None else v for k, v in asked.items()}
+    return make_split(len(bench.train_images), len(bench.test_images), asked["members"], asked["external"],
+                      asked["calibration"], seed=cfg.seed)
 
 
 def build_pair(cfg: TrainConfig, bench: Benchmark, split: MembershipSplit) -> AuditedPair:

@@ -1,0 +1,57 @@
+"""Shared fixtures: a tiny synthetic benchmark and a pair trained on it in seconds on CPU."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import pytest
+import torch
+
+from amint.data import Benchmark
+from amint.train import TrainConfig, train_pair
+
+TINY_BACKBONE = {"backbone": "resnet18", "backbone_kwargs": {"channels": [8, 16, 16, 16]}}
+
+
+def synthetic_benchmark(n_train: int = 600, n_test: int = 200, size: int = 16, seed: int = 0) -> Benchmark:
+    """Noise images whose class is the brightness of one quadrant: learnable, and unique per sample."""
+    g = torch.Generator().manual_seed(seed)
+
+    def make(n):
+        labels = torch.randint(0, 4, (n,), generator=g)
+        x = torch.randint(0, 128, (n, 1, size, size), generator=g, dtype=torch.uint8)
+        h = size // 2
+        for c in range(4):
+            r, k = divmod(c, 2)
+            sel = labels == c
+            x[sel, :, r * h : (r + 1) * h, k * h : (k + 1) * h] += 120
+        return x, labels
+
+    xtr, ytr = make(n_train)
+    xte, yte = make(n_test)
+    return Benchmark("synthetic", xtr, ytr, xte, yte, ["top-left", "top-right", "bottom-left", "bottom-right"],
+                     mean=(0.3,), std=(0.25,))
+
+
+def tiny_config(**overrides) -> TrainConfig:
+    base = dict(dataset="synthetic", **TINY_BACKBONE, setup="entry", head_width=16, head_hidden=64,
+                n_members=200, n_external=200, n_calibration=100, epochs=8, batch_size=50, lr=0.05,
+                monitor_samples=100, device="cpu")
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="session")
+def synthetic():
+    return synthetic_benchmark()
+
+
+@pytest.fixture(scope="session")
+def tiny_pair(synthetic, tmp_path_factory):
+    """A pair that has memorised its 200 members; saved to a folder, returned with that folder."""
+    out = tmp_path_factory.mktemp("pair")
+    pair = train_pair(tiny_config(out=str(out)), bench=synthetic)
+    return pair, out
