@@ -202,7 +202,7 @@ def binomial_sf(k: int, n: int, p: float) -> float:
     """P(X >= k) for X ~ Binomial(n, p), summed in log space (no scipy needed)."""
     if k <= 0:
         return 1.0
-    if p <= 0:
+    if p <= 0 or k > n:
         return 0.0
     if p >= 1:
         return 1.0

@@ -13,6 +13,10 @@ import torch
 from amint.data import Benchmark
 from amint.train import TrainConfig, train_pair
 
+# One thread: tiny convolutions gain nothing from more, a busy machine makes extra threads fight
+# (about 8x slower on 2 shared cores), and the tiny pair's metrics depend on the thread count.
+torch.set_num_threads(int(os.environ.get("AMINT_TEST_THREADS", "1")))
+
 TINY_BACKBONE = {"backbone": "resnet18", "backbone_kwargs": {"channels": [8, 16, 16, 16]}}
 
 

@@ -1,0 +1,414 @@
+"""``python -m amint {train,evaluate,verify,push,bench}``: the only layer that parses argv and prints.
+
+Each command is a thin wrapper over library functions; ``run_evaluate`` and ``run_bench`` are the
+testable cores of ``evaluate`` and ``bench``. User mistakes end in one ``amint: error: ...`` line and a
+non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+import types
+import typing
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable, TextIO
+
+if TYPE_CHECKING:
+    from .data import Benchmark
+    from .pair import AuditedPair, PairConfig
+
+PROG = "amint"
+EXIT_ERROR, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+def _error(message: Any) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def _is_user_error(err: BaseException) -> bool:
+    """Mistakes a user can fix (bad path, unknown repo, bad option); anything else is a bug: traceback."""
+    from .train import TrainingCancelled
+
+    user = (FileNotFoundError, NotADirectoryError, PermissionError, ConnectionError, ValueError, TrainingCancelled)
+    return isinstance(err, user) or type(err).__module__.startswith("huggingface_hub")
+
+
+# --- train: flags generated from TrainConfig ----------------------------------------------------
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """The comment after each field in the dataclass source: the same words as the code, as --help."""
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    found = (re.match(r"\s+(\w+):[^#]*#\s*(.+)$", line) for line in source.splitlines())
+    return {m[1]: m[2].strip() for m in found if m}
+
+
+def _optional_inner(tp: Any) -> Any | None:
+    """``X | None`` -> X; anything else -> None."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        rest = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(rest) == 1 and len(typing.get_args(tp)) == 2:
+            return rest[0]
+    return None
+
+
+def _value_parser(tp: Any, name: str) -> Callable[[str], Any]:
+    inner = _optional_inner(tp)
+    if inner is not None:
+        parse = _value_parser(inner, name)
+        return lambda s: None if s.strip().lower() in ("none", "null", "") else parse(s)
+    origin = typing.get_origin(tp) or tp
+    if origin is list:
+        return lambda s: [item.strip() for item in s.split(",") if item.strip()]
+    if origin is dict:
+        return lambda s: _json_object(s, name)
+    if tp in (int, float, str):
+        return tp
+    raise TypeError(f"no command-line parser for field {name}: {tp}")
+
+
+def _json_object(text: str, name: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')} takes a JSON object: {e}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')} takes a JSON object, e.g. '{{\"key\": 1}}'")
+    return value
+
+
+def _add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+    """One flag per field, with its type, default and source comment: one source of truth for options."""
+    hints = typing.get_type_hints(cls)
+    comments = _field_comments(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        tp = hints[f.name]
+        shown = ",".join(default) if isinstance(default, list) else default
+        shown = json.dumps(shown) if isinstance(shown, dict) else shown
+        help_text = f"{comments.get(f.name, '')} (default: {shown})".strip()
+        flag = "--" + f.name.replace("_", "-")
+        if tp is bool:
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
+                                help=help_text)
+            continue
+        metavar = "JSON" if typing.get_origin(tp) is dict else "A,B" if typing.get_origin(tp) is list else None
+        parser.add_argument(flag, dest=f.name, type=_value_parser(tp, f.name), default=default, metavar=metavar,
+                            help=help_text)
+
+
+class _ProgressPrinter:
+    """A one-line ``\\r`` bar per epoch on a terminal; epoch summaries always (logs stay readable)."""
+
+    def __init__(self, stream: TextIO | None = None, width: int = 30):
+        self.stream = stream or sys.stderr  # looked up per instance: sys.stderr may have been replaced
+        self.width = width
+        self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def __call__(self, p) -> None:
+        if p.kind == "phase" and p.message:
+            print(p.message, file=self.stream, flush=True)
+        elif p.kind == "step" and self.live:
+            filled = round(self.width * p.step / max(p.steps, 1))
+            bar = "#" * filled + "." * (self.width - filled)
+            losses = " ".join(f"{k} {v:.4f}" for k, v in p.metrics.items())
+            print(f"\r{p.phase} epoch {p.epoch}/{p.epochs} [{bar}] {p.step}/{p.steps} {losses}",
+                  end="", file=self.stream, flush=True)
+        elif p.kind == "epoch":
+            m = p.metrics
+            keys = ("task_loss", "mint_loss", "train_task_accuracy", "test_accuracy", "cal_mint_accuracy", "cal_auc")
+            summary = " ".join(f"{k} {m[k]:.4f}" for k in keys if isinstance(m.get(k), (int, float)))
+            clear = "\r\033[K" if self.live else ""
+            print(f"{clear}{p.phase} epoch {p.epoch}/{p.epochs}: {summary} ({m.get('seconds', 0):.1f}s)",
+                  file=self.stream, flush=True)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, train_pair
+
+    cfg = TrainConfig.from_dict({f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    pair = train_pair(cfg, callback=_ProgressPrinter())
+    print(f"saved to {cfg.out}", file=sys.stderr)
+    print(json.dumps(_without_roc(pair.config.metrics), indent=2))
+    return 0
+
+
+def _without_roc(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k != "roc"}
+
+
+# --- evaluate -----------------------------------------------------------------------------------
+
+
+def run_evaluate(pair: AuditedPair, bench: Benchmark, roc: bool = False, device: str | None = None) -> dict:
+    """Metrics of ``pair`` on ``bench``, on the held-out split regenerated from the pair's config."""
+    from .data import MembershipSplit
+    from .evaluate import evaluate_pair
+
+    split = MembershipSplit.from_config(pair.config.split)
+    sizes = (len(bench.train_images), len(bench.test_images))
+    if sizes != (split.n_train, split.n_test):
+        raise ValueError(
+            f"benchmark {bench.name!r} has {sizes[0]} training / {sizes[1]} test images, but this pair's split was "
+            f"drawn from {split.n_train} / {split.n_test}: wrong dataset or data root"
+        )
+    result = evaluate_pair(pair, bench, split, device=device)
+    return result if roc else _without_roc(result)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .data import load_benchmark
+
+    pair = _load_pair(args.pair, args.device)
+    if not pair.config.split:
+        raise ValueError(f"{args.pair} records no membership split: it cannot be evaluated")
+    bench = load_benchmark(pair.config.dataset, args.data_root, image_size=pair.config.image_size)
+    result = run_evaluate(pair, bench, roc=args.roc)
+    print(json.dumps(result, indent=2) if args.json else _metrics_table(args.pair, pair.config, result))
+    return 0
+
+
+def _metrics_table(source: str, config: PairConfig, m: dict) -> str:
+    keys = ("mint_accuracy", "mint_accuracy_at_0_5", "auc", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr")
+    heads = ("accuracy", "acc@0.5", "AUC", "TPR@1%FPR", "TPR@0.1%FPR")
+    fmt = lambda v: f"{v:.4f}" if isinstance(v, (int, float)) else "-"  # noqa: E731
+    rows = [("aMINT (this pair)", m), *((name.replace("_", " "), b) for name, b in m.get("baselines", {}).items())]
+    lines = [
+        f"pair {source}: {config.backbone} on {config.dataset}",
+        f"held-out members {m['n_members']}, never-seen non-members {m['n_nonmembers']}, "
+        f"threshold {m['threshold']:.4f} (FPR there {fmt(m.get('fpr_at_threshold'))})",
+        f"task accuracy (test split): {fmt(m.get('task_accuracy'))}",
+        "",
+        f"{'method':<22}" + "".join(f"{h:>12}" for h in heads),
+    ]
+    lines += [f"{name:<22}" + "".join(f"{fmt(r.get(k)):>12}" for k in keys) for name, r in rows]
+    return "\n".join(lines)
+
+
+# --- verify -------------------------------------------------------------------------------------
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import ImageError, decision_words, verify_images
+
+    pair = _load_pair(args.pair, args.device)
+    names = [str(p) for p in args.images]
+    results = verify_images(pair, list(args.images), batch_size=args.batch_size, names=names)
+    good = [(n, r) for n, r in zip(names, results) if not isinstance(r, ImageError)]
+    if args.json:
+        print(json.dumps([v.to_dict(file=n) for n, v in good], indent=2))
+    else:
+        for n, v in good:
+            print(f"{n}: {decision_words(v)} Predicted class: {v.predicted_class} ({v.class_probability:.0%}).")
+    sys.stdout.flush()  # results first, then the errors
+    bad = [r for r in results if isinstance(r, ImageError)]
+    for err in bad:
+        _error(" ".join(str(err).splitlines()))
+    return EXIT_BAD_INPUT if bad else 0
+
+
+# --- push ---------------------------------------------------------------------------------------
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from .pair import AuditedPair
+
+    pair = AuditedPair.from_pretrained(args.pair)
+    url = pair.push_to_hub(args.repo_id, token=args.token or os.environ.get("HF_TOKEN"), private=args.private)
+    print(url)
+    return 0
+
+
+# --- bench --------------------------------------------------------------------------------------
+
+
+def _random_images(config: PairConfig, n: int, seed: int) -> list:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    shape = (config.image_size, config.image_size) + (() if config.in_chans == 1 else (3,))
+    return [Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)) for _ in range(n)]
+
+
+def _latency_ms(fn: Callable[[Any], Any], items: list) -> dict:
+    times = []
+    for item in items:
+        t0 = time.perf_counter()
+        fn(item)
+        times.append((time.perf_counter() - t0) * 1000)
+    times.sort()
+    return {"median": round(statistics.median(times), 3), "p90": round(times[int(0.9 * (len(times) - 1))], 3),
+            "mean": round(statistics.fmean(times), 3)}
+
+
+def run_bench(pair: AuditedPair, n: int = 200, batch_size: int = 256, seed: int = 0) -> dict:
+    """Single-image verify latency (plain, and with activation maps + saliency) and batched throughput."""
+    import torch
+
+    from .explain import activation_maps, membership_saliency
+    from .verify import load_image, preprocess, verify_image, verify_images
+
+    images = _random_images(pair.config, n, seed)
+
+    def explained(im) -> None:
+        verify_image(pair, im)
+        x = preprocess(load_image(im), pair.config)
+        activation_maps(pair, x)
+        membership_saliency(pair, x)
+
+    for im in images[:3]:  # warm-up: first calls allocate and pick kernels
+        explained(im)
+    plain_ms = _latency_ms(lambda im: verify_image(pair, im), images)
+    explained_ms = _latency_ms(explained, images)
+    t0 = time.perf_counter()
+    verify_images(pair, images, batch_size=batch_size)
+    batch_s = time.perf_counter() - t0
+    device = next(pair.parameters()).device
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+        },
+        "pair": {"backbone": pair.config.backbone, "image_size": pair.config.image_size,
+                 "in_chans": pair.config.in_chans, "dataset": pair.config.dataset},
+        "n": n,
+        "seed": seed,
+        "single_verify_ms": plain_ms,
+        "single_verify_with_explain_ms": explained_ms,
+        "batch": {"batch_size": batch_size, "seconds": round(batch_s, 4), "images_per_second": round(n / batch_s, 1)},
+    }
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.n < 1:
+        raise ValueError("--n must be at least 1")
+    pair = _load_pair(args.pair, args.device)
+    print(json.dumps(run_bench(pair, args.n, args.batch_size, args.seed), indent=2))
+    return 0
+
+
+# --- shared -------------------------------------------------------------------------------------
+
+
+def _load_pair(source: str, device: str = "auto") -> AuditedPair:
+    from .pair import AuditedPair
+    from .train import resolve_device
+
+    return AuditedPair.from_pretrained(source).to(resolve_device(device))
+
+
+def _add_pair_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pair", metavar="PAIR",
+                   help="pair folder, or Hub repo id owner/name (optionally owner/name@revision)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda (default: auto)")
+
+
+def _subparser(sub, name: str, summary: str, description: str, examples: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=summary, description=description, epilog="examples:\n" + examples,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .train import TrainConfig
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Active Membership Inference Test: train an audited classifier with a MINT head, "
+                    "evaluate it, and ask whether images were in its training set.",
+        epilog=f"Run '{PROG} COMMAND --help' for the options and examples of each command.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = _subparser(sub, "train", "train a pair (audited model + MINT head) and save it",
+                   "Train an audited classifier jointly with its MINT head, calibrate the decision threshold on "
+                   "a separate split, evaluate on held-out data and save the pair (config.json, "
+                   "model.safetensors, README.md) to --out. Every option below is a TrainConfig field.",
+                   f"  {PROG} train --dataset fashion-mnist --backbone resnet18 --epochs 10 --out runs/fmnist\n"
+                   f"  {PROG} train --dataset cifar10 --setup entry --augment --out runs/c10\n"
+                   f"  {PROG} train --backbone resnet18 --backbone-kwargs '{{\"channels\": [16, 32, 64, 128]}}' "
+                   f"--mode passive --out runs/passive")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="save the finished pair (and per-epoch checkpoints) here")
+    _add_dataclass_flags(p, TrainConfig, skip=("out",))
+    p.set_defaults(func=cmd_train)
+
+    p = _subparser(sub, "evaluate", "measure a pair's membership and task metrics",
+                   "Regenerate the pair's membership split from its config, load its benchmark and report MINT "
+                   "accuracy, AUC and TPR at low FPR on held-out members vs the test split, with baseline attacks.",
+                   f"  {PROG} evaluate runs/fmnist\n  {PROG} evaluate owner/amint-fmnist@v1 --json")
+    _add_pair_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--roc", action="store_true", help="include the ROC curve points in the JSON")
+    p.add_argument("--data-root", metavar="DIR",
+                   help="directory holding the dataset files (default: $AMINT_DATA_DIR)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = _subparser(sub, "verify", "say whether images were in a pair's training set",
+                   "For each image: the membership probability, the calibrated member / not-member decision, and "
+                   "the audited model's predicted class. Unreadable files are reported on stderr (exit status 2) "
+                   "after the results for the others.",
+                   f"  {PROG} verify runs/fmnist shoe.png bag.jpg\n"
+                   f"  {PROG} verify owner/amint-fmnist photos/*.png --json")
+    _add_pair_args(p)
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    p.add_argument("--json", action="store_true", help="print a JSON list, one object per readable image")
+    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
+    p.set_defaults(func=cmd_verify)
+
+    p = _subparser(sub, "push", "upload a pair to the Hugging Face Hub",
+                   "Create the Hub model repo if needed and upload the pair folder (config, weights, model card).",
+                   f"  {PROG} push runs/fmnist me/amint-fmnist\n  {PROG} push runs/fmnist me/amint-fmnist --private")
+    p.add_argument("pair", metavar="PAIR", help="pair folder (or Hub repo id to copy)")
+    p.add_argument("repo_id", metavar="REPO_ID", help="target Hub repo, owner/name")
+    p.add_argument("--token", help="Hub token with write access (default: $HF_TOKEN)")
+    p.add_argument("--private", action="store_true", help="create the repo as private")
+    p.set_defaults(func=cmd_push)
+
+    p = _subparser(sub, "bench", "measure verify latency and throughput on this machine",
+                   "Time single-image verification (with and without activation maps and saliency) and batched "
+                   "verification on random images of the pair's input size; print JSON with the machine details.",
+                   f"  {PROG} bench runs/fmnist\n  {PROG} bench runs/fmnist --n 500 --device cuda")
+    _add_pair_args(p)
+    p.add_argument("--n", type=int, default=200, help="number of images (default: 200)")
+    p.add_argument("--batch-size", type=int, default=256, help="batch size of the throughput run (default: 256)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random images (default: 0)")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return EXIT_INTERRUPTED
+    except Exception as err:
+        if not _is_user_error(err):
+            raise
+        _error(err)
+        return EXIT_ERROR

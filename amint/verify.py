@@ -1,0 +1,226 @@
+"""One image in, one verdict out: was it in the audited model's training set?
+
+Preprocessing follows the pair's config.json (channels, image size); the decision uses the threshold
+calibrated at training time. Batched inference for many images; a bad file fails alone.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .evaluate import score_images
+from .pair import AuditedPair, PairConfig
+
+TOP_K = 5
+
+
+class ImageError(ValueError):
+    """An input that is not a readable image; the message names the file."""
+
+
+# --- loading and preprocessing ---------------------------------------------------------------
+
+
+def load_image(source: str | Path | bytes | Image.Image | np.ndarray, name: str | None = None) -> Image.Image:
+    """Decode ``source`` fully (so a truncated file fails here, not later) or raise ImageError naming it."""
+    if isinstance(source, Image.Image):
+        return source
+    if isinstance(source, np.ndarray):
+        return _from_array(source, name or "array")
+    if isinstance(source, (str, Path)):
+        name = name or Path(source).name
+    elif isinstance(source, (bytes, bytearray)):
+        name, source = name or "image", io.BytesIO(source)
+    else:
+        raise ImageError(f"{name or 'input'} is not a readable image (unsupported type {type(source).__name__})")
+    try:
+        with Image.open(source) as im:
+            im.load()
+            # Upright now: the copy is detached from the file, and EXIF orientation would not survive it.
+            return ImageOps.exif_transpose(im)
+    except FileNotFoundError:
+        raise ImageError(f"{name} is not a readable image (file not found)") from None
+    except UnidentifiedImageError as err:  # its own message shows a temp path or a BytesIO repr
+        raise ImageError(f"{name} is not a readable image (unknown or unsupported format)") from err
+    except Exception as err:  # PIL raises many types for a broken file
+        raise ImageError(f"{name} is not a readable image ({type(err).__name__}: {err})") from err
+
+
+def _from_array(a: np.ndarray, name: str) -> Image.Image:
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)) or a.size == 0:
+        raise ImageError(f"{name} is not a readable image (array of shape {a.shape}; expected HxW, HxWx3 or HxWx4)")
+    if a.dtype != np.uint8:
+        # Float images in [0, 1] are common (matplotlib, skimage); anything else is clipped to 0..255.
+        scale = 255.0 if np.issubdtype(a.dtype, np.floating) and np.nanmax(a) <= 1.0 else 1.0
+        a = np.clip(np.nan_to_num(a.astype(np.float64) * scale), 0, 255).round().astype(np.uint8)
+    return Image.fromarray(a)
+
+
+def preprocess(image: Image.Image, config: PairConfig) -> torch.Tensor:
+    """uint8 (C, H, W) as the model sees it: upright, gray or RGB, short side resized, centre-cropped."""
+    im = ImageOps.exif_transpose(image)
+    im = _to_mode(im, "L" if config.in_chans == 1 else "RGB")
+    im = _resize_crop(im, config.image_size)
+    a = np.asarray(im, dtype=np.uint8)
+    x = torch.from_numpy(a.copy())
+    return x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1).contiguous()
+
+
+def _to_mode(im: Image.Image, mode: str) -> Image.Image:
+    if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        im = _to_8bit(im)
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        # Transparent pixels would otherwise turn black; a white page is what a person sees.
+        rgba = im.convert("RGBA")
+        im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return im.convert(mode) if im.mode != mode else im
+
+
+def _to_8bit(im: Image.Image) -> Image.Image:
+    a = np.asarray(im).astype(np.float64)
+    top = a.max() if a.size else 0
+    scale = 255.0 if top <= 1.0 and im.mode == "F" else (255.0 / 65535.0 if top > 255 else 1.0)
+    return Image.fromarray(np.clip(a * scale, 0, 255).round().astype(np.uint8))
+
+
+def _resize_crop(im: Image.Image, size: int) -> Image.Image:
+    w, h = im.size
+    if (w, h) != (size, size):
+        s = size / min(w, h)
+        nw, nh = max(size, round(w * s)), max(size, round(h * s))
+        # PIL's bilinear resize widens its filter when shrinking, i.e. it is antialiased.
+        im = im.resize((nw, nh), Image.BILINEAR)
+        left, top = (nw - size) // 2, (nh - size) // 2
+        im = im.crop((left, top, left + size, top + size))
+    return im
+
+
+# --- verdicts ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Verdict:
+    member_probability: float
+    is_member: bool
+    threshold: float
+    threshold_fpr: float | None  # the threshold's false-positive rate on calibration non-members
+    predicted_class: str
+    class_probability: float
+    top_classes: list[tuple[str, float]]  # top-5 (class name, probability)
+    model_input: np.ndarray  # uint8 HxW (gray) or HxWx3: what the model actually sees
+
+    def to_dict(self, file: str | None = None) -> dict[str, Any]:
+        return {
+            "file": file,
+            "member_probability": self.member_probability,
+            "is_member": self.is_member,
+            "threshold": self.threshold,
+            "threshold_fpr": self.threshold_fpr,
+            "predicted_class": self.predicted_class,
+            "class_probability": self.class_probability,
+            "top_classes": [[name, p] for name, p in self.top_classes],
+        }
+
+
+def verify_image(pair: AuditedPair, image: Any) -> Verdict:
+    """The verdict for one image; raises ImageError when it cannot be read."""
+    result = verify_images(pair, [image])[0]
+    if isinstance(result, ImageError):
+        raise result
+    return result
+
+
+def verify_images(
+    pair: AuditedPair,
+    images: list,
+    batch_size: int = 256,
+    progress: Callable[[int, int], None] | None = None,
+    names: list[str] | None = None,
+) -> list[Verdict | ImageError]:
+    """Verdicts in input order; an unreadable item becomes an ImageError in its slot.
+
+    Images are decoded one batch at a time, so a large audit never holds every decoded image.
+    ``names`` (optional, same length) are used in error messages instead of the sources' own names.
+    """
+    total = len(images)
+    results: list[Verdict | ImageError] = []
+    for start in range(0, total, batch_size):
+        chunk = images[start : start + batch_size]
+        chunk_names = names[start : start + batch_size] if names else [None] * len(chunk)
+        results += _verify_batch(pair, chunk, chunk_names)
+        if progress:
+            progress(len(results), total)
+    return results
+
+
+def _verify_batch(pair: AuditedPair, images: list, names: list[str | None]) -> list[Verdict | ImageError]:
+    slots: list[torch.Tensor | ImageError] = []
+    for source, name in zip(images, names):
+        try:
+            slots.append(preprocess(load_image(source, name), pair.config))
+        except ImageError as err:
+            slots.append(err)
+    good = [x for x in slots if isinstance(x, torch.Tensor)]
+    if not good:
+        return list(slots)  # type: ignore[arg-type]
+    was_training = pair.training
+    scores = score_images(pair, torch.stack(good))
+    pair.train(was_training)
+    verdicts = iter(
+        _verdict(pair.config, x, float(p), logits)
+        for x, p, logits in zip(good, scores.member_probability, scores.class_logits)
+    )
+    return [s if isinstance(s, ImageError) else next(verdicts) for s in slots]
+
+
+def _verdict(config: PairConfig, x: torch.Tensor, probability: float, logits: torch.Tensor) -> Verdict:
+    probs = torch.softmax(logits.float(), dim=0)
+    top_p, top_i = probs.topk(min(TOP_K, len(probs)))
+    top = [(_class_name(config, int(i)), float(p)) for p, i in zip(top_p, top_i)]
+    image = x.numpy()
+    return Verdict(
+        member_probability=probability,
+        is_member=probability >= config.threshold,
+        threshold=config.threshold,
+        threshold_fpr=config.threshold_fpr,
+        predicted_class=top[0][0],
+        class_probability=top[0][1],
+        top_classes=top,
+        model_input=image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0),
+    )
+
+
+def _class_name(config: PairConfig, i: int) -> str:
+    return config.class_names[i] if i < len(config.class_names) else str(i)
+
+
+# --- words for people -------------------------------------------------------------------------
+
+
+def decision_words(v: Verdict) -> str:
+    """The verdict in plain words, with how often it is wrong for images the model never saw."""
+    score = f"membership score {v.member_probability:.2f}, threshold {v.threshold:.2f}"
+    if v.is_member:
+        return (f"Member: the model most likely saw this image during training ({score}). "
+                f"{_false_alarm_words(v.threshold_fpr)}")
+    return (f"Not a member: the model shows no sign of having trained on this image ({score}). "
+            "This is not proof that it was never used: the test misses some members.")
+
+
+def _false_alarm_words(fpr: float | None) -> str:
+    if fpr is None:
+        return "How often this verdict is wrong for unseen images was not measured for this model."
+    if fpr <= 0:
+        return "During calibration, no image the model never saw got this verdict, so mistakes are rare."
+    if fpr <= 0.5:
+        return f"Among images the model never saw, about 1 in {round(1 / fpr)} get this verdict by mistake."
+    return f"Among images the model never saw, about {round(fpr * 10)} in 10 get this verdict by mistake."

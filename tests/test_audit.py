@@ -1,0 +1,86 @@
+"""amint.audit: uploads (files and zips), per-image rows, the dataset-level test and the CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from amint.audit import audit_images, expand_uploads
+from amint.data import MembershipSplit
+from amint.verify import ImageError
+
+
+def _png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _items(images, prefix: str) -> list[tuple[str, bytes]]:
+    return [(f"{prefix}{i}.png", _png(x[0].numpy())) for i, x in enumerate(images)]
+
+
+def test_expand_uploads_walks_zips_and_keeps_plain_files(tmp_path):
+    image = _png(np.zeros((4, 4), np.uint8))
+    archive = tmp_path / "set.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("a.png", image)
+        zf.writestr("sub/b.JPG", b"not really a jpeg")  # kept by extension; fails later in its own row
+        zf.writestr("sub/", b"")
+        zf.writestr("__MACOSX/sub/._b.JPG", b"resource fork")
+        zf.writestr("sub/.hidden.png", image)
+        zf.writestr("notes.txt", b"text")
+    (tmp_path / "c.png").write_bytes(image)
+    (tmp_path / "photo.txt").write_text("x")
+    items = expand_uploads([tmp_path / "c.png", str(archive), tmp_path / "photo.txt"])
+    assert [name for name, _ in items] == ["c.png", "set.zip/a.png", "set.zip/sub/b.JPG", "photo.txt"]
+    assert items[1][1] == image and items[0][1] == tmp_path / "c.png"
+
+
+def test_corrupt_zip_is_an_image_error_naming_it(tmp_path):
+    bad = tmp_path / "holiday.zip"
+    bad.write_bytes(b"PK\x03\x04 definitely not a zip")
+    with pytest.raises(ImageError, match="holiday.zip"):
+        expand_uploads([bad])
+
+
+def test_audit_rows_csv_and_table(tiny_pair, synthetic, tmp_path):
+    pair, _ = tiny_pair
+    items = _items(synthetic.test_images[:3], "img") + [("broken.png", b"nope")]
+    progress = []
+    result = audit_images(pair, items, batch_size=2, progress=lambda d, t: progress.append((d, t)))
+    assert progress[-1] == (4, 4)
+    assert [r.file for r in result.rows] == ["img0.png", "img1.png", "img2.png", "broken.png"]
+    broken = result.rows[3]
+    assert broken.member_probability is None and broken.is_member is None and broken.thumbnail is None
+    assert broken.error.startswith("broken.png is not a readable image")
+    assert result.rows[0].thumbnail.shape == (16, 16) and result.rows[0].error is None
+    assert result.scores == [r.member_probability for r in result.rows[:3]]
+    assert result.verdict.n_images == 3  # only readable images enter the dataset test
+    assert result.verdict.n_flagged == sum(r.is_member for r in result.rows[:3])
+
+    with (result.to_csv(tmp_path / "audit.csv")).open() as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["file", "member_probability", "is_member", "predicted_class", "error"]
+    assert len(rows) == 5 and rows[4][0] == "broken.png" and rows[4][1] == "" and "not a readable" in rows[4][4]
+    assert float(rows[1][1]) == pytest.approx(result.rows[0].member_probability, abs=1e-6)
+
+    table = result.table()
+    assert table[3][:3] == ["broken.png", None, "unreadable"]
+    assert table[0][2] in ("member", "not a member") and table[0][1] == round(result.scores[0], 4)
+
+
+def test_dataset_test_separates_training_set_from_never_seen_set(tiny_pair, synthetic):
+    pair, _ = tiny_pair
+    split = MembershipSplit.from_config(pair.config.split)
+    members = audit_images(pair, _items(synthetic.train_images[split.eval_members], "m")).verdict
+    never_seen = audit_images(pair, _items(synthetic.test_images[:100], "t")).verdict
+    assert members.n_images == never_seen.n_images == 100
+    assert members.p_value < 1e-8, members
+    assert never_seen.p_value > 1e-3, never_seen
+    assert "Very strong evidence" in members.reading

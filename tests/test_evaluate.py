@@ -1,0 +1,128 @@
+"""amint.evaluate: metrics against hand-computed cases, thresholds that never see evaluation data."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from amint import evaluate
+from amint.data import Benchmark, MembershipSplit
+from amint.evaluate import (
+    balanced_accuracy,
+    binomial_sf,
+    calibrate,
+    dataset_membership_test,
+    evaluate_pair,
+    fit_threshold,
+    roc_auc,
+    tpr_at_fpr,
+)
+
+t = torch.tensor
+# Members 0.9 0.8 0.6 0.2 vs non-members 0.7 0.5 0.3 0.1. Operating points (FPR, TPR), threshold:
+# 0.9 (0, .25), 0.8 (0, .5), 0.7 (.25, .5), 0.6 (.25, .75), 0.5 (.5, .75), 0.3 (.75, .75), 0.2 (.75, 1), 0.1 (1, 1)
+M, N = t([0.9, 0.8, 0.6, 0.2]), t([0.7, 0.5, 0.3, 0.1])
+
+
+def test_roc_auc_hand_computed():
+    assert roc_auc(M, N) == pytest.approx(12 / 16)  # 12 of the 16 member/non-member pairs are ordered right
+    assert roc_auc(t([0.9, 0.8, 0.4]), t([0.7, 0.3])) == pytest.approx(5 / 6)
+    assert roc_auc(t([1.0, 2.0]), t([0.0])) == 1.0 and roc_auc(t([0.0]), t([1.0, 2.0])) == 0.0
+    # Ties count one half: pairs (.5,.5) (.5,.5) tie, (.5,.1) (.5,.1) right -> (0.5 + 0.5 + 1 + 1) / 4
+    assert roc_auc(t([0.5, 0.5]), t([0.5, 0.1])) == pytest.approx(0.75)
+    assert roc_auc(t([0.5, 0.5]), t([0.5, 0.5])) == pytest.approx(0.5)
+
+
+def test_tpr_at_fpr_hand_computed():
+    assert tpr_at_fpr(M, N, 0.0) == 0.5
+    assert tpr_at_fpr(M, N, 0.25) == 0.75
+    assert tpr_at_fpr(M, N, 0.49) == 0.75
+    assert tpr_at_fpr(M, N, 0.75) == 1.0
+    # A member tied with a non-member cannot be flagged without also flagging the non-member.
+    assert tpr_at_fpr(t([0.5, 0.9]), t([0.5, 0.1]), 0.0) == 0.5
+    assert tpr_at_fpr(t([0.5, 0.5]), t([0.5]), 0.0) == 0.0
+
+
+def test_fit_threshold_hand_computed():
+    best = fit_threshold(M, N)
+    # Thresholds 0.8 and 0.6 both reach TPR - FPR = 0.5, the maximum.
+    assert min(abs(best - 0.8), abs(best - 0.6)) < 1e-6 and balanced_accuracy(M, N, best) == 0.75
+    assert fit_threshold(M, N, target_fpr=0.25) == pytest.approx(0.6)
+    assert fit_threshold(M, N, target_fpr=0.0) == pytest.approx(0.8)
+    # Ties at FPR 0: the tied 0.5 must be excluded, so only 0.9 stays above the threshold.
+    assert fit_threshold(t([0.5, 0.5, 0.9]), t([0.5, 0.1]), target_fpr=0.0) == pytest.approx(0.9)
+    # Everything tied: no threshold reaches FPR 0 except one above every score.
+    above = fit_threshold(t([0.5]), t([0.5]), target_fpr=0.0)
+    assert above > 0.5 and balanced_accuracy(t([0.5]), t([0.5]), above) == 0.5
+
+
+def test_binomial_sf_exact():
+    assert binomial_sf(2, 3, 0.5) == pytest.approx(0.5)
+    assert binomial_sf(3, 3, 0.5) == pytest.approx(1 / 8)
+    assert binomial_sf(1, 4, 0.1) == pytest.approx(1 - 0.9**4)
+    assert binomial_sf(0, 5, 0.3) == 1.0
+    assert binomial_sf(4, 3, 0.5) == 0.0  # more successes than trials: impossible
+    for k in range(11):
+        exact = sum(math.comb(10, i) * 0.3**i * 0.7 ** (10 - i) for i in range(k, 11))
+        assert binomial_sf(k, 10, 0.3) == pytest.approx(exact, rel=1e-9)
+    assert 0 <= binomial_sf(900, 1000, 0.05) < 1e-300  # far tail: no overflow, no error
+
+
+def test_dataset_membership_test():
+    high = dataset_membership_test(torch.full((50,), 0.9), threshold=0.5, fpr=0.05, n_calibration=1000)
+    low = dataset_membership_test(torch.full((50,), 0.1), threshold=0.5, fpr=0.05, n_calibration=1000)
+    assert (high.n_flagged, low.n_flagged) == (50, 0)
+    assert high.p_value < 1e-30 and low.p_value == 1.0
+    assert "Very strong evidence" in high.reading and "No evidence" in low.reading
+    some = dataset_membership_test(t([0.9] * 8 + [0.1] * 42), 0.5, 0.05, n_calibration=1000)
+    assert 1e-3 < some.p_value < 0.05 and "Evidence that" in some.reading
+    # An FPR of 0 measured on 100 images is not a certainty: one flagged image must not give p = 0.
+    one = dataset_membership_test(t([0.9] + [0.1] * 9), 0.5, 0.0, n_calibration=100)
+    assert one.fpr == pytest.approx(1 / 102) and one.p_value > 0.05
+
+
+# --- thresholds never see evaluation data --------------------------------------------------------
+
+
+def _rows(images: torch.Tensor) -> set[bytes]:
+    return {x.numpy().tobytes() for x in images}
+
+
+def test_calibrate_scores_only_calibration_images(tiny_pair, synthetic, monkeypatch):
+    pair, _ = tiny_pair
+    split = MembershipSplit.from_config(pair.config.split)
+    seen: list[torch.Tensor] = []
+    real = evaluate.score_images
+
+    def spy(p, images, **kw):
+        seen.append(images)
+        return real(p, images, **kw)
+
+    monkeypatch.setattr(evaluate, "score_images", spy)
+    fitted = calibrate(pair, synthetic, split)
+    scored = set().union(*(_rows(x) for x in seen))
+    calibration = _rows(synthetic.train_images[split.calibration_members]) | _rows(
+        synthetic.train_images[split.calibration_nonmembers])
+    assert scored == calibration
+    assert not scored & _rows(synthetic.train_images[split.eval_members])
+    assert not scored & _rows(synthetic.test_images)
+    assert fitted["threshold"] == pair.config.threshold  # what training stored is what calibration gives
+
+
+def test_thresholds_do_not_change_when_evaluation_data_does(tiny_pair, synthetic):
+    pair, _ = tiny_pair
+    split = MembershipSplit.from_config(pair.config.split)
+    g = torch.Generator().manual_seed(1)
+    train = synthetic.train_images.clone()
+    train[split.eval_members] = torch.randint(0, 256, train[split.eval_members].shape, generator=g, dtype=torch.uint8)
+    test = torch.randint(0, 256, synthetic.test_images.shape, generator=g, dtype=torch.uint8)
+    other = Benchmark("synthetic", train, synthetic.train_labels, test, synthetic.test_labels,
+                      synthetic.class_names, synthetic.mean, synthetic.std)
+    a, b = evaluate_pair(pair, synthetic, split), evaluate_pair(pair, other, split)
+    assert a["threshold"] == b["threshold"] == pair.config.threshold
+    for name in a["baselines"]:
+        assert a["baselines"][name]["threshold"] == b["baselines"][name]["threshold"]
+    assert a["auc"] != b["auc"]  # the evaluation itself did change
+    assert calibrate(pair, synthetic, split) == calibrate(pair, other, split)

@@ -1,0 +1,101 @@
+"""amint.explain: activation maps and saliency arrays, overlays, and plots that render."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from amint.explain import (
+    activation_maps,
+    membership_saliency,
+    overlay,
+    plot_history,
+    plot_roc,
+    plot_score_distribution,
+    plot_top_classes,
+)
+
+
+def _png_bytes(fig: Figure) -> bytes:
+    assert isinstance(fig, Figure)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _state(pair) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in pair.state_dict().items()}
+
+
+@pytest.fixture
+def pair(tiny_pair):
+    pair = tiny_pair[0]
+    yield pair
+    pair.eval()
+
+
+def test_activation_maps_shapes_ranges_and_no_side_effects(pair, synthetic):
+    before = _state(pair)
+    pair.train()  # a caller in train mode must not update BatchNorm statistics through us
+    maps = activation_maps(pair, synthetic.test_images[0])
+    assert pair.training
+    assert all(torch.equal(before[k], v) for k, v in pair.state_dict().items())
+    assert [name for name, _ in maps] == pair.config.taps
+    for _, m in maps:
+        assert m.shape == (16, 16) and m.dtype == np.float32
+        assert m.min() == 0 and m.max() == pytest.approx(1)
+
+
+def test_membership_saliency(pair, synthetic):
+    before = _state(pair)
+    for p in pair.parameters():
+        p.grad = None
+    a = membership_saliency(pair, synthetic.test_images[0])
+    b = membership_saliency(pair, synthetic.test_images[1])
+    assert a.shape == (16, 16) and np.isfinite(a).all()
+    assert a.min() == 0 and a.max() == pytest.approx(1)
+    assert not np.allclose(a, b)  # it depends on the image
+    assert all(p.grad is None for p in pair.parameters())  # gradients w.r.t. the input only
+    assert all(torch.equal(before[k], v) for k, v in pair.state_dict().items())
+
+
+def test_overlay_blends_and_upscales():
+    image = np.full((16, 16), 100, np.uint8)
+    heat = np.linspace(0, 1, 256).reshape(16, 16)
+    out = overlay(image, heat)
+    assert out.shape == (224, 224, 3) and out.dtype == np.uint8
+    assert np.array_equal(overlay(image, heat, alpha=0.0), np.full((224, 224, 3), 100, np.uint8))
+    hot = overlay(image, heat, alpha=1.0)
+    assert hot[0, 0].sum() < hot[-1, -1].sum()  # inferno: dark for 0, bright for 1
+    assert overlay(np.zeros((300, 400, 3), np.uint8), np.zeros((10, 10))).shape == (300, 400, 3)
+
+
+def test_score_distribution_plots(pair):
+    cal = pair.config.calibration
+    one = plot_score_distribution(cal, 0.8, pair.config.threshold, title="one image")
+    xs = [tuple(line.get_xdata()) for line in one.axes[0].lines]
+    assert (0.8, 0.8) in xs and (pair.config.threshold, pair.config.threshold) in xs
+    assert _png_bytes(one).startswith(b"\x89PNG")
+    many = plot_score_distribution(cal, [0.1, 0.5, 0.9, 0.95], pair.config.threshold)
+    labels = many.axes[0].get_legend_handles_labels()[1]
+    assert any("this set (4 images)" in label for label in labels)
+    assert _png_bytes(many).startswith(b"\x89PNG")
+    assert _png_bytes(plot_score_distribution({}, [], 0.5)).startswith(b"\x89PNG")  # untrained pair
+
+
+def test_roc_history_and_top_classes_render(pair):
+    roc = plot_roc(pair.config.metrics)
+    assert roc.axes[0].get_xscale() == "log"
+    assert any("AUC" in label for label in roc.axes[0].get_legend_handles_labels()[1])
+    history = pair.config.training["history"]
+    hist = plot_history(history)
+    assert len(hist.axes) == 2 and len(hist.axes[1].lines) == 4
+    passive = [{**r, "phase": "task"} for r in history[:2]] + [{**r, "phase": "head"} for r in history[:2]]
+    top = plot_top_classes([("a", 0.7), ("b", 0.2), ("c", 0.1)])
+    assert [t.get_text() for t in top.axes[0].get_yticklabels()] == ["c", "b", "a"]  # most likely on top
+    for fig in (roc, hist, plot_history(passive), top, plot_roc({}), plot_history([]), plot_top_classes([])):
+        assert _png_bytes(fig).startswith(b"\x89PNG")

@@ -1,0 +1,131 @@
+"""amint.train: the MINT head learns membership only when trained for it; modes, cancel and progress."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from amint import train
+from amint.data import MembershipSplit
+from amint.evaluate import evaluate_pair
+from amint.train import Progress, TrainingCancelled, train_pair
+from tests.conftest import tiny_config
+
+SMALL = dict(n_members=100, n_external=100, n_calibration=50, monitor_samples=50)
+
+
+@pytest.fixture(scope="module")
+def no_mint_pair(synthetic):
+    """Same recipe as the tiny pair but with the membership loss switched off."""
+    return train_pair(tiny_config(mint_weight=0.0), bench=synthetic)
+
+
+def test_verdict_flips_with_the_membership_loss(tiny_pair, no_mint_pair, synthetic):
+    active = tiny_pair[0].config.metrics
+    off = no_mint_pair.config.metrics
+    assert active["auc"] > 0.7 and active["mint_accuracy"] > 0.62, active
+    assert abs(off["auc"] - 0.5) < 0.1 and abs(off["mint_accuracy"] - 0.5) < 0.1, off
+    assert active["auc"] - off["auc"] > 0.12
+    # Both classifiers learned the task: the difference is membership, not a broken model.
+    assert active["task_accuracy"] > 0.8 and off["task_accuracy"] > 0.8
+    # The stored metrics are reproducible from the saved split.
+    split = MembershipSplit.from_config(tiny_pair[0].config.split)
+    assert evaluate_pair(tiny_pair[0], synthetic, split)["auc"] == active["auc"]
+
+
+class _Spy:
+    """Records train/eval mode of backbone and head at every forward, and backbone gradients, per phase."""
+
+    def __init__(self):
+        self.phase = "setup"
+        self.calls: list[tuple[str, str, bool, bool]] = []  # phase, module, training, grad enabled
+        self.backbone_grads: dict[str, int] = {}
+        self.snapshots: dict[str, dict[str, torch.Tensor]] = {}
+        self.events: list[Progress] = []
+        self.pair = None
+
+    def build_pair(self, *args, **kwargs):
+        pair = self.pair = train.__dict__["_real_build_pair"](*args, **kwargs)
+        for name in ("backbone", "head"):
+            getattr(pair, name).register_forward_pre_hook(self._record(name))
+        for p in pair.backbone.parameters():
+            p.register_hook(self._count_grad)
+        return pair
+
+    def _record(self, name: str):
+        def hook(module, _inputs):
+            self.calls.append((self.phase, name, module.training, torch.is_grad_enabled()))
+
+        return hook
+
+    def _count_grad(self, grad):
+        self.backbone_grads[self.phase] = self.backbone_grads.get(self.phase, 0) + 1
+
+    def callback(self, p: Progress) -> None:
+        self.events.append(p)
+        if p.kind == "phase":
+            self.phase = p.phase
+            self.snapshots[p.phase] = {k: v.clone() for k, v in self.pair.backbone.state_dict().items()}
+
+    def modes(self, phase: str, grad: bool) -> set[tuple[str, bool]]:
+        return {(m, training) for ph, m, training, g in self.calls if ph == phase and g == grad}
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    s = _Spy()
+    monkeypatch.setitem(train.__dict__, "_real_build_pair", train.build_pair)
+    monkeypatch.setattr(train, "build_pair", s.build_pair)
+    return s
+
+
+def test_modes_in_every_phase_of_passive_training(spy, synthetic):
+    train_pair(tiny_config(mode="passive", epochs=1, head_epochs=1, **SMALL), callback=spy.callback, bench=synthetic)
+    assert spy.modes("task", grad=True) == {("backbone", True), ("head", False)}
+    assert spy.modes("head", grad=True) == {("backbone", False), ("head", True)}
+    # Monitoring, calibration and evaluation run without gradients and in eval mode only.
+    for phase in ("task", "head", "calibrate"):
+        assert spy.modes(phase, grad=False) == {("backbone", False), ("head", False)}
+    # The head phase trains on a frozen backbone: no gradient reaches it, no weight or BN statistic moves.
+    assert spy.backbone_grads.get("task", 0) > 0 and spy.backbone_grads.get("head", 0) == 0
+    before, after = spy.snapshots["head"], spy.snapshots["calibrate"]
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_modes_and_progress_of_active_training(spy, synthetic):
+    train_pair(tiny_config(epochs=2, **SMALL), callback=spy.callback, bench=synthetic)
+    assert spy.modes("joint", grad=True) == {("backbone", True), ("head", True)}
+    for phase in ("joint", "calibrate"):
+        assert spy.modes(phase, grad=False) == {("backbone", False), ("head", False)}
+    kinds = [e.kind for e in spy.events]
+    assert {"phase", "step", "epoch", "done"} <= set(kinds) and kinds[-1] == "done"
+    assert kinds.count("epoch") == 2 and kinds.count("step") == 2 * 2  # 100 members / batch 50
+    fractions = [e.fraction for e in spy.events if e.kind in ("step", "epoch", "done")]
+    assert fractions == sorted(fractions) and fractions[0] <= 0.25 and fractions[-1] == 1.0
+    epoch_metrics = [e.metrics for e in spy.events if e.kind == "epoch"]
+    assert all({"task_loss", "mint_loss", "cal_auc", "test_accuracy"} <= m.keys() for m in epoch_metrics)
+
+
+def test_should_stop_cancels_without_saving(synthetic, tmp_path):
+    asked = []
+
+    def should_stop() -> bool:
+        asked.append(1)
+        return len(asked) >= 3  # in the second epoch (two steps per epoch)
+
+    with pytest.raises(TrainingCancelled):
+        train_pair(tiny_config(epochs=2, out=str(tmp_path), **SMALL), should_stop=should_stop, bench=synthetic)
+    assert len(asked) == 3
+    assert not (tmp_path / "config.json").exists()  # no finished pair from a cancelled run
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine", "constant"])
+def test_schedules_survive_very_short_runs(schedule):
+    # A 2-epoch demo on a few images has only a handful of steps; OneCycleLR used to divide by zero at 4.
+    for total in range(1, 13):
+        opt = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=0.1)
+        sched = train._scheduler(tiny_config(schedule=schedule), opt, total)
+        for _ in range(total):
+            opt.step()
+            sched.step()
+            assert 0 <= opt.param_groups[0]["lr"] <= 0.1 + 1e-12
