@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -35,12 +36,15 @@ class TrainConfig:
     head_width: int = 64  # channels of each MINT branch
     head_hidden: int = 512  # MINT MLP width: its capacity to remember members
     head_pool_grid: int = 1  # 1 = global pooling (paper); 2-4 keep coarse spatial layout
+    head_activation: str = "relu"  # relu (paper) or sin (Fourier features: memorises members much faster)
+    head_frequency: float = 20.0  # sin only: sharpness of the head's memory
     n_members: int | None = None  # pool D size; None = the paper's proportions for this dataset
     n_external: int | None = None  # pool E size
     n_calibration: int | None = None  # calibration non-members (and as many calibration members)
     mode: str = "active"  # active = joint training; passive = plain training, then a head on the frozen model
     epochs: int = 10
-    head_epochs: int | None = None  # passive mode: epochs of head training (default: epochs)
+    head_epochs: int | None = None  # head-only epochs on the frozen backbone: after joint training in active
+    # mode (default 0), after task training in passive mode (default: epochs)
     batch_size: int = 128  # members per step; each step also takes as many externals
     optimizer: str = "sgd"  # sgd (Nesterov momentum 0.9) or adamw
     lr: float = 0.05  # peak learning rate of the backbone
@@ -141,7 +145,7 @@ def build_pair(cfg: TrainConfig, bench: Benchmark, split: MembershipSplit) -> Au
         setup="custom" if cfg.taps else cfg.setup,
         taps=list(cfg.taps),
         backbone_kwargs=dict(cfg.backbone_kwargs),
-        head=HeadConfig(cfg.head_width, cfg.head_hidden, cfg.head_pool_grid).to_dict(),
+        head=HeadConfig(cfg.head_width, cfg.head_hidden, cfg.head_pool_grid, cfg.head_activation, cfg.head_frequency).to_dict(),
         dataset=cfg.dataset,
         split=split.to_config(),
     )
@@ -162,7 +166,9 @@ def _optimizer(cfg: TrainConfig, pair: AuditedPair, phase: str) -> torch.optim.O
 def _scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, total_steps: int):
     peaks = [g["lr"] for g in opt.param_groups]
     if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=peaks, total_steps=total_steps, pct_start=0.25)
+        # At least two warm-up steps: OneCycleLR divides by zero when pct_start * total_steps == 1 (4 steps).
+        pct_start = max(0.25, 2 / total_steps) if total_steps >= 3 else 0.25
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=peaks, total_steps=total_steps, pct_start=pct_start)
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
@@ -253,8 +259,7 @@ def _run_phase(
             x = pair.normalize(data["images"][idx])
             if cfg.augment:
                 x = _augment(x, flip, gen)
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
             y = data["labels"][m_idx]
             target = torch.cat([torch.ones(nm, device=device), torch.zeros(len(idx) - nm, device=device)])
             with autocast_for(device, cfg.dtype):
@@ -264,7 +269,9 @@ def _run_phase(
             if not norms:
                 norms = {"task": task_loss.item() if cfg.loss_norm == "initial" else 1.0,
                          "mint": mint_loss.item() if cfg.loss_norm == "initial" else 1.0}
-            loss = task_w * task_loss / norms["task"] + mint_w * mint_loss / norms["mint"]
+            # A zero-weighted task term stays out of the graph: the passive head phase's backbone gets no gradient.
+            task_term = task_w * task_loss / norms["task"] if task_w else 0.0
+            loss = task_term + mint_w * mint_loss / norms["mint"]
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -318,16 +325,15 @@ def train_pair(
     }
     monitor = _Monitor(bench, split, cfg.monitor_samples, device)
 
-    pair = build_pair(cfg, bench, split).to(device)
-    if device.type == "cuda":
-        pair = pair.to(memory_format=torch.channels_last)
+    # channels_last: faster convolutions on CUDA and, for these small nets, on CPU too (benchmarks/).
+    pair = build_pair(cfg, bench, split).to(device, memory_format=torch.channels_last)
     history: list[dict] = []
     t0 = time.perf_counter()
-    if cfg.mode == "active":
-        _run_phase("joint", cfg, cfg.epochs, pair, data, monitor, device, callback, should_stop, history)
-    else:
-        _run_phase("task", cfg, cfg.epochs, pair, data, monitor, device, callback, should_stop, history)
-        _run_phase("head", cfg, cfg.head_epochs or cfg.epochs, pair, data, monitor, device, callback, should_stop, history)
+    first, head_epochs = ("joint", cfg.head_epochs or 0) if cfg.mode == "active" else ("task", cfg.head_epochs or cfg.epochs)
+    _run_phase(first, cfg, cfg.epochs, pair, data, monitor, device, callback, should_stop, history)
+    if head_epochs:
+        # Consolidation: with the backbone frozen its activations stop drifting, so the head can settle its memory.
+        _run_phase("head", cfg, head_epochs, pair, data, monitor, device, callback, should_stop, history)
     train_seconds = time.perf_counter() - t0
 
     callback(Progress("phase", "calibrate", cfg.epochs, cfg.epochs, message="calibrating threshold and evaluating"))
@@ -350,5 +356,6 @@ def train_pair(
     pair = pair.cpu().to(memory_format=torch.contiguous_format)
     if cfg.out:
         pair.save_pretrained(cfg.out)
+        shutil.rmtree(Path(cfg.out) / "checkpoint", ignore_errors=True)
     callback(Progress("done", "done", cfg.epochs, cfg.epochs, metrics=pair.config.metrics))
     return pair
