@@ -1,4 +1,4 @@
-"""Benchmarks and membership splits.
+"""Benchmarks: whole datasets as uint8 tensors (membership splits live in amint/splits.py).
 
 A Benchmark is a whole dataset held as uint8 NCHW tensors on the CPU (they are small enough to move
 to the device in one go). A MembershipSplit is a set of index tensors into it: members D, external
@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import hashlib
-import operator
 import os
 import warnings
 from dataclasses import dataclass
@@ -416,110 +414,5 @@ def default_split_sizes(name: str, n_train: int) -> dict:
     return {"members": members, "external": n_train - members - calibration, "calibration": calibration}
 
 
-@dataclass
-class MembershipSplit:
-    """Index tensors (int64) for one membership experiment. Regenerated exactly from seed and sizes."""
-
-    seed: int
-    members: torch.Tensor  # into the train split: pool D, the audited model's training members
-    external: torch.Tensor  # into the train split: pool E, non-members that train the MINT head (label 0)
-    calibration_nonmembers: torch.Tensor  # into the train split, disjoint from D and E, never trained on
-    calibration_members: torch.Tensor  # a subset of members, same size as calibration_nonmembers
-    eval_members: torch.Tensor  # members minus calibration_members
-    eval_nonmembers: torch.Tensor  # into the TEST split: all of it
-    n_train: int  # size of the train split the indices point into (needed to regenerate)
-
-    @property
-    def n_test(self) -> int:
-        return len(self.eval_nonmembers)
-
-    def to_config(self) -> dict:
-        """JSON-able record; from_config regenerates the split from it and checks the members digest."""
-        return {
-            "seed": self.seed,
-            "n_train": self.n_train,
-            "n_test": self.n_test,
-            "n_members": len(self.members),
-            "n_external": len(self.external),
-            "n_calibration": len(self.calibration_nonmembers),
-            "n_eval_members": len(self.eval_members),
-            "n_eval_nonmembers": len(self.eval_nonmembers),
-            "members_sha256": _digest(self.members),
-        }
-
-    @classmethod
-    def from_config(cls, cfg: dict) -> "MembershipSplit":
-        keys = set(cls._config_keys())
-        if set(cfg) != keys:
-            raise ValueError(f"split config keys differ: missing {sorted(keys - set(cfg))}, "
-                             f"unknown {sorted(set(cfg) - keys)}")
-        split = make_split(cfg["n_train"], cfg["n_test"], cfg["n_members"], cfg["n_external"],
-                           cfg["n_calibration"], seed=cfg["seed"])
-        regenerated = split.to_config()
-        if regenerated["members_sha256"] != cfg["members_sha256"]:
-            raise ValueError(
-                "regenerated members differ from the saved split (sha256 mismatch): the config was edited "
-                "or written by a different split procedure; retrain or restore the original config"
-            )
-        if regenerated != cfg:
-            raise ValueError(f"split config is inconsistent: saved {cfg}, regenerated {regenerated}")
-        return split
-
-    @staticmethod
-    def _config_keys() -> list[str]:
-        return ["seed", "n_train", "n_test", "n_members", "n_external", "n_calibration",
-                "n_eval_members", "n_eval_nonmembers", "members_sha256"]
-
-
-def _digest(indices: torch.Tensor) -> str:
-    # Fixed byte order and width so the digest is the same on every platform.
-    return hashlib.sha256(indices.numpy().astype("<i8").tobytes()).hexdigest()
-
-
-def make_split(n_train: int, n_test: int, n_members: int, n_external: int, n_calibration: int,
-               seed: int = 0) -> MembershipSplit:
-    """Draw members, external and calibration pools from one seeded permutation of the train split."""
-    n_train, n_test, n_members, n_external, n_calibration, seed = (
-        _as_int(v, k) for k, v in (("n_train", n_train), ("n_test", n_test), ("n_members", n_members),
-                                   ("n_external", n_external), ("n_calibration", n_calibration),
-                                   ("seed", seed)))
-    _check_sizes(n_train, n_test, n_members, n_external, n_calibration)
-    g = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(n_train, generator=g)
-    members = perm[:n_members]
-    external = perm[n_members:n_members + n_external]
-    calibration_nonmembers = perm[n_members + n_external:n_members + n_external + n_calibration]
-    pick = torch.randperm(n_members, generator=g)
-    return MembershipSplit(
-        seed=seed,
-        members=members,
-        external=external,
-        calibration_nonmembers=calibration_nonmembers,
-        calibration_members=members[pick[:n_calibration]],
-        eval_members=members[pick[n_calibration:]],
-        eval_nonmembers=torch.arange(n_test),
-        n_train=n_train,
-    )
-
-
-def _as_int(value: object, name: str) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {value!r}") from None
-
-
-def _check_sizes(n_train: int, n_test: int, n_members: int, n_external: int, n_calibration: int) -> None:
-    if min(n_train, n_test, n_external, n_calibration) < 0 or n_members < 1:
-        raise ValueError(f"split sizes must be non-negative and n_members >= 1 (got n_train={n_train}, "
-                         f"n_test={n_test}, n_members={n_members}, n_external={n_external}, "
-                         f"n_calibration={n_calibration})")
-    total = n_members + n_external + n_calibration
-    if total > n_train:
-        raise ValueError(f"n_members + n_external + n_calibration = {total} exceeds the {n_train} training "
-                         f"images; reduce them by {total - n_train} (see default_split_sizes)")
-    if n_calibration >= n_members:
-        raise ValueError(f"n_calibration ({n_calibration}) must be smaller than n_members ({n_members}): "
-                         f"calibration members are drawn from the members; lower n_calibration")
+# Re-exported: callers take benchmarks and splits from one module.
+from .splits import MembershipSplit, make_split  # noqa: E402,F401

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .data import Benchmark, MembershipSplit
+from .data import Benchmark
+from .splits import MembershipSplit
 
 HIST_BINS = 50
 

@@ -19,7 +19,8 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from .data import Benchmark, MembershipSplit, default_split_sizes, load_benchmark, make_split
+from .data import Benchmark, default_split_sizes, load_benchmark
+from .splits import MembershipSplit, make_split
 from .evaluate import calibrate, evaluate_pair, roc_auc, balanced_accuracy, fit_threshold, score_images
 from .head import HeadConfig
 from .pair import AuditedPair, PairConfig

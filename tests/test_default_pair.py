@@ -1,0 +1,65 @@
+"""The shipped default pair on the real Fashion-MNIST test split: the acceptance bar, card = evaluate.
+
+Skipped where the dataset is not installed (`apt-get install dataset-fashion-mnist`, as .ci/run does).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from amint.cli import run_evaluate
+from amint.data import SYSTEM_FASHION_MNIST_DIR, load_benchmark
+from amint.pair import AuditedPair
+from amint.verify import verify_images
+
+ROOT = Path(__file__).resolve().parents[1]
+PAIR_DIR = ROOT / "models" / "fashion-mnist-resnet18"
+EXAMPLES = ROOT / "examples"
+
+pytestmark = pytest.mark.skipif(
+    not (SYSTEM_FASHION_MNIST_DIR.is_dir() and (PAIR_DIR / "model.safetensors").is_file()),
+    reason="needs Debian's dataset-fashion-mnist and the shipped default pair",
+)
+METRIC_KEYS = ["task_accuracy", "mint_accuracy", "mint_accuracy_at_0_5", "auc", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr"]
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return AuditedPair.from_pretrained(PAIR_DIR)
+
+
+@pytest.fixture(scope="module")
+def evaluated(pair):
+    return run_evaluate(pair, load_benchmark("fashion-mnist"))
+
+
+def test_meets_the_acceptance_bar(evaluated):
+    assert evaluated["mint_accuracy"] >= 0.90
+    assert evaluated["auc"] >= 0.95
+    assert evaluated["task_accuracy"] >= 0.90
+    assert evaluated["n_members"] == evaluated["n_nonmembers"] == 10000
+    for name, baseline in evaluated["baselines"].items():
+        assert baseline["mint_accuracy"] < evaluated["mint_accuracy"], name
+        assert baseline["auc"] < evaluated["auc"], name
+
+
+def test_model_card_carries_the_numbers_evaluate_prints(pair, evaluated):
+    stored = pair.config.metrics
+    for key in METRIC_KEYS:
+        assert stored[key] == pytest.approx(evaluated[key], abs=2e-4), key
+    card = (PAIR_DIR / "README.md").read_text()
+    for key in ["mint_accuracy", "auc", "tpr_at_1pct_fpr", "task_accuracy"]:
+        assert f"{evaluated[key]:.4f}" in card or f"{stored[key]:.4f}" in card, key
+
+
+def test_examples_get_the_verdicts_evaluate_predicts(pair, evaluated):
+    index = json.loads((EXAMPLES / "examples.json").read_text())
+    items = index["examples"]
+    verdicts = verify_images(pair, [EXAMPLES / e["file"] for e in items])
+    right = [v.is_member == (e["truth"] == "member") for v, e in zip(verdicts, items)]
+    # With the measured accuracy p, getting fewer than n*p - 3 sigma right would mean verify and evaluate disagree.
+    n, p = len(right), evaluated["mint_accuracy"]
+    assert sum(right) >= n * p - 3 * (n * p * (1 - p)) ** 0.5 - 1
