@@ -1,0 +1,103 @@
+"""The Gradio web demonstrator: one module per tab, a shared pair selector. The only layer that imports gradio.
+
+``build_app()`` only lays out the page: no pair is loaded until a page opens or a handler runs.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+
+TITLE = "aMINT: was this image used to train the model?"
+
+CSS = """
+.gradio-container { max-width: 1280px !important; width: 100%; margin: 0 auto; }
+/* Flex items default to their content's width; without this one wide table widens the whole page. */
+.gradio-container, .gradio-container > .main, .gradio-container > .main > .wrap, .gradio-container main.contain {
+  min-width: 0 !important; }
+#app-header h1 { margin-bottom: 0.2em; }
+#app-header p { margin-top: 0; color: var(--body-text-color-subdued); }
+#pair-row { align-items: flex-end; }
+#pair-load { margin-bottom: var(--block-padding); }
+.pixelated img, .pixelated canvas { image-rendering: pixelated; }
+/* Galleries: as many columns as fit, so a phone gets 3-4 and a desktop 8-10. */
+#verify-examples .grid-container { grid-template-columns: repeat(auto-fill, minmax(88px, 1fr)) !important; }
+#verify-maps .grid-container { grid-template-columns: repeat(auto-fill, minmax(180px, 1fr)) !important; }
+#verify-examples .fixed-height, #verify-maps .fixed-height { min-height: 0 !important; max-height: none !important; }
+/* Wide tables scroll inside their box instead of widening the page on a phone. */
+#audit-table, #train-metrics, #model-metrics, #model-settings, #model-card { min-width: 0; max-width: 100%; }
+#audit-table .table-wrap, #train-metrics .table-wrap, #model-metrics .table-wrap, #model-settings .table-wrap {
+  overflow-x: auto; max-width: 100%; }
+#model-card table { display: block; overflow-x: auto; max-width: 100%; }
+#model-card th, #model-card td { white-space: nowrap; }
+#model-card code { word-break: break-all; }
+#verify-image img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }
+.verdict { border-radius: 10px; padding: 14px 18px; border: 2px solid var(--border-color-primary);
+           background: var(--block-background-fill); line-height: 1.45; }
+.verdict.empty { color: var(--body-text-color-subdued); border-style: dashed; }
+.verdict.member { border-color: #c2410c; background: #fff7ed; }
+.verdict.nonmember { border-color: #15803d; background: #f0fdf4; }
+.dark .verdict.member { background: #431407; }
+.dark .verdict.nonmember { background: #052e16; }
+.verdict-word { font-size: 1.9em; font-weight: 700; }
+.verdict.member .verdict-word { color: #c2410c; }
+.verdict.nonmember .verdict-word { color: #15803d; }
+.verdict-prob { font-size: 1.05em; margin-top: 2px; }
+.verdict-words { margin-top: 6px; }
+.verdict-truth { margin-top: 8px; font-weight: 600; }
+.verdict-truth.right { color: #15803d; }
+.verdict-truth.wrong { color: #b91c1c; }
+.notice { padding: 8px 12px; border-radius: 8px; background: var(--background-fill-secondary); }
+.prose-narrow { max-width: 760px; }
+@media (max-width: 640px) {
+  .verdict-word { font-size: 1.5em; }
+  #app-header h1 { font-size: 1.45em; }
+  .gradio-container { padding: 0 6px !important; }
+}
+"""
+
+
+def theme() -> gr.themes.Base:
+    # The default theme's fonts are bundled with Gradio: nothing is fetched from the internet.
+    return gr.themes.Default(primary_hue="indigo", neutral_hue="slate", radius_size="md")
+
+
+class AmintBlocks(gr.Blocks):
+    """gr.Blocks whose launch() applies the app's theme and CSS (Gradio 6 takes them in launch)."""
+
+    def launch(self, *args, **kwargs):
+        kwargs.setdefault("theme", theme())
+        kwargs.setdefault("css", CSS)
+        return super().launch(*args, **kwargs)
+
+
+def build_app() -> gr.Blocks:
+    """The whole app: header, pair selector, and the Verify / Audit / Train / Model / About tabs."""
+    from . import about, audit, common, models, train, verify
+
+    with AmintBlocks(title="aMINT: Active Membership Inference Test") as demo:
+        gr.Markdown(
+            f"# {TITLE}\n"
+            "An image classifier trained together with a *membership detector* that reads its internal "
+            "activity and tells whether an image was in its training set (Active Membership Inference Test).",
+            elem_id="app-header",
+        )
+        sel = common.pair_selector()
+        with gr.Tabs(elem_id="tabs"):
+            with gr.Tab("Verify", id="verify", elem_id="tab-verify"):
+                verify.build(sel)
+            with gr.Tab("Audit", id="audit", elem_id="tab-audit"):
+                audit.build(sel)
+            with gr.Tab("Train", id="train", elem_id="tab-train"):
+                train.build(sel)
+            with gr.Tab("Model", id="model", elem_id="tab-model") as model_tab:
+                model_outputs = models.build(sel)
+            with gr.Tab("About", id="about", elem_id="tab-about"):
+                about.build()
+        common.wire_selector(demo, sel)
+        models.wire_refresh(model_tab.select, sel, model_outputs)
+    demo.queue(default_concurrency_limit=2)
+    return demo

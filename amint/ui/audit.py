@@ -1,0 +1,123 @@
+"""Audit tab: many images (or a zip) in, one verdict per image and one for the whole set."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from amint import explain
+from amint.audit import audit_images, expand_uploads
+
+from .common import Selector, get_pair, user_errors
+
+MAX_THUMBNAILS = 300  # rows beyond this get no thumbnail (keeps the page light)
+THUMB_SIDE = 40
+
+
+def _paths(files: Any) -> list[str]:
+    if not files:
+        raise gr.Error("Upload some images or a zip of images first.", title="Nothing to audit")
+    files = files if isinstance(files, list) else [files]
+    return [f if isinstance(f, str) else (f.get("path") if isinstance(f, dict) else str(f)) for f in files]
+
+
+def _thumbnail_html(thumb: Any) -> str:
+    if thumb is None:
+        return ""
+    from PIL import Image
+
+    im = thumb if isinstance(thumb, Image.Image) else Image.fromarray(np.asarray(thumb))
+    im = im.copy()
+    im.thumbnail((THUMB_SIDE, THUMB_SIDE))
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    data = base64.b64encode(buf.getvalue()).decode()
+    return f'<img src="data:image/png;base64,{data}" alt="" style="height:{THUMB_SIDE}px;image-rendering:pixelated">'
+
+
+def _table(result) -> list[list[Any]]:
+    rows = []
+    for i, r in enumerate(result.rows):
+        thumb = _thumbnail_html(r.thumbnail) if i < MAX_THUMBNAILS and not r.error else ""
+        if r.error:
+            rows.append([thumb, "could not be read", None, r.file, str(r.error)])
+        else:
+            rows.append([thumb, "Member" if r.is_member else "Not a member", round(float(r.member_probability), 4),
+                         r.file, str(r.predicted_class)])
+    return rows
+
+
+def _summary_html(v, n_errors: int) -> str:
+    strong = v.p_value < 0.05
+    cls = "member" if strong else "nonmember"
+    head = "Used in training: evidence found" if strong else "No evidence of use in training"
+    err = f" {n_errors} file(s) could not be read and were left out." if n_errors else ""
+    p = f"{v.p_value:.2g}" if v.p_value >= 1e-300 else "< 1e-300"
+    return (
+        f'<div class="verdict {cls}"><div class="verdict-word">{head}</div>'
+        f'<div class="verdict-prob"><b>{v.n_flagged}</b> of {v.n_images} images flagged as members · '
+        f"about <b>{v.expected_by_chance:.1f}</b> expected by chance (false-positive rate {v.fpr:.1%}) · "
+        f"p-value <b>{p}</b></div>"
+        f'<div class="verdict-words">{html.escape(v.reading)}{err}</div></div>'
+    )
+
+
+def audit(pair_name: str, files: Any, progress=gr.Progress()) -> tuple:
+    """API ``audit``: (pair, files) -> summary, score plot, per-image table, CSV file, dataset verdict."""
+    loaded = get_pair(pair_name)
+    paths = _paths(files)
+    progress(0, desc="Reading the uploads")
+    with user_errors("The audit could not run"):
+        items = expand_uploads(paths)
+        if not items:
+            raise gr.Error("No images found in the upload (zips are searched for image files).", title="No images")
+    with user_errors("The audit could not run"), loaded.lock:
+        result = audit_images(loaded.pair, items,
+                              progress=lambda done, total: progress((done, total), desc="Checking images",
+                                                                    unit="images"))
+    n_errors = sum(1 for r in result.rows if r.error)
+    if n_errors == len(result.rows):
+        raise gr.Error("None of the uploaded files could be read as an image.", title="No readable images")
+    csv_path = Path(tempfile.mkdtemp(prefix="amint-audit-")) / "audit.csv"
+    result.to_csv(csv_path)
+    plot = explain.plot_score_distribution(loaded.pair.config.calibration, result.scores,
+                                           loaded.pair.config.threshold,
+                                           title=f"Scores of the {len(result.scores)} uploaded images")
+    v = result.verdict
+    verdict = {"pair": loaded.name, "n_images": v.n_images, "n_flagged": v.n_flagged,
+               "expected_by_chance": v.expected_by_chance, "fpr": v.fpr, "p_value": v.p_value,
+               "reading": v.reading, "n_unreadable": n_errors}
+    return _summary_html(v, n_errors), plot, _table(result), str(csv_path), verdict
+
+
+def build(sel: Selector) -> None:
+    gr.Markdown("Upload a set of images (or a zip of them) to ask: **was this set used to train the selected "
+                "model?** Each image gets a verdict, and a statistical test says whether more images are "
+                "flagged than the detector's false-positive rate explains.")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=300):
+            files = gr.File(file_count="multiple", file_types=["image", ".zip"], label="Images or zip files",
+                            height=200, elem_id="audit-files")
+            button = gr.Button("Audit these images", variant="primary", elem_id="audit-button")
+        with gr.Column(scale=2, min_width=300):
+            summary = gr.HTML('<div class="verdict empty">The answer for the whole set appears here.</div>',
+                              elem_id="audit-summary")
+            plot = gr.Plot(label="The set's scores against members and non-members", show_label=False,
+                           elem_id="audit-plot")
+    table = gr.Dataframe(
+        headers=["", "decision", "member prob.", "file", "predicted class"],
+        datatype=["html", "str", "number", "str", "str"],
+        label="Per image", interactive=False, wrap=True, max_height=420,
+        column_widths=["56px", "130px", "120px", "240px", "180px"], elem_id="audit-table",
+    )
+    csv = gr.DownloadButton("Download the table (CSV)", size="md", elem_id="audit-csv")
+    with gr.Accordion("Dataset verdict (JSON)", open=False):
+        verdict = gr.JSON(elem_id="audit-json")
+    button.click(audit, [sel.dropdown, files], [summary, plot, table, csv, verdict], api_name="audit")

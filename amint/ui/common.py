@@ -1,0 +1,263 @@
+"""What every tab shares: where the pairs live, the pair selector, the in-memory pair cache, and
+turning library exceptions into messages a non-technical user can act on.
+
+A pair is named in the UI (and in the API) by one string: the name of a folder in the models
+directory (``$AMINT_MODELS_DIR``, default ``models/`` next to ``app.py``), or a Hugging Face Hub repo
+id ``owner/name`` with an optional ``@revision``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from collections import OrderedDict
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+
+from amint.pair import CARD_NAME, CONFIG_NAME, AuditedPair, resolve_pair_folder, split_revision
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CACHE_SIZE = 4  # pairs kept in memory; the default pair is small, Hub pairs may not be
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
+
+
+def models_dir() -> Path:
+    """Where local pairs live: $AMINT_MODELS_DIR, else models/ in the repository."""
+    env = os.environ.get("AMINT_MODELS_DIR")
+    return Path(env).expanduser() if env else REPO_ROOT / "models"
+
+
+def examples_dir() -> Path:
+    env = os.environ.get("AMINT_EXAMPLES_DIR")
+    return Path(env).expanduser() if env else REPO_ROOT / "examples"
+
+
+def is_public_deployment() -> bool:
+    """A Hugging Face Space sets SPACE_ID; there training and publishing stay off unless enabled."""
+    return bool(os.environ.get("SPACE_ID"))
+
+
+def training_enabled() -> bool:
+    return not is_public_deployment() or os.environ.get("AMINT_ENABLE_TRAINING") == "1"
+
+
+# --- the pairs on disk -------------------------------------------------------------------------
+
+
+def local_pairs() -> list[str]:
+    """Names of the folders in the models directory that hold a pair (a config.json)."""
+    root = models_dir()
+    if not root.is_dir():
+        return []
+    return sorted(d.name for d in root.iterdir()
+                  if d.is_dir() and not d.name.startswith(".") and (d / CONFIG_NAME).is_file())
+
+
+def default_pair() -> str | None:
+    """The Fashion-MNIST pair when there is one, else the first local pair."""
+    names = local_pairs()
+    preferred = [n for n in names if n.startswith("fashion-mnist")]
+    return (preferred or names or [None])[0]
+
+
+def _describe_local(name: str) -> str:
+    try:
+        cfg = json.loads((models_dir() / name / CONFIG_NAME).read_text())
+        return f"{name}  ({cfg.get('backbone', '?')} on {dataset_words(cfg.get('dataset', ''))})"
+    except (OSError, ValueError):
+        return name
+
+
+def dataset_words(dataset: str) -> str:
+    """'imagefolder:/long/tmp/path/shapes' reads as 'images from shapes'."""
+    if dataset.startswith("imagefolder:"):
+        return f"images from {Path(dataset.split(':', 1)[1]).name}"
+    return dataset or "custom data"
+
+
+def pair_choices() -> list[tuple[str, str]]:
+    """(label, value) for the selector: local pairs, then the Hub pairs loaded in this process."""
+    local = [(_describe_local(n), n) for n in local_pairs()]
+    hub = [(f"{key}  (Hub)", key) for key in _CACHE.keys() if "/" in key]
+    return local + hub
+
+
+def selector_update(value: str | None = None) -> gr.Dropdown:
+    """A fresh choice list (new pairs appear at once), keeping or setting the value."""
+    return gr.Dropdown(choices=pair_choices(), value=value) if value else gr.Dropdown(choices=pair_choices())
+
+
+# --- loading, cached ---------------------------------------------------------------------------
+
+
+@dataclass
+class LoadedPair:
+    name: str  # as the user gave it: local folder name or owner/name[@rev]
+    pair: AuditedPair
+    folder: Path  # where config.json and README.md are (a Hub snapshot for Hub pairs)
+    # The pair's tap hooks keep the maps of the current forward pass: one forward at a time per pair.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def card(self) -> str:
+        path = self.folder / CARD_NAME
+        return path.read_text() if path.is_file() else ""
+
+
+class PairCache:
+    """At most CACHE_SIZE loaded pairs, least recently used out first; one load at a time."""
+
+    def __init__(self, size: int = CACHE_SIZE):
+        self.size = size
+        self._pairs: OrderedDict[str, LoadedPair] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def keys(self) -> list[str]:
+        return list(self._pairs)
+
+    def get(self, name: str) -> LoadedPair:
+        with self._lock:
+            if name in self._pairs:
+                self._pairs.move_to_end(name)
+                return self._pairs[name]
+            loaded = _load(name)
+            self._pairs[name] = loaded
+            while len(self._pairs) > self.size:
+                self._pairs.popitem(last=False)
+            return loaded
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            self._pairs.pop(name, None)
+
+
+def _load(name: str) -> LoadedPair:
+    local = models_dir() / name
+    if "/" not in name and "\\" not in name and name not in ("", ".", "..") and (local / CONFIG_NAME).is_file():
+        folder = local
+    elif _HUB_ID.match(name):
+        repo_id, revision = split_revision(name)
+        folder = resolve_pair_folder(repo_id, revision, os.environ.get("HF_TOKEN") or None)
+    else:
+        raise FileNotFoundError(
+            f"There is no pair called “{name}”. Pick one from the list, or type a Hugging Face repo id "
+            "such as owner/name (optionally owner/name@revision)."
+        )
+    return LoadedPair(name, AuditedPair.from_pretrained(folder), folder)
+
+
+_CACHE = PairCache()
+
+
+def get_pair(name: str | None) -> LoadedPair:
+    """The loaded pair for a selector value; gr.Error in plain words when it cannot be loaded."""
+    name = (name or "").strip()
+    if not name:
+        name = default_pair() or ""
+    if not name:
+        raise gr.Error("No pair is selected, and none was found in the models folder. "
+                       "Type a Hugging Face repo id in the pair box, or train one in the Train tab.",
+                       title="No pair")
+    with user_errors(f"Could not load the pair “{name}”"):
+        return _CACHE.get(name)
+
+
+def forget_pair(name: str) -> None:
+    _CACHE.forget(name)
+
+
+@contextmanager
+def user_errors(what: str):
+    """Turn the library's exceptions into gr.Error with the library's own (plain) message."""
+    try:
+        yield
+    except gr.Error:
+        raise
+    except PermissionError as e:
+        raise gr.Error(f"{what}: access denied. {e}", title="Access denied") from e
+    except ConnectionError as e:
+        raise gr.Error(f"{what}: the Hugging Face Hub could not be reached. Check the connection and try "
+                       f"again. ({e})", title="Hub unreachable") from e
+    except FileNotFoundError as e:
+        raise gr.Error(f"{what}: {_strip_quotes(e)}", title="Not found") from e
+    except ValueError as e:
+        raise gr.Error(f"{what}: {e}", title="Not valid") from e
+
+
+def _strip_quotes(e: BaseException) -> str:
+    # FileNotFoundError(str) keeps the str; FileNotFoundError(errno, msg, path) needs formatting.
+    return e.args[0] if len(e.args) == 1 else str(e)
+
+
+def describe(loaded: LoadedPair) -> str:
+    """One paragraph on the selected pair for the status line."""
+    c = loaded.pair.config
+    m = c.metrics or {}
+    parts = [f"**{loaded.name}** · {c.backbone} trained on {dataset_words(c.dataset)} · "
+             f"{len(c.class_names)} classes · input {c.image_size}×{c.image_size}"]
+    if "mint_accuracy" in m:
+        parts.append(f"membership accuracy {m['mint_accuracy']:.1%}")
+    if "task_accuracy" in m:
+        parts.append(f"classification accuracy {m['task_accuracy']:.1%}")
+    return " · ".join(parts)
+
+
+# --- the selector shown above the tabs --------------------------------------------------------
+
+
+@dataclass
+class Selector:
+    dropdown: gr.Dropdown
+    load: gr.Button
+    status: gr.Markdown
+
+
+def pair_selector() -> Selector:
+    default = default_pair()
+    with gr.Row(equal_height=False, elem_id="pair-row"):
+        dropdown = gr.Dropdown(
+            choices=pair_choices(),
+            value=default,
+            allow_custom_value=True,
+            label="Audited model (pair)",
+            info="Pick one, or type a Hugging Face repo id (owner/name, optionally @revision) and press Load.",
+            scale=4,
+            min_width=280,
+            elem_id="pair-dropdown",
+        )
+        load = gr.Button("Load", variant="secondary", scale=0, min_width=100, elem_id="pair-load")
+    status = gr.Markdown(elem_id="pair-status")
+    return Selector(dropdown, load, status)
+
+
+def load_pair(name: str | None) -> tuple[str, gr.Dropdown]:
+    """API ``load_pair``: load (or take from the cache) a pair; returns its summary and the new list."""
+    loaded = get_pair(name)
+    return describe(loaded), selector_update(loaded.name)
+
+
+def wire_selector(demo: gr.Blocks, sel: Selector) -> None:
+    sel.load.click(load_pair, sel.dropdown, [sel.status, sel.dropdown], api_name="load_pair")
+    # Picking from the list (or pressing Enter on a typed id) loads at once; opening the page too.
+    # Any new value (picked, typed, or set by a training run or an example) updates the summary line.
+    sel.dropdown.change(_status_only, sel.dropdown, sel.status, api_visibility="private", show_progress="minimal")
+    demo.load(_on_page_load, sel.dropdown, [sel.status, sel.dropdown], api_visibility="private")
+
+
+def _status_only(name: str | None) -> str:
+    return _on_page_load(name)[0]
+
+
+def _on_page_load(name: str | None) -> tuple[str, gr.Dropdown]:
+    if not (name or default_pair()):
+        return ("No pair found in the models folder yet: type a Hugging Face repo id above, or train one "
+                "in the Train tab."), selector_update()
+    try:
+        return load_pair(name)
+    except gr.Error as e:
+        return f"**Could not load this pair.** {e.message}", selector_update()

@@ -1,0 +1,89 @@
+"""Write the demo's example images with known ground truth for a pair.
+
+Members are drawn from the pair's evaluation members (training images never used for calibration),
+non-members from the official test split (never seen by either head), using the membership split
+recorded in the pair's config.json. Writes PNGs and ``examples.json`` next to this script:
+
+    python examples/make_examples.py                      # the models/fashion-mnist-* pair
+    python examples/make_examples.py --pair models/NAME --n 8 --out examples
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from amint.data import Benchmark, load_benchmark  # noqa: E402
+from amint.pair import AuditedPair  # noqa: E402
+from amint.splits import MembershipSplit  # noqa: E402
+
+INDEX = "examples.json"
+
+
+def _to_png(image: torch.Tensor, path: Path) -> None:
+    a = image.numpy()
+    Image.fromarray(a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)).save(path)
+
+
+def make_examples(pair: AuditedPair, out_dir: str | Path, pair_name: str, n_per_side: int = 8, seed: int = 0,
+                  bench: Benchmark | None = None) -> dict:
+    """Pick ``n_per_side`` members and non-members at random (seeded), write them, return the index."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for old in [*out.glob("member_*.png"), *out.glob("nonmember_*.png")]:
+        old.unlink()
+    split = MembershipSplit.from_config(pair.config.split)
+    bench = bench or load_benchmark(pair.config.dataset)
+    g = torch.Generator().manual_seed(seed)
+    members = split.eval_members[torch.randperm(len(split.eval_members), generator=g)[:n_per_side]]
+    nonmembers = split.eval_nonmembers[torch.randperm(len(split.eval_nonmembers), generator=g)[:n_per_side]]
+    names = pair.config.class_names
+    examples = []
+    for i in range(max(len(members), len(nonmembers))):  # interleaved, so the gallery shows both kinds
+        for truth, split_name, indices, images, labels in (
+            ("member", "train", members, bench.train_images, bench.train_labels),
+            ("nonmember", "test", nonmembers, bench.test_images, bench.test_labels),
+        ):
+            if i >= len(indices):
+                continue
+            index = int(indices[i])
+            file = f"{truth}_{i:02d}.png"
+            _to_png(images[index], out / file)
+            examples.append({"file": file, "truth": truth, "class": names[int(labels[index])],
+                             "split": split_name, "index": index})
+    data = {"pair": pair_name, "dataset": pair.config.dataset, "seed": seed, "examples": examples}
+    (out / INDEX).write_text(json.dumps(data, indent=2) + "\n")
+    return data
+
+
+def _default_pair() -> Path:
+    found = sorted(p.parent for p in (ROOT / "models").glob("fashion-mnist*/config.json"))
+    if not found:
+        sys.exit("No models/fashion-mnist-*/ pair found; pass --pair.")
+    return found[0]
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pair", type=Path, default=None, help="pair folder (default: models/fashion-mnist-*)")
+    ap.add_argument("--n", type=int, default=8, help="members and as many non-members")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
+    args = ap.parse_args(argv)
+    folder = args.pair or _default_pair()
+    pair = AuditedPair.from_pretrained(folder)
+    data = make_examples(pair, args.out, folder.name, args.n, args.seed)
+    print(f"wrote {len(data['examples'])} examples of {folder.name} to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
