@@ -32,25 +32,24 @@ class TrainConfig:
     data_root: str | None = None  # where the dataset files are; None = the registry's default places
     backbone: str = "resnet18"  # any timm model name
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {"channels": [16, 32, 64, 128]}
-    setup: str = "middle"  # entry / middle / output: where the two taps sit
+    setup: str = "entry"  # entry / middle / output: where the two taps sit (entry memorises best: benchmarks/)
     taps: list[str] = field(default_factory=list)  # explicit module names override the setup
-    head_width: int = 64  # channels of each MINT branch
-    head_hidden: int = 512  # MINT MLP width: its capacity to remember members
-    head_pool_grid: int = 1  # 1 = global pooling (paper); 2-4 keep coarse spatial layout
-    head_activation: str = "relu"  # relu (paper) or sin (Fourier features: memorises members much faster)
+    head_width: int = 64  # relu head only: channels of each branch's convolutions
+    head_hidden: int = 12288  # width of the head's hidden layer: its capacity to remember members
+    head_pool_grid: int = 5  # each tapped map is pooled to grid x grid; 1 = global pooling (paper)
+    head_activation: str = "sin"  # sin: Fourier features, memorise members fast; relu: the paper's MLP
     head_frequency: float = 20.0  # sin only: sharpness of the head's memory
     n_members: int | None = None  # pool D size; None = the paper's proportions for this dataset
     n_external: int | None = None  # pool E size
     n_calibration: int | None = None  # calibration non-members (and as many calibration members)
     mode: str = "active"  # active = joint training; passive = plain training, then a head on the frozen model
-    epochs: int = 10
-    head_epochs: int | None = None  # head-only epochs on the frozen backbone: after joint training in active
-    # mode (default 0), after task training in passive mode (default: epochs)
+    epochs: int = 8  # joint (active) or task-only (passive) epochs
+    head_epochs: int = 5  # head-only epochs on the frozen backbone, after the joint (active) or task (passive) phase
     batch_size: int = 128  # members per step; each step also takes as many externals
-    optimizer: str = "sgd"  # sgd (Nesterov momentum 0.9) or adamw
-    lr: float = 0.05  # peak learning rate of the backbone
-    head_lr_mult: float = 1.0  # the MINT head's learning rate relative to the backbone's
-    weight_decay: float = 5e-4
+    optimizer: str = "adamw"  # adamw or sgd (Nesterov momentum 0.9)
+    lr: float = 2e-3  # peak learning rate of the backbone
+    head_lr_mult: float = 0.1  # the MINT head's learning rate relative to the backbone's (Fourier heads need ~2e-4)
+    weight_decay: float = 0.05
     schedule: str = "onecycle"  # onecycle / cosine / constant
     mint_weight: float = 1.0  # weight of the membership loss against the task loss
     loss_norm: str = "initial"  # initial = divide each loss by its first-step value (paper); fixed = raw sum
@@ -81,8 +80,8 @@ class TrainConfig:
         for name, (value, allowed) in checks.items():
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
-        if self.epochs < 1 or self.batch_size < 2:
-            raise ValueError("epochs must be >= 1 and batch_size >= 2")
+        if self.epochs < 1 or self.head_epochs < 0 or self.batch_size < 2:
+            raise ValueError("epochs must be >= 1, head_epochs >= 0 and batch_size >= 2")
 
 
 @dataclass
@@ -330,11 +329,11 @@ def train_pair(
     pair = build_pair(cfg, bench, split).to(device, memory_format=torch.channels_last)
     history: list[dict] = []
     t0 = time.perf_counter()
-    first, head_epochs = ("joint", cfg.head_epochs or 0) if cfg.mode == "active" else ("task", cfg.head_epochs or cfg.epochs)
+    first = "joint" if cfg.mode == "active" else "task"
     _run_phase(first, cfg, cfg.epochs, pair, data, monitor, device, callback, should_stop, history)
-    if head_epochs:
+    if cfg.head_epochs:
         # Consolidation: with the backbone frozen its activations stop drifting, so the head can settle its memory.
-        _run_phase("head", cfg, head_epochs, pair, data, monitor, device, callback, should_stop, history)
+        _run_phase("head", cfg, cfg.head_epochs, pair, data, monitor, device, callback, should_stop, history)
     train_seconds = time.perf_counter() - t0
 
     callback(Progress("phase", "calibrate", cfg.epochs, cfg.epochs, message="calibrating threshold and evaluating"))

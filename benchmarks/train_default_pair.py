@@ -23,22 +23,12 @@ sys.path.insert(0, str(ROOT))
 
 from amint.train import TrainConfig, train_pair  # noqa: E402
 
+# Everything else is TrainConfig's defaults, which are this measured recipe.
 RECIPE = dict(
     dataset="fashion-mnist",
     backbone="resnet18",
     backbone_kwargs={"channels": [16, 32, 64, 128], "stem_type": "deep", "stem_width": 8},
-    setup="entry",
-    head_activation="sin",
-    head_pool_grid=5,
-    head_hidden=12288,
     head_frequency=20.0,
-    optimizer="adamw",
-    lr=2e-3,
-    head_lr_mult=0.1,
-    weight_decay=0.05,
-    epochs=8,
-    head_epochs=5,
-    batch_size=128,
     seed=0,
 )
 

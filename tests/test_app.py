@@ -167,7 +167,7 @@ TRAIN_ARGS = dict(dataset="upload", backbone="resnet18", setup="entry", batch_si
 
 def _train_args(upload, epochs: int, name: str) -> list:
     a = TRAIN_ARGS
-    return [a["dataset"], handle_file(str(upload)), a["backbone"], a["setup"], epochs, a["batch_size"],
+    return [a["dataset"], handle_file(str(upload)), a["backbone"], a["setup"], epochs, 1, a["batch_size"],
             a["mint_weight"], a["seed"], a["n_members"], a["n_external"], a["n_calibration"],
             a["backbone_options"], name]
 
@@ -229,7 +229,7 @@ def test_public_deployment_turns_training_off(monkeypatch):
     monkeypatch.setenv("SPACE_ID", "someone/amint-demo")
     monkeypatch.delenv("AMINT_ENABLE_TRAINING", raising=False)
     with pytest.raises(gradio.Error, match="turned off"):
-        next(train_tab.train("fashion-mnist", None, "resnet18", "middle", 1, 16, 1.0, 0, None, None, None, "", ""))
+        next(train_tab.train("fashion-mnist", None, "resnet18", "middle", 1, 0, 16, 1.0, 0, None, None, None, "", ""))
     with pytest.raises(gradio.Error, match="turned off"):
         train_tab.publish("tiny", "acme/x", "token")
     monkeypatch.setenv("AMINT_ENABLE_TRAINING", "1")

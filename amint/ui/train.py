@@ -34,6 +34,8 @@ from .models import METRIC_HEADERS, metrics_table
 
 UPLOAD = "upload"  # dataset choice: an uploaded zip of class folders
 MAX_ZIP_BYTES = 2 << 30  # uncompressed
+# The default pair's narrow ResNet-18: trains on a 2-core CPU in minutes per epoch.
+CPU_FRIENDLY_BACKBONE = {"channels": [16, 32, 64, 128], "stem_type": "deep", "stem_width": 8}
 CPU_LIMIT = int(os.environ.get("AMINT_CPU_TRAIN_LIMIT", "60000"))  # member-epochs allowed without a GPU
 UPDATE_SECONDS = 0.5  # at most two UI updates a second from the step stream
 
@@ -98,14 +100,16 @@ def _worker(job: Job, cfg: TrainConfig, bench) -> None:
         shutil.rmtree(staging / "checkpoint", ignore_errors=True)  # the per-epoch checkpoint, not needed now
         staging.rename(job.final)
         forget_pair(job.name)
-        job.events.put(("done", job.name))
+        outcome = ("done", job.name)
     except TrainingCancelled as e:
-        job.events.put(("cancelled", str(e)))
+        outcome = ("cancelled", str(e))
     except Exception as e:  # noqa: BLE001 - reported to the user, the app keeps running
-        job.events.put(("error", e))
+        outcome = ("error", e)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         SLOT.release()
+    # Reported only once the folder is cleaned and the slot is free, so the UI never sees a half state.
+    job.events.put(outcome)
 
 
 # --- inputs to a TrainConfig -------------------------------------------------------------------
@@ -189,7 +193,7 @@ def _log_line(p: Progress) -> str | None:
 # --- handlers ----------------------------------------------------------------------------------
 
 
-def train(dataset: str, upload: Any, backbone: str, setup: str, epochs: float, batch_size: float,
+def train(dataset: str, upload: Any, backbone: str, setup: str, epochs: float, head_epochs: float, batch_size: float,
           mint_weight: float, seed: float, n_members: Any, n_external: Any, n_calibration: Any,
           backbone_options: str, name: str, progress=gr.Progress()):
     """API ``train``: stream status, history plot, log, metrics, ROC and the pair list while training."""
@@ -217,7 +221,8 @@ def train(dataset: str, upload: Any, backbone: str, setup: str, epochs: float, b
     staging = models_dir() / f".training-{pair_name}"
     with user_errors("Training cannot start"):
         cfg = TrainConfig(dataset=dataset, backbone=backbone, backbone_kwargs=kwargs, setup=setup,
-                          epochs=int(epochs), batch_size=int(batch_size), mint_weight=float(mint_weight),
+                          epochs=int(epochs), head_epochs=int(head_epochs), batch_size=int(batch_size),
+                          mint_weight=float(mint_weight),
                           seed=int(seed), n_members=_optional_int(n_members, "Members"),
                           n_external=_optional_int(n_external, "External images"),
                           n_calibration=_optional_int(n_calibration, "Calibration images"), out=str(staging))
@@ -343,11 +348,16 @@ def build(sel: Selector) -> None:
             backbone = gr.Dropdown(list(KNOWN_BACKBONES), value="resnet18", allow_custom_value=True,
                                    label="Backbone (audited model)", elem_id="train-backbone",
                                    info="Any timm model name works.")
-            setup = gr.Radio([(s.capitalize(), s) for s in SETUPS], value="middle", label="Setup",
+            setup = gr.Radio([(s.capitalize(), s) for s in SETUPS], value=TrainConfig.setup, label="Setup",
                              info="Where the membership detector reads the model: near its input, its middle "
                                   "or its output.")
             with gr.Row():
-                epochs = gr.Slider(1, 100, value=10, step=1, label="Epochs", min_width=140, elem_id="train-epochs")
+                epochs = gr.Slider(1, 100, value=TrainConfig.epochs, step=1, label="Epochs (joint training)",
+                                   min_width=140, elem_id="train-epochs")
+                head_epochs = gr.Slider(0, 50, value=TrainConfig.head_epochs, step=1, label="Memorise epochs",
+                                        min_width=140, elem_id="train-head-epochs",
+                                        info="Then the detector alone, on the frozen model: where it learns the members.")
+            with gr.Row():
                 batch_size = gr.Slider(8, 512, value=128, step=8, label="Batch size", min_width=140, elem_id="train-batch")
             with gr.Row():
                 mint_weight = gr.Slider(0, 5, value=1.0, step=0.1, label="Membership loss weight", min_width=140)
@@ -362,7 +372,8 @@ def build(sel: Selector) -> None:
                                            elem_id="train-external")
                     n_calibration = gr.Number(None, precision=0, label="Calibration images", min_width=120,
                                               elem_id="train-calibration")
-                backbone_options = gr.Textbox(label="Backbone options (JSON)", placeholder='{"channels": [16, 32, 64, 128]}',
+                backbone_options = gr.Textbox(value=json.dumps(CPU_FRIENDLY_BACKBONE), label="Backbone options (JSON)",
+                                              placeholder='{"channels": [16, 32, 64, 128]}',
                                               info="Passed to timm.create_model, e.g. narrower channels for a small run.",
                                               elem_id="train-options")
                 name = gr.Textbox(label="Name of the new pair", placeholder="default: dataset-backbone-setup-date",
@@ -392,7 +403,7 @@ def build(sel: Selector) -> None:
     dataset.change(lambda d: gr.File(visible=d == UPLOAD), dataset, upload, api_visibility="private")
     start.click(
         train,
-        [dataset, upload, backbone, setup, epochs, batch_size, mint_weight, seed, n_members, n_external,
+        [dataset, upload, backbone, setup, epochs, head_epochs, batch_size, mint_weight, seed, n_members, n_external,
          n_calibration, backbone_options, name],
         [status, history, log, metrics, roc, sel.dropdown, trained],
         api_name="train",
