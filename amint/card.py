@@ -24,37 +24,43 @@ def _fmt(v: Any) -> str:
 
 def _front_matter(cfg: PairConfig) -> str:
     m = cfg.metrics
-    dataset_id = _DATASET_IDS.get(cfg.dataset, cfg.dataset)
+    dataset_id = _DATASET_IDS.get(cfg.dataset, _dataset_name(cfg.dataset))
     results = []
     if "task_accuracy" in m:
-        results.append({"task": {"type": "image-classification"}, "dataset": {"name": cfg.dataset, "type": dataset_id},
+        results.append({"task": {"type": "image-classification"},
+                        "dataset": {"name": _dataset_name(cfg.dataset), "type": dataset_id},
                         "metrics": [{"type": "accuracy", "value": round(m["task_accuracy"], 4), "name": "Task accuracy (test split)"}]})
     mint = [{"type": k, "value": round(m[k], 4), "name": name} for k, name in _METRIC_NAMES.items() if k in m]
     if mint:
         results.append({"task": {"type": "membership-inference", "name": "Membership inference test"},
-                        "dataset": {"name": cfg.dataset, "type": dataset_id}, "metrics": mint})
+                        "dataset": {"name": _dataset_name(cfg.dataset), "type": dataset_id}, "metrics": mint})
     meta = {
         "library_name": "amint",
         "license": "mit",
         "tags": ["membership-inference", "amint", "model-auditing", "image-classification", cfg.backbone],
         "datasets": [dataset_id] if cfg.dataset else [],
         "pipeline_tag": "image-classification",
-        "model-index": [{"name": f"amint-{cfg.dataset}-{cfg.backbone}", "results": results}],
+        "model-index": [{"name": f"amint-{_dataset_name(cfg.dataset)}-{cfg.backbone}", "results": results}],
     }
     # JSON is valid YAML, and it keeps the card free of a YAML dependency.
     return "---\n" + "\n".join(f"{k}: {json.dumps(v)}" for k, v in meta.items()) + "\n---\n"
 
 
 def _metrics_table(m: dict[str, Any]) -> str:
-    keys = ["mint_accuracy", "mint_accuracy_at_0_5", "auc", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr"]
     rows = ["| method | accuracy | AUC | TPR @ 1% FPR | TPR @ 0.1% FPR |", "|---|---|---|---|---|"]
     rows.append(f"| **aMINT (this pair)** | {_fmt(m.get('mint_accuracy'))} | {_fmt(m.get('auc'))} | "
                 f"{_fmt(m.get('tpr_at_1pct_fpr'))} | {_fmt(m.get('tpr_at_0_1pct_fpr'))} |")
     for name, b in m.get("baselines", {}).items():
         rows.append(f"| {name.replace('_', ' ')} | {_fmt(b.get('mint_accuracy'))} | {_fmt(b.get('auc'))} | "
                     f"{_fmt(b.get('tpr_at_1pct_fpr'))} | {_fmt(b.get('tpr_at_0_1pct_fpr'))} |")
-    del keys
     return "\n".join(rows)
+
+
+def _dataset_name(dataset: str) -> str:
+    """``imagefolder:/tmp/upload/shapes`` -> ``shapes``: a card should not leak a local path."""
+    if dataset.startswith("imagefolder:"):
+        return dataset.rstrip("/").rsplit("/", 1)[-1].split(":", 1)[-1] or "custom data"
+    return dataset or "custom data"
 
 
 def render_model_card(cfg: PairConfig, notes: str = "") -> str:
@@ -63,7 +69,7 @@ def render_model_card(cfg: PairConfig, notes: str = "") -> str:
     tc = t.get("config", {})
     lines = [
         _front_matter(cfg),
-        f"# aMINT pair: {cfg.backbone} on {cfg.dataset or 'custom data'}",
+        f"# aMINT pair: {cfg.backbone} on {_dataset_name(cfg.dataset)}",
         "",
         "An audited image classifier trained jointly with a MINT head (Active Membership Inference Test, "
         "ICCV 2025) that reads its activation maps and outputs the probability that an image was in its "

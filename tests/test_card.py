@@ -1,0 +1,36 @@
+"""The model card carries the pair's own numbers, in Hub metadata the Hub can read."""
+
+from __future__ import annotations
+
+import json
+
+from amint.card import render_model_card
+
+
+def _front_matter(card: str) -> dict:
+    head = card.split("---\n")[1]
+    return {k: json.loads(v) for k, v in (line.split(": ", 1) for line in head.strip().splitlines())}
+
+
+def test_card_metadata_and_table_carry_the_evaluated_numbers(tiny_pair):
+    pair, folder = tiny_pair
+    card = (folder / "README.md").read_text()
+    meta = _front_matter(card)
+    assert meta["library_name"] == "amint"
+    mint = {m["type"]: m["value"] for r in meta["model-index"][0]["results"] for m in r["metrics"]}
+    assert mint["auc"] == round(pair.config.metrics["auc"], 4)
+    assert mint["accuracy"] == round(pair.config.metrics["task_accuracy"], 4)
+    assert f"{pair.config.metrics['mint_accuracy']:.4f}" in card
+    assert "loss attack" in card
+
+
+def test_card_never_shows_a_local_path_for_uploaded_folders(tiny_pair):
+    pair, _ = tiny_pair
+    config = pair.config
+    original = config.dataset
+    try:
+        config.dataset = "imagefolder:/tmp/uploads/abc123/shapes"
+        card = render_model_card(config)
+    finally:
+        config.dataset = original
+    assert "/tmp/uploads" not in card and "shapes" in card
