@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -16,6 +17,9 @@ class HeadConfig:
     pool_grid: int = 1  # each branch pools to grid x grid cells; 1 is global pooling as in the paper
     activation: str = "relu"  # relu: the paper's MLP; sin: Fourier features, a sharp kernel that memorises fast
     frequency: float = 20.0  # sin only: scale of the first layer; higher = sharper (more exact) memory
+    feature_seed: int | None = None  # sin only: fixed random features regenerated from this seed instead of
+    # trained and stored, so a head with 50k features stays a small file; None = trained features
+    feature_checksum: float | None = None  # sum of the regenerated features, checked on load
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -37,21 +41,35 @@ def _branch(in_chans: int, size: int, cfg: HeadConfig) -> nn.Sequential:
 
 
 class FourierFeatures(nn.Module):
-    """cos(Wx + b) with W ~ N(0, frequency^2 / in_features): random Fourier features, trained further.
+    """cos(Wx + b) with W ~ N(0, frequency^2 / in_features): random Fourier features.
 
     A ReLU MLP on smooth features memorises tens of thousands of members slowly, because their
     features are highly correlated. High-frequency features make distinct images nearly orthogonal,
-    so the linear layer after them can hold one member per direction (measured in benchmarks/).
+    so the linear layer after them can hold about one member per feature (benchmarks/README.md).
+    With a seed, W and b are fixed and regenerated on load rather than stored.
     """
 
-    def __init__(self, in_features: int, out_features: int, frequency: float):
+    def __init__(self, in_features: int, out_features: int, frequency: float, seed: int | None = None):
         super().__init__()
-        self.linear = nn.Linear(in_features, out_features)
-        nn.init.normal_(self.linear.weight, std=frequency / math.sqrt(in_features))
-        nn.init.uniform_(self.linear.bias, 0, 2 * math.pi)
+        std = frequency / math.sqrt(in_features)
+        if seed is None:
+            self.linear = nn.Linear(in_features, out_features)
+            nn.init.normal_(self.linear.weight, std=std)
+            nn.init.uniform_(self.linear.bias, 0, 2 * math.pi)
+            return
+        self.linear = None
+        g = torch.Generator().manual_seed(seed)
+        self.register_buffer("weight", torch.randn(out_features, in_features, generator=g) * std, persistent=False)
+        self.register_buffer("bias", torch.rand(out_features, generator=g) * (2 * math.pi), persistent=False)
+
+    def checksum(self) -> float:
+        w = self.linear.weight if self.linear is not None else self.weight
+        return float(w.detach().double().sum())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cos(self.linear(x))
+        if self.linear is not None:
+            return torch.cos(self.linear(x))
+        return torch.cos(F.linear(x, self.weight, self.bias))
 
 
 def _pool_branch(cfg: HeadConfig) -> nn.Sequential:
@@ -83,7 +101,7 @@ class MintHead(nn.Module):
             # to shift a high-frequency phase by radians, and the memory would never settle.
             self.mlp = nn.Sequential(
                 nn.LayerNorm(features, elementwise_affine=False),
-                FourierFeatures(features, cfg.hidden, cfg.frequency),
+                FourierFeatures(features, cfg.hidden, cfg.frequency, cfg.feature_seed),
                 nn.Linear(cfg.hidden, 1),
             )
         else:
@@ -92,3 +110,15 @@ class MintHead(nn.Module):
     def forward(self, maps: list[torch.Tensor]) -> torch.Tensor:
         feats = torch.cat([branch(m) for branch, m in zip(self.branches, maps)], dim=1)
         return self.mlp(feats).squeeze(1)
+
+    def check_features(self, cfg: HeadConfig) -> float | None:
+        """Checksum of regenerated fixed features; raises if it differs from the one saved with the pair."""
+        if cfg.activation != "sin" or cfg.feature_seed is None:
+            return None
+        value = self.mlp[1].checksum()
+        if cfg.feature_checksum is not None and not math.isclose(value, cfg.feature_checksum, rel_tol=1e-9, abs_tol=1e-6):
+            raise ValueError(
+                f"This torch ({torch.__version__}) regenerates different fixed head features from seed "
+                f"{cfg.feature_seed} (checksum {value} != {cfg.feature_checksum}): the pair cannot be used with it"
+            )
+        return value

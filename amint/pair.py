@@ -94,7 +94,11 @@ class AuditedPair(nn.Module):
             config.taps = setup_taps(self.backbone, config.setup)
         self._recorder = TapRecorder(self.backbone, config.taps)
         self._prefix_tokens = getattr(self.backbone, "num_prefix_tokens", 0)
-        self.head = MintHead(self._tap_shapes(), HeadConfig(**config.head))
+        head_cfg = HeadConfig(**config.head)
+        self.head = MintHead(self._tap_shapes(), head_cfg)
+        checksum = self.head.check_features(head_cfg)
+        if checksum is not None:
+            config.head["feature_checksum"] = checksum
         self.register_buffer("mean", torch.tensor(config.mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(config.std).view(1, -1, 1, 1), persistent=False)
 

@@ -39,11 +39,13 @@ class TrainConfig:
     head_pool_grid: int = 5  # each tapped map is pooled to grid x grid; 1 = global pooling (paper)
     head_activation: str = "sin"  # sin: Fourier features, memorise members fast; relu: the paper's MLP
     head_frequency: float = 20.0  # sin only: sharpness of the head's memory
+    head_feature_seed: int | None = None  # sin only: fixed features from this seed (not stored); None = trained
+    init_from: str | None = None  # start from this pair's backbone (same split): e.g. memorise with a new head
     n_members: int | None = None  # pool D size; None = the paper's proportions for this dataset
     n_external: int | None = None  # pool E size
     n_calibration: int | None = None  # calibration non-members (and as many calibration members)
     mode: str = "active"  # active = joint training; passive = plain training, then a head on the frozen model
-    epochs: int = 8  # joint (active) or task-only (passive) epochs
+    epochs: int = 8  # joint (active) or task-only (passive) epochs; 0 with init_from keeps that backbone
     head_epochs: int = 5  # head-only epochs on the frozen backbone, after the joint (active) or task (passive) phase
     batch_size: int = 128  # members per step; each step also takes as many externals
     optimizer: str = "adamw"  # adamw or sgd (Nesterov momentum 0.9)
@@ -80,8 +82,10 @@ class TrainConfig:
         for name, (value, allowed) in checks.items():
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
-        if self.epochs < 1 or self.head_epochs < 0 or self.batch_size < 2:
-            raise ValueError("epochs must be >= 1, head_epochs >= 0 and batch_size >= 2")
+        if self.epochs < 0 or self.head_epochs < 0 or self.epochs + self.head_epochs < 1 or self.batch_size < 2:
+            raise ValueError("epochs and head_epochs must be >= 0 with at least one epoch in all, batch_size >= 2")
+        if self.epochs == 0 and not self.init_from:
+            raise ValueError("epochs=0 trains no backbone: give init_from, a pair whose backbone to start from")
 
 
 @dataclass
@@ -145,7 +149,8 @@ def build_pair(cfg: TrainConfig, bench: Benchmark, split: MembershipSplit) -> Au
         setup="custom" if cfg.taps else cfg.setup,
         taps=list(cfg.taps),
         backbone_kwargs=dict(cfg.backbone_kwargs),
-        head=HeadConfig(cfg.head_width, cfg.head_hidden, cfg.head_pool_grid, cfg.head_activation, cfg.head_frequency).to_dict(),
+        head=HeadConfig(cfg.head_width, cfg.head_hidden, cfg.head_pool_grid, cfg.head_activation, cfg.head_frequency,
+                        cfg.head_feature_seed).to_dict(),
         dataset=cfg.dataset,
         split=split.to_config(),
     )
@@ -301,6 +306,19 @@ def _run_phase(
             pair.save_pretrained(Path(cfg.out) / "checkpoint")
 
 
+def _load_backbone(pair: AuditedPair, source: str) -> dict:
+    """Copy another pair's backbone into ``pair``; it must share the backbone and the membership split."""
+    other = AuditedPair.from_pretrained(source)
+    if other.config.split != pair.config.split:
+        raise ValueError(f"init_from pair {source} was trained on a different membership split (seed or sizes differ)")
+    if (other.config.backbone, other.config.backbone_kwargs) != (pair.config.backbone, pair.config.backbone_kwargs):
+        raise ValueError(f"init_from pair {source} has backbone {other.config.backbone} {other.config.backbone_kwargs}, "
+                         f"not {pair.config.backbone} {pair.config.backbone_kwargs}")
+    pair.backbone.load_state_dict(other.backbone.state_dict())
+    # Its own training record travels along: the final pair says how its backbone was trained.
+    return {"source": str(source), "training": other.config.training}
+
+
 def train_pair(
     cfg: TrainConfig,
     callback: Callback | None = None,
@@ -326,11 +344,14 @@ def train_pair(
     monitor = _Monitor(bench, split, cfg.monitor_samples, device)
 
     # channels_last: faster convolutions on CUDA and, for these small nets, on CPU too (benchmarks/).
-    pair = build_pair(cfg, bench, split).to(device, memory_format=torch.channels_last)
+    pair = build_pair(cfg, bench, split)
+    origin = _load_backbone(pair, cfg.init_from) if cfg.init_from else None
+    pair = pair.to(device, memory_format=torch.channels_last)
     history: list[dict] = []
     t0 = time.perf_counter()
-    first = "joint" if cfg.mode == "active" else "task"
-    _run_phase(first, cfg, cfg.epochs, pair, data, monitor, device, callback, should_stop, history)
+    if cfg.epochs:
+        first = "joint" if cfg.mode == "active" else "task"
+        _run_phase(first, cfg, cfg.epochs, pair, data, monitor, device, callback, should_stop, history)
     if cfg.head_epochs:
         # Consolidation: with the backbone frozen its activations stop drifting, so the head can settle its memory.
         _run_phase("head", cfg, cfg.head_epochs, pair, data, monitor, device, callback, should_stop, history)
@@ -348,6 +369,7 @@ def train_pair(
         "history": history,
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "train_seconds": round(train_seconds, 1),
+        "init_from": origin,
         "parameters": {
             "backbone": sum(p.numel() for p in pair.backbone.parameters()),
             "head": sum(p.numel() for p in pair.head.parameters()),
