@@ -63,6 +63,19 @@ def _dataset_name(dataset: str) -> str:
     return dataset or "custom data"
 
 
+def _origin_lines(origin: dict | None, tc: dict) -> list[str]:
+    """Where a head-only run's backbone came from, so the card tells the whole training story."""
+    lines = []
+    if tc.get("head_epochs"):
+        lines.append(f"- then {tc['head_epochs']} head-only epochs on the frozen backbone")
+    if origin:
+        oc = origin.get("training", {}).get("config", {})
+        lines.append(f"- backbone from `{origin.get('source')}`: {oc.get('mode')} training, {oc.get('epochs')} epochs, "
+                     f"{oc.get('optimizer')} lr {oc.get('lr')} ({oc.get('schedule')}), MINT loss weight "
+                     f"{oc.get('mint_weight')}, head {oc.get('head_activation')} during that stage")
+    return lines
+
+
 def render_model_card(cfg: PairConfig, notes: str = "") -> str:
     m = cfg.metrics
     t = cfg.training
@@ -119,15 +132,17 @@ def render_model_card(cfg: PairConfig, notes: str = "") -> str:
             f"members digest `{cfg.split.get('members_sha256', '')[:16]}`",
             f"- trained on {t.get('device')} in {t.get('train_seconds')} s",
         ]
+        lines += _origin_lines(t.get("init_from"), tc)
     if notes:
         lines += ["", "## Notes", "", notes]
     lines += [
         "",
         "## Limits",
         "",
-        "The verdict says whether this particular model was trained on an image, judged from traces that joint "
-        "training put in its activations. It does not transfer to other models, and edited copies of a training "
-        "image (crops, recompression, resizing) can score lower than the original.",
+        "The verdict says whether this particular model was trained on an image, judged by a head that memorised "
+        "the model's activations of its training images. It does not transfer to other models, and edited copies "
+        "of a training image (crops, recompression, resizing) can score lower than the original; "
+        "benchmarks/robustness.py measures how much.",
         "",
     ]
     return "\n".join(lines)

@@ -36,21 +36,26 @@ class TrainConfig:
     taps: list[str] = field(default_factory=list)  # explicit module names override the setup
     head_width: int = 64  # relu head only: channels of each branch's convolutions
     head_hidden: int = 49152  # width of the head's hidden layer: its capacity to remember members (about one each)
-    head_pool_grid: int = 5  # each tapped map is pooled to grid x grid; 1 = global pooling (paper)
-    head_activation: str = "sin"  # sin: Fourier features, memorise members fast; relu: the paper's MLP
+    head_pool_grid: int = 14  # each tapped map is pooled to grid x grid; 1 = global pooling (paper)
+    head_activation: str = "hash"  # hash: hashed memory (benchmarks/README.md); sin: Fourier features; relu: paper
     head_frequency: float = 20.0  # sin only: sharpness of the head's memory
     head_feature_seed: int | None = 0  # sin only: fixed features from this seed (not stored); None = trained
+    head_tables: int = 8  # hash only: hash tables (a member owns one bucket in each)
+    head_bits: int = 64  # hash only: sign bits per table (more: only closer copies share a bucket)
+    head_buckets_log2: int = 20  # hash only: log2 of the buckets per table
     init_from: str | None = None  # start from this pair's backbone (same split): e.g. memorise with a new head
     n_members: int | None = None  # pool D size; None = the paper's proportions for this dataset
     n_external: int | None = None  # pool E size
     n_calibration: int | None = None  # calibration non-members (and as many calibration members)
     mode: str = "active"  # active = joint training; passive = plain training, then a head on the frozen model
     epochs: int = 8  # joint (active) or task-only (passive) epochs; 0 with init_from keeps that backbone
-    head_epochs: int = 4  # head-only epochs on the frozen backbone, after the joint (active) or task (passive) phase
+    head_epochs: int = 3  # head-only epochs on the frozen backbone, after the joint (active) or task (passive) phase
     batch_size: int = 128  # members per step; each step also takes as many externals
     optimizer: str = "adamw"  # adamw or sgd (Nesterov momentum 0.9)
     lr: float = 2e-3  # peak learning rate of the backbone
-    head_lr_mult: float = 0.05  # the MINT head's learning rate relative to the backbone's (Fourier heads need ~1e-4)
+    head_lr_mult: float = 0.05  # joint phase: the MINT head's learning rate relative to the backbone's
+    head_optimizer: str = "sgd"  # head-only phase: sgd (Nesterov momentum 0.9) or adamw, never weight decay
+    head_lr: float = 5.0  # head-only phase: peak learning rate (hash buckets each get 1/(2*batch) of the loss)
     weight_decay: float = 0.05
     schedule: str = "onecycle"  # onecycle / cosine / constant
     mint_weight: float = 1.0  # weight of the membership loss against the task loss
@@ -74,6 +79,8 @@ class TrainConfig:
         checks = {
             "mode": (self.mode, ("active", "passive")),
             "optimizer": (self.optimizer, ("sgd", "adamw")),
+            "head_optimizer": (self.head_optimizer, ("sgd", "adamw")),
+            "head_activation": (self.head_activation, ("hash", "sin", "relu")),
             "schedule": (self.schedule, ("onecycle", "cosine", "constant")),
             "loss_norm": (self.loss_norm, ("initial", "fixed")),
             "dtype": (self.dtype, ("auto", "bf16", "fp32")),
@@ -150,7 +157,7 @@ def build_pair(cfg: TrainConfig, bench: Benchmark, split: MembershipSplit) -> Au
         taps=list(cfg.taps),
         backbone_kwargs=dict(cfg.backbone_kwargs),
         head=HeadConfig(cfg.head_width, cfg.head_hidden, cfg.head_pool_grid, cfg.head_activation, cfg.head_frequency,
-                        cfg.head_feature_seed).to_dict(),
+                        cfg.head_feature_seed, None, cfg.head_tables, cfg.head_bits, cfg.head_buckets_log2).to_dict(),
         dataset=cfg.dataset,
         split=split.to_config(),
     )
@@ -158,6 +165,12 @@ def build_pair(cfg: TrainConfig, bench: Benchmark, split: MembershipSplit) -> Au
 
 
 def _optimizer(cfg: TrainConfig, pair: AuditedPair, phase: str) -> torch.optim.Optimizer:
+    if phase == "head":
+        # No weight decay: it would erase the memory of members between their visits.
+        params = list(pair.head.parameters())
+        if cfg.head_optimizer == "sgd":
+            return torch.optim.SGD(params, lr=cfg.head_lr, momentum=0.9, nesterov=True, weight_decay=0.0)
+        return torch.optim.AdamW(params, lr=cfg.head_lr, weight_decay=0.0)
     groups = []
     if phase in ("joint", "task"):
         groups.append({"params": list(pair.backbone.parameters()), "lr": cfg.lr})

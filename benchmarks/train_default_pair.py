@@ -6,8 +6,8 @@
 Two stages per model, both through amint.train.train_pair:
 1. backbone: 8 epochs of joint training (active: task + MINT loss, with a small trained Fourier head)
    or of task-only training (passive), saved under benchmarks/results/{active,passive}-backbone;
-2. memory: a large fixed-feature Fourier head (49,152 features regenerated from a seed) trained for
-   4 epochs on that frozen backbone (init_from), saved as the pair.
+2. memory: a hashed-memory MINT head (8 tables of 2^20 buckets, 64 random-hyperplane bits each, on
+   the entry maps pooled to 14x14) trained for 3 epochs on that frozen backbone (init_from).
 Each stage's log goes to benchmarks/results/. Stage 2 alone (--stage memory) reuses saved backbones.
 """
 
@@ -36,8 +36,10 @@ BACKBONE = dict(
 )
 STAGES = {
     # The joint stage as it ran: a small trained Fourier head (its memory is replaced in stage 2).
-    "backbone": dict(epochs=8, head_epochs=0, head_hidden=12288, head_feature_seed=None, head_lr_mult=0.1),
-    "memory": dict(epochs=0, head_epochs=4, head_hidden=49152, head_feature_seed=0, head_lr_mult=0.05),
+    "backbone": dict(epochs=8, head_epochs=0, head_activation="sin", head_pool_grid=5, head_hidden=12288,
+                     head_feature_seed=None, head_lr_mult=0.1),
+    # The memory: TrainConfig's defaults (hashed memory on 14x14-pooled entry maps, 3 epochs, SGD lr 5).
+    "memory": dict(epochs=0),
 }
 
 
@@ -77,6 +79,9 @@ def passive_notes(passive: dict, active_task_accuracy: float) -> str:
             "but the backbone was trained on the task alone (no MINT loss), then the head was trained on the "
             "frozen model for the same number of epochs.\n\n" + "\n".join(rows) +
             f"\n\nThe passive model's task accuracy is {gap:+.2f} points from this pair's. "
+            "Read plainly: with this head, detection comes from the head's memory of the audited model's entry "
+            "activations, not from a trace that joint training wrote into the backbone (the joint stage's own "
+            "head stayed near chance on the calibration split in every epoch). "
             f"Produced by `python benchmarks/train_default_pair.py` ({passive['date']}).")
 
 

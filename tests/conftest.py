@@ -44,7 +44,7 @@ def tiny_config(**overrides) -> TrainConfig:
     # The paper-style ReLU head and SGD: on 16 px noise it memorises 200 members in a few seconds.
     base = dict(dataset="synthetic", **TINY_BACKBONE, setup="entry", head_width=16, head_hidden=64,
                 head_activation="relu", head_pool_grid=1, head_epochs=0, optimizer="sgd", weight_decay=5e-4,
-                head_lr_mult=1.0,
+                head_lr_mult=1.0, head_optimizer="sgd", head_lr=0.05,
                 n_members=200, n_external=200, n_calibration=100, epochs=8, batch_size=50, lr=0.05,
                 monitor_samples=100, device="cpu")
     base.update(overrides)
