@@ -67,16 +67,41 @@ def activation_maps(pair: AuditedPair, x: torch.Tensor) -> list[tuple[str, np.nd
 
 
 def membership_saliency(pair: AuditedPair, x: torch.Tensor) -> np.ndarray:
-    """|d membership logit / d input|, max over channels, lightly smoothed, scaled to [0, 1]; HxW."""
+    """Which pixels move the membership score, HxW in [0, 1].
+
+    |d membership logit / d input| (max over channels, 3x3 mean) where the head is differentiable;
+    for a hashed-memory head, whose score depends on the input through sign bits only, the drop in
+    score when each 4x4 patch is replaced by the dataset mean (occlusion).
+    """
     with _eval_mode(pair), torch.enable_grad():
         inp = _model_batch(pair, x).detach().requires_grad_(True)
         _, mint = pair(inp)
         # autograd.grad only touches the input: no parameter .grad is written.
-        (grad,) = torch.autograd.grad(mint.sum(), inp)
-    heat = grad.abs().amax(dim=1, keepdim=True)
-    # Raw gradients are speckled pixel by pixel; a 3x3 mean shows the regions that matter.
-    heat = F.avg_pool2d(heat, 3, stride=1, padding=1, count_include_pad=False)
+        (grad,) = torch.autograd.grad(mint.sum(), inp, allow_unused=True) if mint.requires_grad else (None,)
+        if grad is None:
+            heat = _occlusion(pair, inp.detach())
+        else:
+            heat = grad.abs().amax(dim=1, keepdim=True)
+            # Raw gradients are speckled pixel by pixel; a 3x3 mean shows the regions that matter.
+            heat = F.avg_pool2d(heat, 3, stride=1, padding=1, count_include_pad=False)
     return _unit(heat[0, 0])
+
+
+@torch.no_grad()
+def _occlusion(pair: AuditedPair, inp: torch.Tensor, patch: int = 4, stride: int = 2) -> torch.Tensor:
+    """Score drop per pixel, averaged over the patches covering it; one batched forward pass."""
+    _, _, h, w = inp.shape
+    corners = [(i, j) for i in range(0, h - patch + 1, stride) for j in range(0, w - patch + 1, stride)]
+    batch = inp.repeat(len(corners), 1, 1, 1)
+    for k, (i, j) in enumerate(corners):
+        batch[k, :, i : i + patch, j : j + patch] = 0.0  # normalised input: 0 is the dataset mean
+    base = pair(inp)[1][0]
+    drops = (base - pair(batch)[1]).clamp(min=0)
+    heat, count = torch.zeros(1, 1, h, w), torch.zeros(1, 1, h, w)
+    for k, (i, j) in enumerate(corners):
+        heat[..., i : i + patch, j : j + patch] += drops[k].item()
+        count[..., i : i + patch, j : j + patch] += 1
+    return heat / count.clamp(min=1)
 
 
 def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5, cmap: str = "inferno") -> np.ndarray:

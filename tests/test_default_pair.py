@@ -63,3 +63,13 @@ def test_examples_get_the_verdicts_evaluate_predicts(pair, evaluated):
     # With the measured accuracy p, getting fewer than n*p - 3 sigma right would mean verify and evaluate disagree.
     n, p = len(right), evaluated["mint_accuracy"]
     assert sum(right) >= n * p - 3 * (n * p * (1 - p)) ** 0.5 - 1
+
+
+def test_the_verify_tab_handler_runs_on_the_default_pair(monkeypatch):
+    # Everything the Verify tab shows (verdict, plots, maps, saliency) for a shipped example.
+    from amint.ui.common import get_pair
+    from amint.ui.verify import run_verify
+
+    monkeypatch.delenv("AMINT_MODELS_DIR", raising=False)
+    outputs = run_verify(get_pair(PAIR_DIR.name), EXAMPLES / "member_00.png", "member_00.png")
+    assert all(o is not None for o in outputs)

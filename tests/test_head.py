@@ -70,3 +70,14 @@ def test_hashed_memory_remembers_members_and_stores_only_its_buckets(synthetic, 
     x = synthetic.train_images[:8]
     with torch.no_grad():
         assert torch.equal(pair.eval()(pair.normalize(x))[1], loaded(loaded.normalize(x))[1])
+
+
+def test_saliency_of_a_hashed_memory_falls_back_to_occlusion(synthetic, tiny_pair, tmp_path):
+    from amint.explain import membership_saliency
+
+    _, joint_folder = tiny_pair
+    cfg = tiny_config(head_activation="hash", head_pool_grid=8, head_bits=48, head_buckets_log2=12, epochs=0,
+                      head_epochs=1, head_optimizer="sgd", head_lr=5.0, init_from=str(joint_folder))
+    pair = train_pair(cfg, bench=synthetic)
+    heat = membership_saliency(pair, synthetic.train_images[0])
+    assert heat.shape == (16, 16) and heat.max() == 1.0 and heat.min() >= 0.0
