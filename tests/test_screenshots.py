@@ -232,3 +232,58 @@ def test_screenshots(url, uploads, size):
         page.quit()
     for path in shots:
         assert path.stat().st_size > 10_000, path
+
+
+DEFAULT_PAIR = ROOT / "models" / "fashion-mnist-resnet18"
+
+
+@pytest.fixture(scope="module")
+def default_url(tmp_path_factory):
+    """The app on the shipped default pair and examples (a scratch models dir, so nothing is written to models/)."""
+    if not (DEFAULT_PAIR / "model.safetensors").is_file():
+        pytest.skip("the default pair is not in models/")
+    models = tmp_path_factory.mktemp("models")
+    (models / DEFAULT_PAIR.name).symlink_to(DEFAULT_PAIR, target_is_directory=True)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AMINT_MODELS_DIR", str(models))
+    mp.setenv("AMINT_EXAMPLES_DIR", str(ROOT / "examples"))
+    from amint.ui import build_app
+
+    demo = build_app()
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    try:
+        yield demo.local_url
+    finally:
+        demo.close()
+        mp.undo()
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_screenshots_default_pair(default_url, size):
+    width, height, mobile = SIZES[size]
+    page = Page(default_url, width, height, mobile)
+    shots = []
+    members = sorted((ROOT / "examples").glob("member_*.png"))[:6]
+    try:
+        page.click("#verify-examples .thumbnail-item")
+        page.wait_text("#verify-verdict", "verdict is", 60)
+        page.settle()
+        shots.append(page.shot("default-1-verify"))
+        page.tab("audit")
+        page.upload("#audit-files", members)
+        page.wait_text("#audit-files", "member_", 30)
+        page.click("#audit-button")
+        page.wait_text("#audit-summary", "flagged", 60)
+        page.settle()
+        shots.append(page.shot("default-2-audit"))
+        page.tab("train")
+        page.settle()
+        shots.append(page.shot("default-3-train"))
+        page.tab("model")
+        page.wait_text("#model-card", "aMINT pair", 30)
+        page.settle()
+        shots.append(page.shot("default-4-model"))
+    finally:
+        page.quit()
+    for path in shots:
+        assert path.stat().st_size > 10_000, path
