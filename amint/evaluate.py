@@ -173,8 +173,9 @@ def evaluate_pair(pair, bench: Benchmark, split: MembershipSplit, device=None) -
     """aMINT metrics at the pair's stored threshold, task accuracy and baseline attacks on the same split."""
     members, nonmembers = balanced_eval_indices(split)
     sm = score_images(pair, bench.train_images[members], device=device)
-    sn = score_images(pair, bench.test_images[nonmembers], device=device)
+    # Held-out non-members come from the test split: score it once, for them and for task accuracy.
     full_test = score_images(pair, bench.test_images, device=device)
+    sn = Scores(full_test.member_probability[nonmembers], full_test.class_logits[nonmembers])
     result = membership_metrics(sm.member_probability, sn.member_probability, pair.config.threshold)
     result["task_accuracy"] = float((full_test.class_logits.argmax(1) == bench.test_labels).double().mean())
     attacks_m = sm.attack_scores(bench.train_labels[members])

@@ -144,6 +144,29 @@ class Page:
         WebDriverWait(self.d, timeout).until(lambda d: d.execute_script(
             "return [...document.images].every(i => i.complete || i.loading === 'lazy')"))
 
+    def verify_first_example(self, name: str) -> Path:
+        """Verify: click the first example; the verdict, plots and maps appear."""
+        self.click("#verify-examples .thumbnail-item")
+        self.wait_text("#verify-verdict", "verdict is", 60)
+        self.settle()
+        return self.shot(name)
+
+    def audit(self, files: list, seen: str, name: str) -> Path:
+        """Audit: upload images (or zips), run, wait for the dataset-level answer."""
+        self.tab("audit")
+        self.upload("#audit-files", files)
+        self.wait_text("#audit-files", seen, 30)
+        self.click("#audit-button")
+        self.wait_text("#audit-summary", "flagged", 60)
+        self.settle()
+        return self.shot(name)
+
+    def model_tab(self, name: str) -> Path:
+        self.tab("model")
+        self.wait_text("#model-card", "aMINT pair", 30)
+        self.settle()
+        return self.shot(name)
+
     def shot(self, name: str) -> Path:
         """Full-page PNG: the viewport is stretched to the page height for the capture."""
         width, height, _ = self.size
@@ -185,20 +208,8 @@ def test_screenshots(url, uploads, size):
     page = Page(url, width, height, mobile)
     shots = []
     try:
-        # Verify: click the first example; the verdict, plots and maps appear.
-        page.click("#verify-examples .thumbnail-item")
-        page.wait_text("#verify-verdict", "verdict is", 60)
-        page.settle()
-        shots.append(page.shot("1-verify"))
-
-        # Audit: upload images and a zip, run.
-        page.tab("audit")
-        page.upload("#audit-files", uploads["audit"])
-        page.wait_text("#audit-files", "members", 30)
-        page.click("#audit-button")
-        page.wait_text("#audit-summary", "flagged", 60)
-        page.settle()
-        shots.append(page.shot("2-audit"))
+        shots.append(page.verify_first_example("1-verify"))
+        shots.append(page.audit(uploads["audit"], "members", "2-audit"))
 
         # Train: an uploaded ImageFolder zip, a tiny configuration; on the phone only fill the form.
         page.tab("train")
@@ -220,10 +231,7 @@ def test_screenshots(url, uploads, size):
         shots.append(page.shot("3-train"))
 
         # Model: the selected pair (the one just trained on the desktop run).
-        page.tab("model")
-        page.wait_text("#model-card", "aMINT pair", 30)
-        page.settle()
-        shots.append(page.shot("4-model"))
+        shots.append(page.model_tab("4-model"))
 
         page.tab("about")
         page.wait_text("#about-text", "Limits", 10)
@@ -265,24 +273,12 @@ def test_screenshots_default_pair(default_url, size):
     shots = []
     members = sorted((ROOT / "examples").glob("member_*.png"))[:6]
     try:
-        page.click("#verify-examples .thumbnail-item")
-        page.wait_text("#verify-verdict", "verdict is", 60)
-        page.settle()
-        shots.append(page.shot("default-1-verify"))
-        page.tab("audit")
-        page.upload("#audit-files", members)
-        page.wait_text("#audit-files", "member_", 30)
-        page.click("#audit-button")
-        page.wait_text("#audit-summary", "flagged", 60)
-        page.settle()
-        shots.append(page.shot("default-2-audit"))
+        shots.append(page.verify_first_example("default-1-verify"))
+        shots.append(page.audit(members, "member_", "default-2-audit"))
         page.tab("train")
         page.settle()
         shots.append(page.shot("default-3-train"))
-        page.tab("model")
-        page.wait_text("#model-card", "aMINT pair", 30)
-        page.settle()
-        shots.append(page.shot("default-4-model"))
+        shots.append(page.model_tab("default-4-model"))
     finally:
         page.quit()
     for path in shots:
