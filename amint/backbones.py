@@ -1,8 +1,8 @@
 """Audited backbones from timm, adapted to small inputs, and where the MINT taps sit.
 
 Taps are data: a setup (Entry / Middle / Output) is a pair of indices into timm's ``feature_info``,
-resolved to module names once, and the pair's config records the names. Any timm model works with
-explicit tap names.
+resolved to module names once, and the pair's config records the names. Taps are read with timm's
+``forward_intermediates``, so any timm model that has it works, with stage names as taps.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import timm
-import torch
 from torch import nn
 
 SETUPS = ("entry", "middle", "output")
@@ -81,34 +80,10 @@ def setup_taps(model: nn.Module, setup: str) -> list[str]:
     return [names[i] for i in index]
 
 
-def check_taps(model: nn.Module, taps: list[str]) -> None:
-    modules = dict(model.named_modules())
-    missing = [t for t in taps if t not in modules]
+def tap_indices(model: nn.Module, taps: list[str]) -> list[int]:
+    """Indices into timm's ``feature_info`` (what ``forward_intermediates`` takes) of the tapped stages."""
+    stages = [info["module"] for info in getattr(model, "feature_info", [])]
+    missing = [t for t in taps if t not in stages]
     if missing:
-        stages = [info["module"] for info in getattr(model, "feature_info", [])]
-        raise ValueError(f"Tap(s) {missing} are not modules of this backbone; its stages are {stages}")
-
-
-class TapRecorder:
-    """Forward hooks that keep the output of each tapped module for the current forward pass."""
-
-    def __init__(self, model: nn.Module, taps: list[str]):
-        check_taps(model, taps)
-        self.taps = list(taps)
-        self.outputs: dict[str, torch.Tensor] = {}
-        modules = dict(model.named_modules())
-        self._handles = [modules[t].register_forward_hook(self._hook(t)) for t in self.taps]
-
-    def _hook(self, name: str):
-        def keep(_module, _inputs, output):
-            self.outputs[name] = output[0] if isinstance(output, (tuple, list)) else output
-
-        return keep
-
-    def take(self) -> list[torch.Tensor]:
-        maps = [self.outputs.pop(t) for t in self.taps]
-        return maps
-
-    def remove(self) -> None:
-        for h in self._handles:
-            h.remove()
+        raise ValueError(f"Tap(s) {missing} are not stages of this backbone; its stages are {stages}")
+    return [stages.index(t) for t in taps]

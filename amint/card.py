@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .pair import PairConfig
+if TYPE_CHECKING:
+    from .pair import PairConfig
 
 _METRIC_NAMES = {
     "mint_accuracy": "MINT accuracy (calibrated threshold)",
@@ -23,27 +24,28 @@ def _fmt(v: Any) -> str:
 
 
 def _front_matter(cfg: PairConfig) -> str:
+    """Hub metadata through huggingface_hub's ModelCardData: tags, dataset and the evaluated numbers."""
+    from huggingface_hub import EvalResult, ModelCardData
+
     m = cfg.metrics
-    dataset_id = _DATASET_IDS.get(cfg.dataset, _dataset_name(cfg.dataset))
-    results = []
-    if "task_accuracy" in m:
-        results.append({"task": {"type": "image-classification"},
-                        "dataset": {"name": _dataset_name(cfg.dataset), "type": dataset_id},
-                        "metrics": [{"type": "accuracy", "value": round(m["task_accuracy"], 4), "name": "Task accuracy (test split)"}]})
-    mint = [{"type": k, "value": round(m[k], 4), "name": name} for k, name in _METRIC_NAMES.items() if k in m]
-    if mint:
-        results.append({"task": {"type": "membership-inference", "name": "Membership inference test"},
-                        "dataset": {"name": _dataset_name(cfg.dataset), "type": dataset_id}, "metrics": mint})
-    meta = {
-        "library_name": "amint",
-        "license": "mit",
-        "tags": ["membership-inference", "amint", "model-auditing", "image-classification", cfg.backbone],
-        "datasets": [dataset_id] if cfg.dataset else [],
-        "pipeline_tag": "image-classification",
-        "model-index": [{"name": f"amint-{_dataset_name(cfg.dataset)}-{cfg.backbone}", "results": results}],
-    }
-    # JSON is valid YAML, and it keeps the card free of a YAML dependency.
-    return "---\n" + "\n".join(f"{k}: {json.dumps(v)}" for k, v in meta.items()) + "\n---\n"
+    name = _dataset_name(cfg.dataset)
+    dataset_id = _DATASET_IDS.get(cfg.dataset, name)
+
+    def result(task: str, key: str, metric: str, label: str, task_name: str | None = None) -> EvalResult:
+        return EvalResult(task_type=task, task_name=task_name, dataset_type=dataset_id, dataset_name=name,
+                          metric_type=metric, metric_value=round(m[key], 4), metric_name=label)
+
+    results = [result("image-classification", "task_accuracy", "accuracy", "Task accuracy (test split)")] \
+        if "task_accuracy" in m else []
+    results += [result("membership-inference", k, k, label, "Membership inference test")
+                for k, label in _METRIC_NAMES.items() if k in m]
+    data = ModelCardData(
+        library_name="amint", license="mit", pipeline_tag="image-classification",
+        tags=["membership-inference", "amint", "model-auditing", "image-classification", cfg.backbone],
+        datasets=[dataset_id] if cfg.dataset else None,
+        model_name=f"amint-{name}-{cfg.backbone}", eval_results=results or None,
+    )
+    return "---\n" + data.to_yaml() + "\n---\n"
 
 
 def _metrics_table(m: dict[str, Any]) -> str:
@@ -67,13 +69,44 @@ def _origin_lines(origin: dict | None, tc: dict) -> list[str]:
     """Where a head-only run's backbone came from, so the card tells the whole training story."""
     lines = []
     if tc.get("head_epochs"):
-        lines.append(f"- then {tc['head_epochs']} head-only epochs on the frozen backbone")
+        lines.append(f"- then {tc['head_epochs']} trace-head epochs on the frozen backbone")
+    if "memory_views" in tc:
+        lines.append(f"- memories written with each member and external as is and as {tc['memory_views']} random "
+                     "edited views (JPEG, resampling, noise, brightness)")
     if origin:
         oc = origin.get("training", {}).get("config", {})
         lines.append(f"- backbone from `{origin.get('source')}`: {oc.get('mode')} training, {oc.get('epochs')} epochs, "
                      f"{oc.get('optimizer')} lr {oc.get('lr')} ({oc.get('schedule')}), MINT loss weight "
-                     f"{oc.get('mint_weight')}, head {oc.get('head_activation')} during that stage")
+                     f"{oc.get('mint_weight')}")
     return lines
+
+
+def _head_lines(cfg: PairConfig) -> list[str]:
+    head = cfg.head
+    lines = []
+    if head.get("trace"):
+        lines.append(f"- trace head (the paper's MINT model) on the taps: two convolutions of {head['trace']['width']} "
+                     f"channels per map, global pooling, MLP {head['trace']['hidden']}, one logit")
+    for name, m in head.get("memories", {}).items():
+        moves = f", queried also moved by up to {m['shifts']} px and zoomed out to {m['zooms']}" if m["shifts"] or m["zooms"] else ""
+        lines.append(f"- memory `{name}`: {m['tables']} hash tables of {m['bits']} sign bits over {m['dims']} whitened "
+                     f"components of the input ({m['pool']}x{m['pool']} pooled, border {m['border']} px left out){moves}; "
+                     f"one presence bit per bucket for members and one for externals")
+    readout = cfg.calibration.get("readout")
+    if readout:
+        lines.append("- readout (logistic, fitted on the calibration split): "
+                     + ", ".join(f"{k} {v:.3f}" for k, v in readout.items()))
+    return lines
+
+
+def _edits_table(m: dict[str, Any]) -> str:
+    ref = m.get("references", {}).get("pixel_nearest_member", {})
+    rows = ["| edit | accuracy | AUC | TPR @ 1% FPR | TPR @ 0.1% FPR | FPR at threshold | pixel reference AUC |",
+            "|---|---|---|---|---|---|---|"]
+    for name, r in m["edits"].items():
+        rows.append(f"| {name} | {_fmt(r['mint_accuracy'])} | {_fmt(r['auc'])} | {_fmt(r['tpr_at_1pct_fpr'])} | "
+                    f"{_fmt(r['tpr_at_0_1pct_fpr'])} | {_fmt(r['fpr_at_threshold'])} | {_fmt(ref.get(name, {}).get('auc'))} |")
+    return "\n".join(rows)
 
 
 def render_model_card(cfg: PairConfig, notes: str = "") -> str:
@@ -102,10 +135,20 @@ def render_model_card(cfg: PairConfig, notes: str = "") -> str:
             "",
             f"Audited task accuracy on the full test split: **{_fmt(m.get('task_accuracy'))}**.",
             "",
+            f"The member probability is calibrated (isotonic, equal priors) on calibration images as is and once "
+            f"randomly edited; expected calibration error on held-out images made the same way "
+            f"{_fmt(m.get('calibration_error'))} (exact copies alone {_fmt(m.get('calibration_error_exact'))}, "
+            f"edited alone {_fmt(m.get('calibration_error_edited'))}).",
+            "",
             "Baselines are classic threshold attacks on this pair's own classifier outputs, thresholds fitted on the "
             "same calibration split.",
             "",
         ]
+        if "edits" in m:
+            lines += ["### Edited copies", "",
+                      "Members and never-seen images edited alike (`amint.edits`), verdicts at this pair's own threshold. "
+                      "The pixel reference (nearest member in raw pixels) needs the member images in hand: a "
+                      "yardstick, not something a published pair could do.", "", _edits_table(m), ""]
     else:
         lines += ["Not evaluated yet.", ""]
     lines += [
@@ -114,7 +157,7 @@ def render_model_card(cfg: PairConfig, notes: str = "") -> str:
         f"- backbone: `{cfg.backbone}` {json.dumps(cfg.backbone_kwargs) if cfg.backbone_kwargs else ''}, "
         f"input {cfg.in_chans}x{cfg.image_size}x{cfg.image_size}, {cfg.num_classes} classes",
         f"- taps ({cfg.setup}): {', '.join(f'`{t_}`' for t_ in cfg.taps)}",
-        f"- MINT head: {json.dumps(cfg.head)}",
+        *_head_lines(cfg),
     ]
     if "parameters" in t:
         p = t["parameters"]
@@ -139,10 +182,13 @@ def render_model_card(cfg: PairConfig, notes: str = "") -> str:
         "",
         "## Limits",
         "",
-        "The verdict says whether this particular model was trained on an image, judged by a head that memorised "
-        "the model's activations of its training images. It does not transfer to other models, and edited copies "
-        "of a training image (crops, recompression, resizing) can score lower than the original; "
-        "benchmarks/robustness.py measures how much.",
+        "What the verdict depends on: mostly on the hashed memories, which remember the training images as this "
+        "model receives them (sign bits of projections, no images). They recognise exact copies, re-encodings "
+        "(JPEG, resizing, noise, brightness) and small moves (shifts of up to the memory's alignment, slight "
+        "crops); larger crops, rotations, flips, or a different photo of the same object are not recognised. "
+        "Because the memories read the input rather than a trace in the classifier's weights, the verdict says "
+        "which images were used to train this pair, not what the classifier itself retained; see the controls "
+        "in the notes. Some never-seen images are flagged: the false-positive rate is stated with the threshold.",
         "",
     ]
     return "\n".join(lines)

@@ -133,7 +133,7 @@ class _ProgressPrinter:
                   end="", file=self.stream, flush=True)
         elif p.kind == "epoch":
             m = p.metrics
-            keys = ("task_loss", "mint_loss", "train_task_accuracy", "test_accuracy", "cal_mint_accuracy", "cal_auc")
+            keys = ("task_loss", "mint_loss", "train_task_accuracy", "test_accuracy", "cal_trace_accuracy", "cal_trace_auc")
             summary = " ".join(f"{k} {m[k]:.4f}" for k in keys if isinstance(m.get(k), (int, float)))
             clear = "\r\033[K" if self.live else ""
             print(f"{clear}{p.phase} epoch {p.epoch}/{p.epochs}: {summary} ({m.get('seconds', 0):.1f}s)",
@@ -157,10 +157,16 @@ def _without_roc(metrics: dict) -> dict:
 # --- evaluate -----------------------------------------------------------------------------------
 
 
-def run_evaluate(pair: AuditedPair, bench: Benchmark, roc: bool = False, device: str | None = None) -> dict:
-    """Metrics of ``pair`` on ``bench``, on the held-out split regenerated from the pair's config."""
+def run_evaluate(pair: AuditedPair, bench: Benchmark, roc: bool = False, device: str | None = None,
+                 edits: tuple[str, ...] = (), edits_n: int | None = None, progress: Callable | None = None) -> dict:
+    """Metrics of ``pair`` on ``bench``, on the held-out split regenerated from the pair's config.
+
+    With ``edits``: the same metrics on edited copies (members and non-members edited alike, at the
+    pair's own threshold), and the model-free pixel reference on the same images.
+    """
     from .data import MembershipSplit
     from .evaluate import evaluate_pair
+    from .robustness import evaluate_edits, pixel_reference
 
     split = MembershipSplit.from_config(pair.config.split)
     sizes = (len(bench.train_images), len(bench.test_images))
@@ -170,6 +176,10 @@ def run_evaluate(pair: AuditedPair, bench: Benchmark, roc: bool = False, device:
             f"drawn from {split.n_train} / {split.n_test}: wrong dataset or data root"
         )
     result = evaluate_pair(pair, bench, split, device=device)
+    if edits:
+        result["edits"] = evaluate_edits(pair, bench, split, edits, n=edits_n, device=device, progress=progress)
+        result["references"] = {"pixel_nearest_member": pixel_reference(bench, split, pair.config, edits, n=edits_n,
+                                                                         progress=progress)}
     return result if roc else _without_roc(result)
 
 
@@ -180,9 +190,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not pair.config.split:
         raise ValueError(f"{args.pair} records no membership split: it cannot be evaluated")
     bench = load_benchmark(pair.config.dataset, args.data_root, image_size=pair.config.image_size)
-    result = run_evaluate(pair, bench, roc=args.roc)
+    edits = _edit_names(args.edits) if args.edits is not None else ()
+    bar = _tqdm(total=2 * len(edits), desc="edits", disable=not edits)
+    result = run_evaluate(pair, bench, roc=args.roc, edits=edits, edits_n=args.edits_n,
+                          progress=lambda name, i, n: bar.update(1) or bar.set_postfix_str(name))
+    bar.close()
     print(json.dumps(result, indent=2) if args.json else _metrics_table(args.pair, pair.config, result))
     return 0
+
+
+def _edit_names(text: str) -> tuple[str, ...]:
+    from .edits import EDIT_NAMES
+
+    names = EDIT_NAMES if text in ("", "all") else tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in EDIT_NAMES]
+    if unknown:
+        raise ValueError(f"Unknown edit(s) {unknown}: choose from {', '.join(EDIT_NAMES)}")
+    return names
+
+
+def _tqdm(**kwargs):
+    from tqdm.auto import tqdm
+
+    return tqdm(file=sys.stderr, **kwargs)
 
 
 def _metrics_table(source: str, config: PairConfig, m: dict) -> str:
@@ -199,6 +229,14 @@ def _metrics_table(source: str, config: PairConfig, m: dict) -> str:
         f"{'method':<22}" + "".join(f"{h:>12}" for h in heads),
     ]
     lines += [f"{name:<22}" + "".join(f"{fmt(r.get(k)):>12}" for k in keys) for name, r in rows]
+    if "edits" in m:
+        ref = m["references"]["pixel_nearest_member"]
+        lines += ["", "edited copies (members and non-members alike), at this pair's threshold; "
+                      "pixel reference = nearest member in raw pixels (needs the member images)",
+                  f"{'edit':<12}{'accuracy':>10}{'AUC':>8}{'TPR@1%':>8}{'TPR@0.1%':>10}{'FPR':>7}{'pixel ref AUC':>15}"]
+        lines += [f"{name:<12}{r['mint_accuracy']:>10.4f}{r['auc']:>8.4f}{r['tpr_at_1pct_fpr']:>8.4f}"
+                  f"{r['tpr_at_0_1pct_fpr']:>10.4f}{r['fpr_at_threshold']:>7.4f}{ref[name]['auc']:>15.4f}"
+                  for name, r in m["edits"].items()]
     return "\n".join(lines)
 
 
@@ -359,12 +397,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = _subparser(sub, "evaluate", "measure a pair's membership and task metrics",
                    "Regenerate the pair's membership split from its config, load its benchmark and report MINT "
                    "accuracy, AUC and TPR at low FPR on held-out members vs the test split, with baseline attacks.",
-                   f"  {PROG} evaluate runs/fmnist\n  {PROG} evaluate owner/amint-fmnist@v1 --json")
+                   f"  {PROG} evaluate runs/fmnist\n  {PROG} evaluate owner/amint-fmnist@v1 --json\n"
+                   f"  {PROG} evaluate runs/fmnist --edits --edits-n 2000\n  {PROG} evaluate runs/fmnist --edits jpeg75,shift1 --json")
     _add_pair_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--roc", action="store_true", help="include the ROC curve points in the JSON")
     p.add_argument("--data-root", metavar="DIR",
                    help="directory holding the dataset files (default: $AMINT_DATA_DIR)")
+    p.add_argument("--edits", nargs="?", const="all", metavar="NAMES",
+                   help="also score edited copies (JPEG, resize, shift, crop, noise, brightness, screenshot) and the "
+                        "model-free pixel reference: all edits, or a comma-separated list of names")
+    p.add_argument("--edits-n", type=int, metavar="N",
+                   help="with --edits: the first N held-out members and N non-members only (default: all)")
     p.set_defaults(func=cmd_evaluate)
 
     p = _subparser(sub, "verify", "say whether images were in a pair's training set",

@@ -97,8 +97,9 @@ def score_histograms(member_scores: torch.Tensor, nonmember_scores: torch.Tensor
 
 @dataclass
 class Scores:
-    member_probability: torch.Tensor  # (N,) sigmoid of the MINT logit
+    member_probability: torch.Tensor  # (N,) float64, calibrated (PairOutput.member_probability)
     class_logits: torch.Tensor  # (N, num_classes), float32
+    evidence: torch.Tensor  # (N, E): trace logit and memory scores, before the readout
 
     def attack_scores(self, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Classic threshold attacks on the audited model's output: higher = more likely member."""
@@ -111,45 +112,149 @@ class Scores:
         }
 
 
+def scoring_precision(pair, device: torch.device):
+    """The pair's one numeric policy: score in the precision it was calibrated in, on every device."""
+    if pair.config.precision == "bfloat16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return torch.autocast(device.type, enabled=False)
+
+
 @torch.no_grad()
 def score_images(pair, images: torch.Tensor, batch_size: int = 512, device: str | torch.device | None = None) -> Scores:
     """Run the pair in eval mode over uint8 NCHW images, batch by batch."""
     device = torch.device(device) if device else next(pair.parameters()).device
+    was_training = pair.training
     pair.eval()
-    probs, logits = [], []
+    probs, logits, evidence = [], [], []
     for start in range(0, len(images), batch_size):
         x = pair.normalize(images[start : start + batch_size].to(device, non_blocking=True))
-        with _autocast(device):
-            out, mint = pair(x)
-        probs.append(torch.sigmoid(mint.float()).cpu())
-        logits.append(out.float().cpu())
+        with scoring_precision(pair, device):
+            out = pair(x)
+        probs.append(out.member_probability.double().cpu())
+        logits.append(out.class_logits.float().cpu())
+        evidence.append(out.evidence.float().cpu())
+    pair.train(was_training)
     if not probs:
-        return Scores(torch.empty(0), torch.empty(0, pair.config.num_classes))
-    return Scores(torch.cat(probs), torch.cat(logits))
+        n_evidence = len(pair.head_config.evidence_names)
+        return Scores(torch.empty(0), torch.empty(0, pair.config.num_classes), torch.empty(0, n_evidence))
+    return Scores(torch.cat(probs), torch.cat(logits), torch.cat(evidence))
 
 
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
+# --- calibration -------------------------------------------------------------------------------
 
 
-# --- whole-pair evaluation ---------------------------------------------------------------------
+def fit_logistic(member_features: torch.Tensor, nonmember_features: torch.Tensor, l2: float = 1e-4) -> tuple[list[float], float]:
+    """Weights and bias of a logistic regression, members vs non-members with equal priors (Platt scaling)."""
+    x = torch.cat([member_features, nonmember_features]).double()
+    y = torch.cat([torch.ones(len(member_features)), torch.zeros(len(nonmember_features))]).double()
+    # Equal total weight per class: a balanced set, whatever the counts.
+    w = torch.where(y > 0, 0.5 / max(len(member_features), 1), 0.5 / max(len(nonmember_features), 1))
+    mu, sd = x.mean(0), x.std(0).clamp(min=1e-6)
+    z = (x - mu) / sd
+    params = torch.zeros(z.shape[1] + 1, dtype=torch.double, requires_grad=True)
+    opt = torch.optim.LBFGS([params], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
+
+    def loss_fn():
+        opt.zero_grad()
+        logit = z @ params[:-1] + params[-1]
+        loss = (w * F.binary_cross_entropy_with_logits(logit, y, reduction="none")).sum() + l2 * params[:-1].pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(loss_fn)
+    coef = params[:-1].detach() / sd
+    bias = float(params[-1].detach() - (coef * mu).sum())
+    return [float(c) for c in coef], bias
 
 
-def calibrate(pair, bench: Benchmark, split: MembershipSplit, target_fpr: float | None = None, device=None) -> dict:
-    """Fit the pair's threshold on calibration members vs calibration non-members; return the fitted fields."""
-    cal_m = score_images(pair, bench.train_images[split.calibration_members], device=device).member_probability
-    cal_n = score_images(pair, bench.train_images[split.calibration_nonmembers], device=device).member_probability
-    threshold = fit_threshold(cal_m, cal_n, target_fpr)
+def isotonic_knots(member_logits: torch.Tensor, nonmember_logits: torch.Tensor, knots: int) -> torch.Tensor:
+    """(2, knots): logits and the isotonic (pool-adjacent-violators) member rate there, classes weighted equally."""
+    x = torch.cat([member_logits, nonmember_logits]).double()
+    y = torch.cat([torch.ones(len(member_logits)), torch.zeros(len(nonmember_logits))]).double()
+    w = torch.where(y > 0, 0.5 / max(len(member_logits), 1), 0.5 / max(len(nonmember_logits), 1))
+    order = torch.argsort(x, stable=True)
+    x, y, w = x[order].tolist(), y[order].tolist(), w[order].tolist()
+    blocks: list[list[float]] = []  # [weighted mean, weight, first x, last x]
+    for xi, yi, wi in zip(x, y, w):
+        blocks.append([yi, wi, xi, xi])
+        while len(blocks) > 1 and blocks[-2][0] >= blocks[-1][0]:
+            (m2, w2, a, _), (m1, w1, _, b) = blocks[-2], blocks[-1]
+            blocks[-2:] = [[(m2 * w2 + m1 * w1) / (w2 + w1), w2 + w1, a, b]]
+    # Each block's mean sits at the middle of its logits; knots at quantiles of those block centres.
+    centres = torch.tensor([(a + b) / 2 for _, _, a, b in blocks], dtype=torch.double)
+    means = torch.tensor([m for m, _, _, _ in blocks], dtype=torch.double)
+    grid = torch.quantile(torch.tensor(x, dtype=torch.double), torch.linspace(0, 1, knots, dtype=torch.double))
+    grid = grid + torch.arange(knots, dtype=torch.double) * 1e-9  # strictly increasing, even where quantiles tie
+    i = torch.searchsorted(centres, grid).clamp(1, max(len(centres) - 1, 1))
+    if len(centres) == 1:
+        return torch.stack([grid, means.expand(knots)])
+    x0, x1, y0, y1 = centres[i - 1], centres[i], means[i - 1], means[i]
+    t = ((grid - x0) / (x1 - x0).clamp(min=1e-12)).clamp(0, 1)
+    return torch.stack([grid, y0 + (y1 - y0) * t])
+
+
+def calibration_error(probabilities: torch.Tensor, labels: torch.Tensor, bins: int = 10) -> float:
+    """Expected calibration error: |accuracy - confidence| per probability bin, weighted by the bin's share."""
+    p = probabilities.double().clamp(0, 1)
+    predicted = (p >= 0.5).double()
+    confidence = torch.where(predicted > 0, p, 1 - p)
+    correct = (predicted == labels.double()).double()
+    which = (p * bins).long().clamp(max=bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        sel = which == b
+        if sel.any():
+            ece += float(sel.double().mean() * (correct[sel].mean() - confidence[sel].mean()).abs())
+    return ece
+
+
+def calibration_images(bench: Benchmark, split: MembershipSplit, spec, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Calibration members and non-members, each image as is and once more after a random edit.
+
+    The readout and the threshold are fitted on both, so the probability and the false-positive
+    rate hold for uploads as people make them, not only for the exact training bytes.
+    """
+    from .edits import random_edits
+
+    members = bench.train_images[split.calibration_members]
+    nonmembers = bench.train_images[split.calibration_nonmembers]
+    return (torch.cat([members, random_edits(members, spec, seed, moves=True)]),
+            torch.cat([nonmembers, random_edits(nonmembers, spec, seed + 1, moves=True)]))
+
+
+def calibrate(pair, bench: Benchmark, split: MembershipSplit, target_fpr: float | None = None, device=None,
+              images: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
+    """Fit the readout (Platt scaling) and the threshold on the calibration split; writes them into the pair."""
+    cal_m, cal_n = images or calibration_images(bench, split, pair.config)
+    em = score_images(pair, cal_m, device=device).evidence
+    en = score_images(pair, cal_n, device=device).evidence
+    coef, bias = fit_logistic(em, en)
+    with torch.no_grad():
+        pair.head.readout.weight.copy_(torch.tensor([coef]))
+        pair.head.readout.bias.fill_(bias)
+    with torch.no_grad():
+        lm, ln = (pair.head.readout(e.to(pair.head.readout.weight.device)).squeeze(1).cpu() for e in (em, en))
+        pair.head.calibration_knots.copy_(isotonic_knots(lm, ln, pair.head.calibration_knots.shape[1]))
+        pm, pn = (pair.head.probability(v.to(pair.head.calibration_knots.device)).cpu() for v in (lm, ln))
+    n, n_non = len(split.calibration_members), len(split.calibration_nonmembers)
+    halves = ((pm[:n], pn[:n_non]), (pm[n:], pn[n_non:]))  # exact copies, edited copies
+    if target_fpr is None:
+        threshold = fit_threshold(pm, pn)
+    else:  # the target holds for exact and for edited uploads alike
+        threshold = max(fit_threshold(m, n_, target_fpr) for m, n_ in halves)
+    # The larger of the two false-positive rates: the dataset-level test must not be optimistic for either.
+    fpr = max(float((n_ >= threshold).double().mean()) for _, n_ in halves)
     return {
         "threshold": threshold,
-        "threshold_fpr": float((cal_n >= threshold).double().mean()),
+        "threshold_fpr": fpr,
         "calibration": {
-            **score_histograms(cal_m, cal_n),
-            "n_members": len(cal_m),
-            "n_nonmembers": len(cal_n),
-            "tpr": float((cal_m >= threshold).double().mean()),
+            **score_histograms(pm[:n], pn[:n]),
+            "n_members": n,
+            "n_nonmembers": len(split.calibration_nonmembers),
+            "views": "each calibration image as is and once after a random edit (amint.edits.random_edit, moves)",
+            "readout": dict(zip(pair.head_config.evidence_names, coef)) | {"bias": bias},
+            "tpr": float((pm >= threshold).double().mean()),
             "target_fpr": target_fpr,
         },
     }
@@ -175,9 +280,14 @@ def evaluate_pair(pair, bench: Benchmark, split: MembershipSplit, device=None) -
     sm = score_images(pair, bench.train_images[members], device=device)
     # Held-out non-members come from the test split: score it once, for them and for task accuracy.
     full_test = score_images(pair, bench.test_images, device=device)
-    sn = Scores(full_test.member_probability[nonmembers], full_test.class_logits[nonmembers])
+    sn = Scores(full_test.member_probability[nonmembers], full_test.class_logits[nonmembers],
+                full_test.evidence[nonmembers])
     result = membership_metrics(sm.member_probability, sn.member_probability, pair.config.threshold)
+    result.update(_calibration_errors(pair, bench, members, nonmembers, sm.member_probability, sn.member_probability,
+                                      device))
     result["task_accuracy"] = float((full_test.class_logits.argmax(1) == bench.test_labels).double().mean())
+    result["evidence"] = {name: {"auc": roc_auc(sm.evidence[:, i], sn.evidence[:, i])}
+                          for i, name in enumerate(pair.head_config.evidence_names)}
     attacks_m = sm.attack_scores(bench.train_labels[members])
     attacks_n = sn.attack_scores(bench.test_labels[nonmembers])
     thresholds = _attack_thresholds(pair, bench, split, device)
@@ -187,6 +297,24 @@ def evaluate_pair(pair, bench: Benchmark, split: MembershipSplit, device=None) -
     }
     result["roc"] = _downsampled_roc(sm.member_probability, sn.member_probability)
     return result
+
+
+def _calibration_errors(pair, bench: Benchmark, members: torch.Tensor, nonmembers: torch.Tensor,
+                        exact_m: torch.Tensor, exact_n: torch.Tensor, device) -> dict[str, float]:
+    """Expected calibration error on held-out images made like the calibration set (each as is and once
+    randomly edited), and on the exact and the edited halves alone."""
+    from .edits import random_edits
+
+    edited_m = score_images(pair, random_edits(bench.train_images[members], pair.config, 101, moves=True),
+                            device=device).member_probability
+    edited_n = score_images(pair, random_edits(bench.test_images[nonmembers], pair.config, 102, moves=True),
+                            device=device).member_probability
+
+    def ece(m: torch.Tensor, n: torch.Tensor) -> float:
+        return calibration_error(torch.cat([m, n]), torch.cat([torch.ones(len(m)), torch.zeros(len(n))]))
+
+    return {"calibration_error": ece(torch.cat([exact_m, edited_m]), torch.cat([exact_n, edited_n])),
+            "calibration_error_exact": ece(exact_m, exact_n), "calibration_error_edited": ece(edited_m, edited_n)}
 
 
 def _downsampled_roc(member_scores: torch.Tensor, nonmember_scores: torch.Tensor, points: int = 200) -> dict:

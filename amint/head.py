@@ -1,164 +1,293 @@
-"""The MINT head: reads the tapped activation maps and outputs one membership logit."""
+"""The MINT head: a trace detector on the tapped maps, hashed memories of the training images, a readout.
+
+Two kinds of evidence, each optional, combined by a calibrated logistic readout:
+
+- the trace head (the paper's MINT model): two convolutions per tapped activation map, global
+  pooling, a small MLP, one logit. It is differentiable, so in active training its loss reaches the
+  audited model's layers: the only part that can carry a trace joint training wrote into the model.
+- hashed memories: locality-sensitive hashes of the image as the model receives it, with one
+  presence bit per bucket for the training members and one for the external non-members.
+  ``exact`` reads the whole image; ``aligned`` reads its interior and is also queried with the
+  upload moved and zoomed out a little, so that a shifted or cropped copy finds its member.
+  A memory holds sign bits of random projections, never an image or a per-member vector.
+
+The readout reads ``evidence`` (trace logit, memory scores) and is fitted on the calibration split
+(Platt scaling, equal priors), so ``sigmoid(readout)`` is a probability that means what it says.
+"""
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+# Looked up per table: +1 where only members landed, -EXTERNAL_PENALTY where only externals did.
+EXTERNAL_PENALTY = 0.5
+# The isotonic map from readout logit to probability is stored at this many knots.
+CALIBRATION_KNOTS = 64
+# A sliver of a gentle sigmoid (of logit / 8) keeps the calibrated probability strictly increasing in
+# the logit, so it ranks images as the logit does (no ties from the isotonic steps, none below |logit| 200).
+TIEBREAK = 1e-3
+
+
+@dataclass
+class TraceConfig:
+    width: int = 64  # channels of each branch's two convolutions
+    hidden: int = 512  # width of the MLP after the branches are concatenated
+
+
+@dataclass
+class MemoryConfig:
+    border: int = 0  # pixels left out at each side: moves bring unknown pixels in there (>= shifts)
+    pool: int = 2  # average-pool the image by this factor before hashing (tolerates resampling)
+    dims: int = 128  # whitened principal components the hash reads (fitted on the training images)
+    tables: int = 32  # independent hash tables; a member sets one bit in each
+    bits: int = 24  # random-hyperplane sign bits per table: more = only closer copies collide
+    buckets_log2: int = 21  # 2**buckets_log2 presence bits per table, for members and for externals
+    shifts: int = 0  # query-time alignment: also look the image up moved by up to this many pixels
+    zooms: list[float] = field(default_factory=list)  # ... and zoomed out to these fractions (undoes a crop)
+    seed: int = 0  # of the random hyperplanes and the bucket mixing
+
+
+def default_memories() -> dict[str, MemoryConfig]:
+    """The measured defaults (benchmarks/README.md): an exact memory and a move-tolerant one."""
+    return {
+        "exact": MemoryConfig(dims=128, seed=0),
+        "aligned": MemoryConfig(border=2, dims=96, shifts=2, zooms=[26 / 28, 27 / 28], seed=1),
+    }
+
 
 @dataclass
 class HeadConfig:
-    width: int = 64  # channels of each branch's convolutions
-    hidden: int = 512  # width of the MLP after the branches are concatenated: its memory for members
-    pool_grid: int = 1  # each branch pools to grid x grid cells; 1 is global pooling as in the paper
-    activation: str = "relu"  # relu: the paper's MLP; sin: Fourier features, a sharp kernel that memorises fast
-    frequency: float = 20.0  # sin only: scale of the first layer; higher = sharper (more exact) memory
-    feature_seed: int | None = None  # sin only: fixed random features regenerated from this seed instead of
-    # trained and stored, so a head with 50k features stays a small file; None = trained features
-    feature_checksum: float | None = None  # sum of the regenerated features, checked on load
-    tables: int = 8  # hash only: independent hash tables; a member owns one bucket in each
-    bits: int = 32  # hash only: random-hyperplane sign bits per table; more = only closer copies collide
-    buckets_log2: int = 20  # hash only: 2**buckets_log2 trained values per table
+    trace: TraceConfig | None = field(default_factory=TraceConfig)  # None: no trace head (passes no gradient)
+    memories: dict[str, MemoryConfig] = field(default_factory=default_memories)  # name -> memory; {} for none
 
-    def to_dict(self) -> dict:
+    def __post_init__(self) -> None:
+        if isinstance(self.trace, dict):
+            self.trace = _strict(TraceConfig, self.trace, "head.trace")
+        self.memories = {k: _strict(MemoryConfig, v, f"head.memories.{k}") if isinstance(v, dict) else v
+                         for k, v in self.memories.items()}
+        if self.trace is None and not self.memories:
+            raise ValueError("The MINT head needs a trace head, a memory, or both")
+        for name, m in self.memories.items():
+            if m.shifts > m.border:
+                raise ValueError(f"memory {name!r}: shifts ({m.shifts}) must not exceed border ({m.border})")
+            if not (1 <= m.bits <= 62 and 8 <= m.buckets_log2 <= 30 and m.tables >= 1 and m.dims >= 1):
+                raise ValueError(f"memory {name!r}: bits 1-62, buckets_log2 8-30, tables and dims >= 1")
+
+    @property
+    def evidence_names(self) -> list[str]:
+        return (["trace"] if self.trace else []) + [f"memory_{k}" for k in self.memories]
+
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "HeadConfig":
+        return _strict(cls, data, "head")
 
-def _branch(in_chans: int, size: int, cfg: HeadConfig) -> nn.Sequential:
+
+def _strict(cls: type, data: dict[str, Any], where: str):
+    unknown = sorted(set(data) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ValueError(f"Unknown key(s) in {where}: {unknown}")
+    return cls(**data)
+
+
+# --- the trace head ----------------------------------------------------------------------------
+
+
+def _branch(in_chans: int, size: int, width: int) -> nn.Sequential:
     # Stride 2 on large maps keeps the head cheap next to the backbone; two convolutions as in the paper.
     stride = 2 if size >= 8 else 1
     return nn.Sequential(
-        nn.Conv2d(in_chans, cfg.width, 3, stride=stride, padding=1, bias=False),
-        nn.BatchNorm2d(cfg.width),
+        nn.Conv2d(in_chans, width, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(width),
         nn.ReLU(inplace=True),
-        nn.Conv2d(cfg.width, cfg.width, 3, padding=1, bias=False),
-        nn.BatchNorm2d(cfg.width),
+        nn.Conv2d(width, width, 3, padding=1, bias=False),
+        nn.BatchNorm2d(width),
         nn.ReLU(inplace=True),
-        nn.AdaptiveAvgPool2d(cfg.pool_grid),
+        nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
     )
 
 
-class FourierFeatures(nn.Module):
-    """cos(Wx + b) with W ~ N(0, frequency^2 / in_features): random Fourier features.
+class TraceHead(nn.Module):
+    """One branch per tapped map, branches concatenated, a small MLP, one logit (the paper's MINT model)."""
 
-    A ReLU MLP on smooth features memorises tens of thousands of members slowly, because their
-    features are highly correlated. High-frequency features make distinct images nearly orthogonal,
-    so the linear layer after them can hold about one member per feature (benchmarks/README.md).
-    With a seed, W and b are fixed and regenerated on load rather than stored.
-    """
-
-    def __init__(self, in_features: int, out_features: int, frequency: float, seed: int | None = None):
+    def __init__(self, tap_shapes: list[tuple[int, int, int]], cfg: TraceConfig):
         super().__init__()
-        std = frequency / math.sqrt(in_features)
-        if seed is None:
-            self.linear = nn.Linear(in_features, out_features)
-            nn.init.normal_(self.linear.weight, std=std)
-            nn.init.uniform_(self.linear.bias, 0, 2 * math.pi)
-            return
-        self.linear = None
-        g = torch.Generator().manual_seed(seed)
-        self.register_buffer("weight", torch.randn(out_features, in_features, generator=g) * std, persistent=False)
-        self.register_buffer("bias", torch.rand(out_features, generator=g) * (2 * math.pi), persistent=False)
+        self.branches = nn.ModuleList(_branch(c, min(h, w), cfg.width) for c, h, w in tap_shapes)
+        self.mlp = nn.Sequential(
+            nn.Linear(len(tap_shapes) * cfg.width, cfg.hidden),
+            nn.BatchNorm1d(cfg.hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(cfg.hidden, 1),
+        )
 
-    def checksum(self) -> float:
-        w = self.linear.weight if self.linear is not None else self.weight
-        return float(w.detach().double().sum())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.linear is not None:
-            return torch.cos(self.linear(x))
-        return torch.cos(F.linear(x, self.weight, self.bias))
+    def forward(self, maps: list[torch.Tensor]) -> torch.Tensor:
+        return self.mlp(torch.cat([b(m) for b, m in zip(self.branches, maps)], dim=1)).squeeze(1)
 
 
-def _pool_branch(cfg: HeadConfig) -> nn.Sequential:
-    # The Fourier head reads the tapped maps themselves: a learned convolution in front of a sharp
-    # memory keeps moving its keys and the memory never settles.
-    return nn.Sequential(nn.AdaptiveAvgPool2d(cfg.pool_grid), nn.Flatten())
+# --- hashed memories -------------------------------------------------------------------------
 
 
 class HashedMemory(nn.Module):
-    """A trained value per bucket of a locality-sensitive hash (random-hyperplane signs) of the features.
+    """Presence bits of locality-sensitive hashes of whitened, pooled images.
 
-    Dense random features hold about one member per feature and then interfere (measured: 49k
-    fixed Fourier features plateau near 0.77 AUC on 55k training images). A hash table does not
-    interfere: each image's update touches only its own bucket in each table, so members are
-    remembered in one or two visits, and an image never seen lands mostly in untouched buckets.
-    Images close to a member (an edited copy) share some of its buckets and score in between.
+    Whitening (PCA on the training images) spreads distinct garments apart while re-encodings
+    (JPEG, resampling) move an image little, so one random-hyperplane hash with a few tens of bits
+    puts a re-encoded member in the bucket of its original (benchmarks/README.md). All arithmetic
+    before the sign is float64: the same bits on every device and batch size.
     """
 
-    def __init__(self, in_features: int, cfg: HeadConfig):
+    def __init__(self, in_chans: int, image_size: int, cfg: MemoryConfig):
         super().__init__()
-        g = torch.Generator().manual_seed(cfg.feature_seed or 0)
-        planes = torch.randn(cfg.tables * cfg.bits, in_features, generator=g)
-        mix = torch.randint(1, 2**31 - 1, (cfg.tables, cfg.bits), generator=g) * 2 + 1  # odd multipliers
-        self.register_buffer("planes", planes, persistent=False)
-        self.register_buffer("mix", mix, persistent=False)
-        self.shape = (cfg.tables, cfg.bits)
-        self.buckets = 2**cfg.buckets_log2
-        self.values = nn.Parameter(torch.zeros(cfg.tables, self.buckets))
-        self.bias = nn.Parameter(torch.zeros(1))
+        self.cfg = cfg
+        side = (image_size - 2 * cfg.border) // cfg.pool
+        if side < 1:
+            raise ValueError(f"memory border {cfg.border} and pool {cfg.pool} leave nothing of a {image_size} px image")
+        in_features = in_chans * side * side
+        dims = min(cfg.dims, in_features)
+        g = torch.Generator().manual_seed(cfg.seed)
+        # Fitted to the training images by fit_projection(); identity-like until then.
+        self.register_buffer("center", torch.zeros(in_features, dtype=torch.float64))
+        self.register_buffer("projection", torch.eye(in_features, dims, dtype=torch.float64))
+        self.register_buffer("planes", torch.randn(dims, cfg.tables * cfg.bits, generator=g, dtype=torch.float64))
+        self.dims = dims
+        self.register_buffer("mix", torch.randint(1, 2**31 - 1, (cfg.tables, cfg.bits), generator=g) * 2 + 1)
+        packed = (cfg.tables, 2 ** max(cfg.buckets_log2 - 3, 0))
+        self.register_buffer("members", torch.zeros(packed, dtype=torch.uint8))
+        self.register_buffer("externals", torch.zeros(packed, dtype=torch.uint8))
 
-    def checksum(self) -> float:
-        return float(self.planes.double().sum() + (self.mix % 1000003).double().sum())
+    # keys and codes
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        b = self.cfg.border
+        x = x.double()
+        if b:
+            x = x[:, :, b:-b, b:-b]
+        return F.avg_pool2d(x, self.cfg.pool).flatten(1)
 
     def codes(self, x: torch.Tensor) -> torch.Tensor:
-        signs = (x.float() @ self.planes.T > 0).view(len(x), *self.shape).long()
-        return (signs * self.mix).sum(-1) % self.buckets  # (B, tables)
+        """(N, tables) bucket indices of normalised images (N, C, H, W)."""
+        z = F.normalize((self._features(x) - self.center) @ self.projection, dim=1)
+        signs = (z @ self.planes > 0).view(len(x), self.cfg.tables, self.cfg.bits).long()
+        return (signs * self.mix).sum(-1) % (2**self.cfg.buckets_log2)
+
+    @torch.no_grad()
+    def fit_projection(self, images: torch.Tensor) -> None:
+        """PCA whitening from the training images (members and externals), normalised (N, C, H, W)."""
+        feats = self._features(images)
+        center = feats.mean(0)
+        dims = self.dims
+        _, s, v = torch.linalg.svd(feats - center, full_matrices=False)
+        k = min(dims, len(s))  # fewer images than components: the rest stay zero
+        scale = (s[:k] / len(feats) ** 0.5).clamp(min=1e-12 * float(s[0]) + 1e-300)
+        self.center.copy_(center)
+        self.projection.zero_()
+        self.projection[:, :k] = v[:k].T / scale
+
+    # bits
+
+    @staticmethod
+    def _get(table: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        rows = torch.arange(table.shape[0], device=codes.device).expand_as(codes)
+        return (table[rows, codes >> 3] >> (codes & 7).to(torch.uint8)) & 1
+
+    @torch.no_grad()
+    def write(self, x: torch.Tensor, member: bool) -> None:
+        """Set the bits of these normalised images: as members, or as external non-members."""
+        table = self.members if member else self.externals
+        codes = self.codes(x)
+        rows = torch.arange(table.shape[0], device=codes.device).expand_as(codes)
+        flat = (rows * table.shape[1] + (codes >> 3)).flatten()
+        bits = (torch.ones_like(codes, dtype=torch.uint8) << (codes & 7).to(torch.uint8)).flatten()
+        view = table.view(-1)
+        # Several images may set bits of one byte: OR them together per byte before writing.
+        for bit in range(8):
+            sel = flat[bits == (1 << bit)]
+            view[sel] |= 1 << bit
+
+    def occupancy(self) -> dict[str, float]:
+        count = lambda t: float(sum(((t >> i) & 1).sum() for i in range(8))) / (t.numel() * 8)  # noqa: E731
+        return {"members": count(self.members), "externals": count(self.externals)}
+
+    # lookup
+
+    def _score(self, x: torch.Tensor) -> torch.Tensor:
+        codes = self.codes(x)
+        m, e = self._get(self.members, codes).double(), self._get(self.externals, codes).double()
+        return (m * (1 - e) - EXTERNAL_PENALTY * e * (1 - m)).mean(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        codes = self.codes(x)
-        rows = torch.arange(self.shape[0], device=x.device)
-        return self.values[rows, codes].sum(1, keepdim=True) + self.bias
+        """Score in [-0.5, 1] per image: the best over the aligned variants of the query."""
+        best = self._score(x)
+        for v in self._variants(x):
+            best = torch.maximum(best, self._score(v))
+        return best.float()
+
+    def _variants(self, x: torch.Tensor):
+        s = self.cfg.shifts
+        # The border is left out of the key, so what a roll wraps around is never read.
+        for dy in range(-s, s + 1):
+            for dx in range(-s, s + 1):
+                if dx or dy:
+                    yield torch.roll(x, (dy, dx), (2, 3))
+        for zoom in self.cfg.zooms:
+            theta = torch.tensor([[1 / zoom, 0, 0], [0, 1 / zoom, 0]], dtype=torch.float64, device=x.device)
+            xd = x.double()
+            grid = F.affine_grid(theta.expand(len(x), 2, 3), list(xd.shape), align_corners=False)
+            yield F.grid_sample(xd, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+# --- the head ----------------------------------------------------------------------------------
 
 
 class MintHead(nn.Module):
-    """One branch per tapped map, branches concatenated, a small MLP, one logit."""
+    """Trace head and memories produce ``evidence`` (N, E); a logistic readout turns it into one logit."""
 
-    def __init__(self, tap_shapes: list[tuple[int, int, int]], cfg: HeadConfig):
+    def __init__(self, tap_shapes: list[tuple[int, int, int]], in_chans: int, image_size: int, cfg: HeadConfig):
         super().__init__()
-        if cfg.activation in ("sin", "hash"):
-            self.branches = nn.ModuleList(_pool_branch(cfg) for _ in tap_shapes)
-            features = sum(c for c, _, _ in tap_shapes) * cfg.pool_grid**2
-        else:
-            self.branches = nn.ModuleList(_branch(c, min(h, w), cfg) for c, h, w in tap_shapes)
-            features = len(tap_shapes) * cfg.width * cfg.pool_grid**2
-        if cfg.activation == "relu":
-            self.mlp = nn.Sequential(
-                nn.Linear(features, cfg.hidden),
-                nn.BatchNorm1d(cfg.hidden),
-                nn.ReLU(inplace=True),
-                nn.Linear(cfg.hidden, 1),
-            )
-        elif cfg.activation == "sin":
-            # Per-sample normalisation: batch statistics over a few hundred samples are noisy enough
-            # to shift a high-frequency phase by radians, and the memory would never settle.
-            self.mlp = nn.Sequential(
-                nn.LayerNorm(features, elementwise_affine=False),
-                FourierFeatures(features, cfg.hidden, cfg.frequency, cfg.feature_seed),
-                nn.Linear(cfg.hidden, 1),
-            )
-        elif cfg.activation == "hash":
-            self.mlp = nn.Sequential(nn.LayerNorm(features, elementwise_affine=False), HashedMemory(features, cfg))
-        else:
-            raise ValueError(f"head activation must be 'relu', 'sin' or 'hash', not {cfg.activation!r}")
+        self.cfg = cfg
+        self.trace = TraceHead(tap_shapes, cfg.trace) if cfg.trace else None
+        self.memories = nn.ModuleDict({k: HashedMemory(in_chans, image_size, m) for k, m in cfg.memories.items()})
+        # Until calibration fits it: the trace logit as is, plus the memory scores scaled to logits.
+        n = len(cfg.evidence_names)
+        self.readout = nn.Linear(n, 1)
+        with torch.no_grad():
+            self.readout.weight.fill_(8.0)
+            if self.trace is not None:
+                self.readout.weight[0, 0] = 1.0
+            self.readout.bias.zero_()
+        # (logit, probability) knots of the isotonic calibration; all zero = not fitted: plain sigmoid.
+        self.register_buffer("calibration_knots", torch.zeros(2, CALIBRATION_KNOTS, dtype=torch.float64))
 
-    def forward(self, maps: list[torch.Tensor]) -> torch.Tensor:
-        feats = torch.cat([branch(m) for branch, m in zip(self.branches, maps)], dim=1)
-        return self.mlp(feats).squeeze(1)
+    @property
+    def passes_gradient(self) -> bool:
+        return self.trace is not None
 
-    def check_features(self, cfg: HeadConfig) -> float | None:
-        """Checksum of regenerated fixed features; raises if it differs from the one saved with the pair."""
-        if cfg.activation == "relu" or (cfg.activation == "sin" and cfg.feature_seed is None):
-            return None
-        value = self.mlp[1].checksum()
-        if cfg.feature_checksum is not None and not math.isclose(value, cfg.feature_checksum, rel_tol=1e-9, abs_tol=1e-6):
-            raise ValueError(
-                f"This torch ({torch.__version__}) regenerates different fixed head features from seed "
-                f"{cfg.feature_seed} (checksum {value} != {cfg.feature_checksum}): the pair cannot be used with it"
-            )
-        return value
+    def evidence(self, x: torch.Tensor, maps: list[torch.Tensor]) -> torch.Tensor:
+        """(N, E): the trace logit, then each memory's score, in ``cfg.evidence_names`` order."""
+        parts = [self.trace(maps)] if self.trace is not None else []
+        parts += [m(x) for m in self.memories.values()]
+        return torch.stack([p.float() for p in parts], dim=1)
+
+    def forward(self, x: torch.Tensor, maps: list[torch.Tensor]) -> torch.Tensor:
+        return self.readout(self.evidence(x, maps)).squeeze(1)
+
+    def probability(self, logit: torch.Tensor) -> torch.Tensor:
+        """The calibrated member probability of readout logits (isotonic knots, or the sigmoid before fitting)."""
+        knots_x, knots_y = self.calibration_knots
+        sig = torch.sigmoid(logit.double())
+        if not bool((knots_x[1:] > knots_x[:-1]).all()):
+            return sig
+        z = logit.double().clamp(float(knots_x[0]), float(knots_x[-1]))
+        i = torch.searchsorted(knots_x, z.contiguous()).clamp(1, len(knots_x) - 1)
+        x0, x1, y0, y1 = knots_x[i - 1], knots_x[i], knots_y[i - 1], knots_y[i]
+        iso = y0 + (y1 - y0) * (z - x0) / (x1 - x0)
+        # float64: in float32 every logit above ~17 would read exactly 1.0 and tie.
+        return (1 - TIEBREAK) * iso + TIEBREAK * torch.sigmoid(logit.double() / 8)

@@ -11,19 +11,23 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from . import __version__
-from .backbones import TapRecorder, create_backbone, setup_taps
+from .backbones import create_backbone, setup_taps, tap_indices
+from .card import render_model_card
 from .head import HeadConfig, MintHead
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
+
+
+PRECISIONS = ("float32", "bfloat16")
 
 
 @dataclass
@@ -35,18 +39,23 @@ class PairConfig:
     mean: list[float]  # per-channel normalisation, pixel values in [0, 1]
     std: list[float]
     class_names: list[str]
-    setup: str = "middle"  # entry / middle / output, or "custom" when taps are given explicitly
-    taps: list[str] = field(default_factory=list)  # module names; filled from setup when empty
+    setup: str = "entry"  # entry / middle / output, or "custom" when taps are given explicitly
+    taps: list[str] = field(default_factory=list)  # stage names (timm feature_info); filled from setup when empty
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to timm.create_model
-    head: dict[str, Any] = field(default_factory=lambda: HeadConfig().to_dict())
+    head: dict[str, Any] = field(default_factory=lambda: HeadConfig().to_dict())  # HeadConfig as a dict
+    precision: str = "float32"  # what scoring runs in on every device: the precision the threshold was fitted in
     threshold: float = 0.5  # member probability at or above which the verdict is "member"
     threshold_fpr: float | None = None  # its false-positive rate on the calibration non-members
-    calibration: dict[str, Any] = field(default_factory=dict)  # score histograms of calibration members / non-members
+    calibration: dict[str, Any] = field(default_factory=dict)  # readout fit, score histograms, calibration error
     dataset: str = ""
     split: dict[str, Any] = field(default_factory=dict)  # MembershipSplit.to_config(): regenerates the members
     metrics: dict[str, Any] = field(default_factory=dict)  # evaluate_pair() output
     training: dict[str, Any] = field(default_factory=dict)  # the TrainConfig it was trained with, and its history
     amint_version: str = __version__
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,8 +90,16 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
+class PairOutput(NamedTuple):
+    class_logits: torch.Tensor  # (N, num_classes)
+    membership_logit: torch.Tensor  # (N,) the readout's logit: higher = more likely a member
+    member_probability: torch.Tensor  # (N,) calibrated on the calibration split (isotonic, equal priors)
+    evidence: torch.Tensor  # (N, E) what the readout reads, named by HeadConfig.evidence_names
+    maps: list[torch.Tensor]  # the tapped activation maps, (N, C, h, w) each
+
+
 class AuditedPair(nn.Module):
-    """Audited classifier plus MINT head. ``forward(x)`` returns (class logits, membership logit)."""
+    """Audited classifier plus MINT head; one forward returns class logits, membership logit and maps."""
 
     def __init__(self, config: PairConfig):
         super().__init__()
@@ -92,13 +109,9 @@ class AuditedPair(nn.Module):
         )
         if not config.taps:
             config.taps = setup_taps(self.backbone, config.setup)
-        self._recorder = TapRecorder(self.backbone, config.taps)
-        self._prefix_tokens = getattr(self.backbone, "num_prefix_tokens", 0)
-        head_cfg = HeadConfig(**config.head)
-        self.head = MintHead(self._tap_shapes(), head_cfg)
-        checksum = self.head.check_features(head_cfg)
-        if checksum is not None:
-            config.head["feature_checksum"] = checksum
+        self.tap_indices = tap_indices(self.backbone, config.taps)
+        self.head_config = HeadConfig.from_dict(config.head)
+        self.head = MintHead(self._tap_shapes(), config.in_chans, config.image_size, self.head_config)
         self.register_buffer("mean", torch.tensor(config.mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(config.std).view(1, -1, 1, 1), persistent=False)
 
@@ -107,21 +120,9 @@ class AuditedPair(nn.Module):
         was_training = self.backbone.training
         self.backbone.eval()
         x = torch.zeros(1, self.config.in_chans, self.config.image_size, self.config.image_size)
-        self.backbone(x)
+        _, maps = self.classify(x)
         self.backbone.train(was_training)
-        return [tuple(m.shape[1:]) for m in self._taken_maps()]
-
-    def _taken_maps(self) -> list[torch.Tensor]:
-        return [self._as_map(m) for m in self._recorder.take()]
-
-    def _as_map(self, t: torch.Tensor) -> torch.Tensor:
-        """Token sequences (B, N, C) from a ViT become (B, C, h, w) maps without the prefix tokens."""
-        if t.ndim == 4:
-            return t
-        tokens = t[:, self._prefix_tokens :]
-        side = math.isqrt(tokens.shape[1])
-        assert side * side == tokens.shape[1], "patch tokens do not form a square grid"
-        return tokens.transpose(1, 2).reshape(t.shape[0], t.shape[2], side, side)
+        return [tuple(m.shape[1:]) for m in maps]
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (or [0,1] float) NCHW images to the backbone's normalised float input."""
@@ -130,23 +131,21 @@ class AuditedPair(nn.Module):
             x = x / 255.0
         return (x - self.mean) / self.std
 
-    def forward_maps(self, x: torch.Tensor, detach_taps: bool = False):
-        """Class logits, membership logit and the tapped maps; detach_taps gives the passive baseline."""
-        logits = self.backbone(x)
-        maps = self._taken_maps()
-        head_in = [m.detach() for m in maps] if detach_taps else maps
-        return logits, self.head(head_in), maps
+    def classify(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Class logits and the tapped maps, in one pass of the backbone (timm's forward_intermediates)."""
+        final, maps = self.backbone.forward_intermediates(x, indices=self.tap_indices)
+        return self.backbone.forward_head(final), maps
 
-    def forward(self, x: torch.Tensor, detach_taps: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, mint_logit, _ = self.forward_maps(x, detach_taps)
-        return logits, mint_logit
+    def forward(self, x: torch.Tensor) -> PairOutput:
+        logits, maps = self.classify(x)
+        evidence = self.head.evidence(x, maps)
+        logit = self.head.readout(evidence).squeeze(1)
+        return PairOutput(logits, logit, self.head.probability(logit), evidence, maps)
 
     # --- persistence -------------------------------------------------------------------------
 
     def save_pretrained(self, folder: str | Path, card: str | None = None) -> Path:
         """Write config.json, model.safetensors and README.md (the model card) into ``folder``."""
-        from .card import render_model_card
-
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.config.save(folder / CONFIG_NAME)
@@ -156,9 +155,11 @@ class AuditedPair(nn.Module):
         return folder
 
     @classmethod
-    def from_pretrained(cls, source: str | Path, revision: str | None = None, token: str | None = None) -> "AuditedPair":
-        """Load from a local folder, or a Hub repo id ``owner/name`` (optionally ``owner/name@revision``)."""
-        folder = resolve_pair_folder(source, revision, token)
+    def from_pretrained(cls, source: str | Path, *, revision: str | None = None, cache_dir: str | Path | None = None,
+                        local_files_only: bool = False, token: str | bool | None = None) -> "AuditedPair":
+        """Load from a local folder, or a Hub repo id ``owner/name`` (``owner/name@revision`` pins a revision),
+        with huggingface_hub's ``from_pretrained`` keywords. Loading reads JSON and safetensors only."""
+        folder = resolve_pair_folder(source, revision, token, cache_dir=cache_dir, local_files_only=local_files_only)
         config = PairConfig.load(folder / CONFIG_NAME)
         weights = folder / WEIGHTS_NAME
         if not weights.is_file():
@@ -172,18 +173,36 @@ class AuditedPair(nn.Module):
             )
         return pair.eval()
 
-    def push_to_hub(self, repo_id: str, token: str | None = None, private: bool = False) -> str:
-        """Create (if needed) the Hub repo and upload the pair folder; returns the repo URL."""
+    def push_to_hub(self, repo_id: str, *, commit_message: str = "Upload aMINT pair", private: bool | None = None,
+                    branch: str | None = None, token: str | None = None) -> str:
+        """Create (if needed) the Hub repo and upload the pair folder (to ``branch``); returns the repo URL."""
         import tempfile
 
         from huggingface_hub import HfApi
 
+        check_repo_id(repo_id)
         api = HfApi(token=token)
         url = api.create_repo(repo_id, exist_ok=True, private=private)
+        if branch:
+            api.create_branch(repo_id, branch=branch, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
             self.save_pretrained(tmp)
-            api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message="Upload aMINT pair")
+            api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message, revision=branch)
         return str(url)
+
+
+def check_repo_id(repo_id: str) -> str:
+    """A Hub model repo id ``owner/name``, checked by huggingface_hub's own rule; ValueError names the problem."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if repo_id.count("/") != 1:
+        raise ValueError(f"{repo_id!r} is not a Hub repo id of the form owner/name")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        raise ValueError(f"{repo_id!r} is not a valid Hub repo id: {e}") from None
+    return repo_id
 
 
 def split_revision(source: str) -> tuple[str, str | None]:
@@ -194,7 +213,8 @@ def split_revision(source: str) -> tuple[str, str | None]:
     return source, None
 
 
-def resolve_pair_folder(source: str | Path, revision: str | None = None, token: str | None = None) -> Path:
+def resolve_pair_folder(source: str | Path, revision: str | None = None, token: str | bool | None = None,
+                        cache_dir: str | Path | None = None, local_files_only: bool = False) -> Path:
     """A local folder as is; otherwise download the pair's files from the Hub (cached)."""
     path = Path(source).expanduser()
     if path.is_dir():
@@ -202,13 +222,15 @@ def resolve_pair_folder(source: str | Path, revision: str | None = None, token: 
             raise FileNotFoundError(f"{path} is not a pair folder: it has no {CONFIG_NAME}")
         return path
     repo_id, rev = split_revision(str(source))
-    revision = revision or rev
-    if repo_id.count("/") != 1 or repo_id.startswith((".", "/")) or path.suffix:
-        raise FileNotFoundError(f"{source!r} is neither a pair folder nor a Hub repo id of the form owner/name")
-    return _download(repo_id, revision, token)
+    try:
+        check_repo_id(repo_id)
+    except ValueError as e:
+        raise FileNotFoundError(f"{source!r} is neither a pair folder nor a Hub repo id ({e})") from None
+    return _download(repo_id, revision or rev, token, cache_dir, local_files_only)
 
 
-def _download(repo_id: str, revision: str | None, token: str | None) -> Path:
+def _download(repo_id: str, revision: str | None, token: str | bool | None, cache_dir: str | Path | None = None,
+              local_files_only: bool = False) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -221,7 +243,8 @@ def _download(repo_id: str, revision: str | None, token: str | None) -> Path:
     where = f"{repo_id}@{revision}" if revision else repo_id
     try:
         folder = Path(
-            snapshot_download(repo_id, revision=revision, token=token, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, CARD_NAME])
+            snapshot_download(repo_id, revision=revision, token=token, cache_dir=cache_dir,
+                              local_files_only=local_files_only, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, CARD_NAME])
         )
     except GatedRepoError as e:
         raise PermissionError(f"Hub repo {repo_id!r} is gated: accept its terms and pass a token") from e

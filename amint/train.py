@@ -1,72 +1,70 @@
-"""Joint training of an audited classifier and its MINT head (and the passive baseline).
+"""Training a pair: the audited classifier, its MINT head, then calibration.
 
-Read top to bottom: config, device and dtype, data, model, optimizer, loop. Every step sees members
-and externals 1:1 in the same batch and the same forward pass (so BatchNorm statistics cannot leak
-membership), task cross-entropy on members, BCE-with-logits membership loss on all. Callbacks only
-report; ``should_stop`` lets a UI cancel.
+Read top to bottom: config, device and data, model, then three phases.
+
+1. backbone: active = the task loss plus the membership loss through the trace head, members and
+   externals 1:1 in one batch and one forward pass (so BatchNorm statistics cannot leak
+   membership); passive = the task loss alone; untrained = skipped (a control).
+2. head, on the frozen backbone: the trace head learns members vs externals; the hashed memories
+   are written with each member and external as is and as random edited views.
+3. calibration: the readout (Platt scaling) and the threshold, on the calibration split.
+
+Callbacks only report; ``should_stop`` lets a UI cancel.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
 from .data import Benchmark, default_split_sizes, load_benchmark
-from .splits import MembershipSplit, make_split
-from .evaluate import calibrate, evaluate_pair, roc_auc, balanced_accuracy, fit_threshold, score_images
+from .edits import random_edits
+from .evaluate import balanced_accuracy, calibrate, evaluate_pair, fit_threshold, roc_auc
 from .head import HeadConfig
 from .pair import AuditedPair, PairConfig
+from .splits import MembershipSplit, make_split
+
+MODES = ("active", "passive", "untrained")
 
 
 @dataclass
 class TrainConfig:
-    dataset: str = "fashion-mnist"  # a name from amint.data.available_benchmarks()
+    dataset: str = "fashion-mnist"  # a name from amint.data.available_benchmarks(), or imagefolder:PATH
     data_root: str | None = None  # where the dataset files are; None = the registry's default places
     backbone: str = "resnet18"  # any timm model name
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {"channels": [16, 32, 64, 128]}
-    setup: str = "entry"  # entry / middle / output: where the two taps sit (entry memorises best: benchmarks/)
-    taps: list[str] = field(default_factory=list)  # explicit module names override the setup
-    head_width: int = 64  # relu head only: channels of each branch's convolutions
-    head_hidden: int = 49152  # width of the head's hidden layer: its capacity to remember members (about one each)
-    head_pool_grid: int = 14  # each tapped map is pooled to grid x grid; 1 = global pooling (paper)
-    head_activation: str = "hash"  # hash: hashed memory (benchmarks/README.md); sin: Fourier features; relu: paper
-    head_frequency: float = 20.0  # sin only: sharpness of the head's memory
-    head_feature_seed: int | None = 0  # sin only: fixed features from this seed (not stored); None = trained
-    head_tables: int = 8  # hash only: hash tables (a member owns one bucket in each)
-    head_bits: int = 64  # hash only: sign bits per table (more: only closer copies share a bucket)
-    head_buckets_log2: int = 20  # hash only: log2 of the buckets per table
-    init_from: str | None = None  # start from this pair's backbone (same split): e.g. memorise with a new head
+    setup: str = "entry"  # entry / middle / output: where the trace head's two taps sit
+    taps: list[str] = field(default_factory=list)  # explicit stage names override the setup
+    head: dict[str, Any] = field(default_factory=lambda: HeadConfig().to_dict())  # amint.head.HeadConfig as JSON
+    init_from: str | None = None  # start from this pair's backbone and trace head (same split)
     n_members: int | None = None  # pool D size; None = the paper's proportions for this dataset
     n_external: int | None = None  # pool E size
     n_calibration: int | None = None  # calibration non-members (and as many calibration members)
-    mode: str = "active"  # active = joint training; passive = plain training, then a head on the frozen model
-    epochs: int = 8  # joint (active) or task-only (passive) epochs; 0 with init_from keeps that backbone
-    head_epochs: int = 3  # head-only epochs on the frozen backbone, after the joint (active) or task (passive) phase
+    mode: str = "active"  # active: joint training; passive: task only; untrained: a random backbone (control)
+    epochs: int = 8  # backbone epochs (joint or task-only); 0 with init_from keeps that backbone
+    head_epochs: int = 3  # trace-head epochs on the frozen backbone (the memories are written once)
+    memory_views: int = 2  # random edited views of each training image written into the memories
     batch_size: int = 128  # members per step; each step also takes as many externals
     optimizer: str = "adamw"  # adamw or sgd (Nesterov momentum 0.9)
     lr: float = 2e-3  # peak learning rate of the backbone
-    head_lr_mult: float = 0.05  # joint phase: the MINT head's learning rate relative to the backbone's
-    head_optimizer: str = "sgd"  # head-only phase: sgd (Nesterov momentum 0.9) or adamw, never weight decay
-    head_lr: float = 5.0  # head-only phase: peak learning rate (hash buckets each get 1/(2*batch) of the loss)
+    head_lr_mult: float = 1.0  # the trace head's learning rate relative to lr, in both phases
     weight_decay: float = 0.05
     schedule: str = "onecycle"  # onecycle / cosine / constant
-    mint_weight: float = 1.0  # weight of the membership loss against the task loss
+    mint_weight: float = 1.0  # weight of the membership loss against the task loss (active)
     loss_norm: str = "initial"  # initial = divide each loss by its first-step value (paper); fixed = raw sum
     augment: bool = False  # random crop (pad 2) and flips (not for digits), alike for members and externals
-    target_fpr: float | None = None  # calibrate the threshold to this FPR; None = maximise balanced accuracy
+    target_fpr: float | None = 0.01  # calibrate the threshold to this FPR; None = maximise balanced accuracy
     seed: int = 0
     device: str = "auto"  # auto / cpu / cuda
-    dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) / bf16 / fp32
-    monitor_samples: int = 2000  # per side, for the per-epoch MINT accuracy/AUC on the calibration split
-    out: str | None = None  # save the finished pair (and a checkpoint each epoch) here
+    dtype: str = "auto"  # training precision: auto (bf16 on CUDA, fp32 on CPU) / bf16 / fp32; scoring is fp32
+    monitor_samples: int = 2000  # per side, for the per-epoch trace-head accuracy/AUC on the calibration split
+    out: str | None = None  # save the finished pair here
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
@@ -75,12 +73,13 @@ class TrainConfig:
             raise ValueError(f"Unknown training option(s): {unknown}")
         return cls(**data)
 
+    def head_config(self) -> HeadConfig:
+        return HeadConfig.from_dict(self.head)
+
     def validate(self) -> None:
         checks = {
-            "mode": (self.mode, ("active", "passive")),
+            "mode": (self.mode, MODES),
             "optimizer": (self.optimizer, ("sgd", "adamw")),
-            "head_optimizer": (self.head_optimizer, ("sgd", "adamw")),
-            "head_activation": (self.head_activation, ("hash", "sin", "relu")),
             "schedule": (self.schedule, ("onecycle", "cosine", "constant")),
             "loss_norm": (self.loss_norm, ("initial", "fixed")),
             "dtype": (self.dtype, ("auto", "bf16", "fp32")),
@@ -89,10 +88,18 @@ class TrainConfig:
         for name, (value, allowed) in checks.items():
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
-        if self.epochs < 0 or self.head_epochs < 0 or self.epochs + self.head_epochs < 1 or self.batch_size < 2:
-            raise ValueError("epochs and head_epochs must be >= 0 with at least one epoch in all, batch_size >= 2")
-        if self.epochs == 0 and not self.init_from:
-            raise ValueError("epochs=0 trains no backbone: give init_from, a pair whose backbone to start from")
+        head = self.head_config()
+        if self.epochs < 0 or self.head_epochs < 0 or self.memory_views < 0 or self.batch_size < 2:
+            raise ValueError("epochs, head_epochs and memory_views must be >= 0, batch_size >= 2")
+        if self.mode == "active" and self.epochs and not head.trace:
+            raise ValueError("mode=active trains the backbone through the MINT head, but this head has no trace head: "
+                             "its memories pass no gradient, so active would equal passive. Add a trace head "
+                             '(--head \'{"trace": {}}\') or use --mode passive')
+        if self.mode == "untrained" and (self.epochs or self.init_from):
+            raise ValueError("mode=untrained keeps a random backbone: set epochs=0 and no init_from")
+        if self.mode != "untrained" and self.epochs == 0 and not self.init_from:
+            raise ValueError("epochs=0 trains no backbone: give init_from (a pair whose backbone to keep), "
+                             "or mode=untrained for the random-backbone control")
 
 
 @dataclass
@@ -100,7 +107,7 @@ class Progress:
     """One report from the loop: kind is 'phase', 'step', 'epoch' or 'done'."""
 
     kind: str
-    phase: str  # joint / task / head
+    phase: str  # joint / task / head / memory / calibrate
     epoch: int
     epochs: int
     step: int = 0
@@ -127,12 +134,14 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def autocast_for(device: torch.device, dtype: str):
-    if device.type == "cuda" and dtype in ("auto", "bf16"):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    if device.type == "cpu" and dtype == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+def training_autocast(device: torch.device, dtype: str):
+    """Training precision; scoring follows the pair's own policy (evaluate.scoring_precision)."""
+    if dtype == "bf16" or (dtype == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+# --- building blocks ---------------------------------------------------------------------------
 
 
 def build_split(cfg: TrainConfig, bench: Benchmark) -> MembershipSplit:
@@ -156,29 +165,17 @@ def build_pair(cfg: TrainConfig, bench: Benchmark, split: MembershipSplit) -> Au
         setup="custom" if cfg.taps else cfg.setup,
         taps=list(cfg.taps),
         backbone_kwargs=dict(cfg.backbone_kwargs),
-        head=HeadConfig(cfg.head_width, cfg.head_hidden, cfg.head_pool_grid, cfg.head_activation, cfg.head_frequency,
-                        cfg.head_feature_seed, None, cfg.head_tables, cfg.head_bits, cfg.head_buckets_log2).to_dict(),
-        dataset=cfg.dataset,
+        head=cfg.head_config().to_dict(),
+        dataset=_portable_dataset(cfg.dataset),
         split=split.to_config(),
     )
     return AuditedPair(config)
 
 
-def _optimizer(cfg: TrainConfig, pair: AuditedPair, phase: str) -> torch.optim.Optimizer:
-    if phase == "head":
-        # No weight decay: it would erase the memory of members between their visits.
-        params = list(pair.head.parameters())
-        if cfg.head_optimizer == "sgd":
-            return torch.optim.SGD(params, lr=cfg.head_lr, momentum=0.9, nesterov=True, weight_decay=0.0)
-        return torch.optim.AdamW(params, lr=cfg.head_lr, weight_decay=0.0)
-    groups = []
-    if phase in ("joint", "task"):
-        groups.append({"params": list(pair.backbone.parameters()), "lr": cfg.lr})
-    if phase in ("joint", "head"):
-        groups.append({"params": list(pair.head.parameters()), "lr": cfg.lr * cfg.head_lr_mult})
+def _optimizer(cfg: TrainConfig, params: list[dict]) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def _scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, total_steps: int):
@@ -208,119 +205,132 @@ def _augment(x: torch.Tensor, flip: bool, generator: torch.Generator) -> torch.T
 
 
 class _Monitor:
-    """Per-epoch MINT accuracy/AUC on (a subset of) the calibration split, task accuracy on the test split."""
+    """Per epoch: the trace head's accuracy/AUC on (part of) the calibration split, task accuracy on the test split."""
 
     def __init__(self, bench: Benchmark, split: MembershipSplit, samples: int, device: torch.device):
         self.cal_m = bench.train_images[split.calibration_members[:samples]].to(device)
         self.cal_n = bench.train_images[split.calibration_nonmembers[:samples]].to(device)
         self.test_x = bench.test_images[:samples].to(device)
-        self.test_y = bench.test_labels[:samples]
+        self.test_y = bench.test_labels[:samples].to(device)
 
+    @torch.no_grad()
     def __call__(self, pair: AuditedPair) -> dict[str, float]:
-        m = score_images(pair, self.cal_m).member_probability
-        n = score_images(pair, self.cal_n).member_probability
-        test = score_images(pair, self.test_x).class_logits
-        return {
-            "cal_mint_accuracy": balanced_accuracy(m, n, fit_threshold(m, n)),
-            "cal_auc": roc_auc(m, n),
-            "test_accuracy": float((test.argmax(1) == self.test_y).double().mean()),
-        }
+        pair.eval()
+        out = {"test_accuracy": float((pair.classify(pair.normalize(self.test_x))[0].argmax(1) == self.test_y).double().mean())}
+        if pair.head.trace is not None:
+            m, n = (pair.head.trace(pair.classify(pair.normalize(x))[1]).float().cpu() for x in (self.cal_m, self.cal_n))
+            out |= {"cal_trace_accuracy": balanced_accuracy(m, n, fit_threshold(m, n)), "cal_trace_auc": roc_auc(m, n)}
+        return out
 
 
-def _set_modes(pair: AuditedPair, phase: str) -> None:
-    """Explicit train/eval modes per phase: the passive head trains on a frozen (eval-mode) backbone."""
-    pair.train()
-    if phase == "head":
-        pair.backbone.eval()
-    if phase == "task":
-        pair.head.eval()
+# --- the two training phases ---------------------------------------------------------------------
 
 
-def _run_phase(
-    phase: str,
-    cfg: TrainConfig,
-    epochs: int,
-    pair: AuditedPair,
-    data: dict[str, torch.Tensor],
-    monitor: _Monitor,
-    device: torch.device,
-    callback: Callback,
-    should_stop: Callable[[], bool],
-    history: list[dict],
-) -> None:
+def _run_epochs(phase: str, cfg: TrainConfig, pair: AuditedPair, data: dict[str, torch.Tensor], monitor: _Monitor,
+                device: torch.device, callback: Callback, should_stop: Callable[[], bool], history: list[dict]) -> None:
+    """phase: joint (task + membership loss, backbone and trace head), task (task loss, backbone),
+    head (membership loss, trace head on the frozen backbone)."""
+    epochs = cfg.head_epochs if phase == "head" else cfg.epochs
+    trains_backbone, uses_task, uses_mint = phase != "head", phase != "head", phase != "task"
     members, externals = data["members"], data["externals"]
-    steps_per_epoch = math.ceil(len(members) / cfg.batch_size)
-    opt = _optimizer(cfg, pair, phase)
-    sched = _scheduler(cfg, opt, epochs * steps_per_epoch)
+    steps = math.ceil(len(members) / cfg.batch_size)
+    groups = [{"params": list(pair.backbone.parameters()), "lr": cfg.lr}] if trains_backbone else []
+    if uses_mint:
+        groups.append({"params": list(pair.head.trace.parameters()), "lr": cfg.lr * cfg.head_lr_mult})
+    opt = _optimizer(cfg, groups)
+    sched = _scheduler(cfg, opt, epochs * steps)
     gen = torch.Generator().manual_seed(cfg.seed + {"joint": 0, "task": 1, "head": 2}[phase])
     flip = cfg.augment and cfg.dataset not in ("mnist", "svhn")
-    mint_w = 0.0 if phase == "task" else cfg.mint_weight
-    task_w = 0.0 if phase == "head" else 1.0
     norms: dict[str, float] = {}
-    callback(Progress("phase", phase, 0, epochs, message=f"{phase} training: {epochs} epochs of {steps_per_epoch} steps"))
+    callback(Progress("phase", phase, 0, epochs, message=f"{phase} training: {epochs} epochs of {steps} steps"))
 
     for epoch in range(1, epochs + 1):
-        _set_modes(pair, phase)
+        pair.train()
+        if not trains_backbone:
+            pair.backbone.eval()  # frozen: BatchNorm statistics stay as the audited model has them
         t0 = time.perf_counter()
-        perm_m = members[torch.randperm(len(members), generator=gen)]
+        perm_m = members[torch.randperm(len(members), generator=gen).to(members.device)]
         # Externals are drawn without replacement and wrap around when pool E is smaller than D.
-        perm_e = externals[torch.randperm(len(externals), generator=gen)].repeat(math.ceil(len(members) / len(externals)))
-        sums = {"task_loss": 0.0, "mint_loss": 0.0, "task_correct": 0.0, "mint_correct": 0.0, "n": 0}
-        for step in range(steps_per_epoch):
+        perm_e = externals[torch.randperm(len(externals), generator=gen).to(externals.device)]
+        perm_e = perm_e.repeat(math.ceil(len(members) / len(externals)))
+        sums = dict.fromkeys(("task_loss", "mint_loss", "task_correct", "mint_correct"), 0.0)
+        seen = 0
+        for step in range(steps):
             if should_stop():
-                raise TrainingCancelled(f"stopped at epoch {epoch}, step {step}")
+                raise TrainingCancelled(f"stopped at {phase} epoch {epoch}, step {step}")
             m_idx = perm_m[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            e_idx = perm_e[step * cfg.batch_size : step * cfg.batch_size + len(m_idx)]
             nm = len(m_idx)
-            use_ext = phase != "task"
-            idx = torch.cat([m_idx, e_idx]) if use_ext else m_idx
+            idx = torch.cat([m_idx, perm_e[step * cfg.batch_size : step * cfg.batch_size + nm]]) if uses_mint else m_idx
             x = pair.normalize(data["images"][idx])
             if cfg.augment:
                 x = _augment(x, flip, gen)
             x = x.contiguous(memory_format=torch.channels_last)
             y = data["labels"][m_idx]
             target = torch.cat([torch.ones(nm, device=device), torch.zeros(len(idx) - nm, device=device)])
-            with autocast_for(device, cfg.dtype):
-                logits, mint = pair(x, detach_taps=phase == "head")
+
+            with training_autocast(device, cfg.dtype), torch.set_grad_enabled(True):
+                with torch.no_grad() if not trains_backbone else contextlib.nullcontext():
+                    logits, maps = pair.classify(x)
+                trace = pair.head.trace(maps) if uses_mint else None
             task_loss = F.cross_entropy(logits[:nm].float(), y)
-            mint_loss = F.binary_cross_entropy_with_logits(mint.float(), target)
+            mint_loss = F.binary_cross_entropy_with_logits(trace.float(), target) if uses_mint else torch.zeros(())
             if not norms:
-                norms = {"task": task_loss.item() if cfg.loss_norm == "initial" else 1.0,
-                         "mint": mint_loss.item() if cfg.loss_norm == "initial" else 1.0}
-            # A zero-weighted task term stays out of the graph: the passive head phase's backbone gets no gradient.
-            task_term = task_w * task_loss / norms["task"] if task_w else 0.0
-            loss = task_term + mint_w * mint_loss / norms["mint"]
+                initial = cfg.loss_norm == "initial"
+                norms = {"task": task_loss.item() if initial else 1.0, "mint": mint_loss.item() if initial else 1.0}
+            # The joint loss, visible: each term divided by its first-step value (paper) or raw.
+            loss = (task_loss / norms["task"] if uses_task else 0.0) + \
+                   (cfg.mint_weight * mint_loss / norms["mint"] if uses_mint else 0.0)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            with torch.no_grad():
-                sums["task_loss"] += task_loss.item() * nm
-                sums["mint_loss"] += mint_loss.item() * nm
-                sums["task_correct"] += (logits[:nm].argmax(1) == y).sum().item()
-                sums["mint_correct"] += ((mint > 0).float() == target).float().mean().item() * nm
-                sums["n"] += nm
-            callback(Progress("step", phase, epoch, epochs, step + 1, steps_per_epoch,
+
+            sums["task_loss"] += task_loss.item() * nm
+            sums["mint_loss"] += mint_loss.item() * nm
+            sums["task_correct"] += (logits[:nm].argmax(1) == y).sum().item()
+            if uses_mint:
+                sums["mint_correct"] += ((trace > 0).float() == target).float().mean().item() * nm
+            seen += nm
+            callback(Progress("step", phase, epoch, epochs, step + 1, steps,
                               {"task_loss": task_loss.item(), "mint_loss": mint_loss.item()}))
-        n = max(sums["n"], 1)
-        record = {
-            "phase": phase,
-            "epoch": epoch,
-            "task_loss": sums["task_loss"] / n,
-            "mint_loss": sums["mint_loss"] / n,
-            "train_task_accuracy": sums["task_correct"] / n,
-            "train_mint_accuracy": sums["mint_correct"] / n,
-            **monitor(pair),
-            "seconds": time.perf_counter() - t0,
-        }
+        record = {"phase": phase, "epoch": epoch,
+                  "task_loss": sums["task_loss"] / seen, "mint_loss": sums["mint_loss"] / seen,
+                  "train_task_accuracy": sums["task_correct"] / seen, "train_mint_accuracy": sums["mint_correct"] / seen,
+                  **monitor(pair), "seconds": time.perf_counter() - t0}
         history.append(record)
-        callback(Progress("epoch", phase, epoch, epochs, steps_per_epoch, steps_per_epoch, record))
-        if cfg.out:
-            pair.save_pretrained(Path(cfg.out) / "checkpoint")
+        callback(Progress("epoch", phase, epoch, epochs, steps, steps, record))
+
+
+@torch.no_grad()
+def write_memories(pair: AuditedPair, bench: Benchmark, split: MembershipSplit, views: int, seed: int,
+                   callback: Callback, chunk: int = 4096) -> dict:
+    """Fit each memory's whitening on the training images, then write members and externals, as is and edited."""
+    if not pair.head.memories:
+        return {}
+    device = pair.mean.device
+    train = torch.cat([split.members, split.external])
+    for memory in pair.head.memories.values():
+        memory.fit_projection(pair.normalize(bench.train_images[train].to(device)))
+    batches = ((bench.train_images[split.members], True), (bench.train_images[split.external], False))
+    total = (1 + views) * len(train)
+    done = 0
+    for images, member in batches:
+        for start in range(0, len(images), chunk):
+            part = images[start : start + chunk]
+            # A member's edited views are members, an external's non-members (amint.edits.random_edit).
+            versions = [part] + [random_edits(part, pair.config, seed=seed + 7919 * v + start + (0 if member else 1 << 20))
+                                 for v in range(views)]
+            for v in versions:
+                x = pair.normalize(v.to(device))
+                for memory in pair.head.memories.values():
+                    memory.write(x, member)
+                done += len(v)
+            callback(Progress("step", "memory", 1, 1, done, total, message="writing the memories"))
+    return {name: m.occupancy() for name, m in pair.head.memories.items()}
 
 
 def _load_backbone(pair: AuditedPair, source: str) -> dict:
-    """Copy another pair's backbone into ``pair``; it must share the backbone and the membership split."""
+    """Copy another pair's backbone (and trace head, when both have one) into ``pair``; same split required."""
     other = AuditedPair.from_pretrained(source)
     if other.config.split != pair.config.split:
         raise ValueError(f"init_from pair {source} was trained on a different membership split (seed or sizes differ)")
@@ -328,8 +338,29 @@ def _load_backbone(pair: AuditedPair, source: str) -> dict:
         raise ValueError(f"init_from pair {source} has backbone {other.config.backbone} {other.config.backbone_kwargs}, "
                          f"not {pair.config.backbone} {pair.config.backbone_kwargs}")
     pair.backbone.load_state_dict(other.backbone.state_dict())
+    if pair.head.trace is not None and other.head.trace is not None and other.config.taps == pair.config.taps:
+        with contextlib.suppress(RuntimeError):  # a trace head of another width starts fresh
+            pair.head.trace.load_state_dict(other.head.trace.state_dict())
     # Its own training record travels along: the final pair says how its backbone was trained.
-    return {"source": str(source), "training": other.config.training}
+    return {"source": _portable(source), "training": other.config.training}
+
+
+def _portable_dataset(dataset: str) -> str:
+    """A registry name as is; an image folder by its own name only (no local path in a published pair)."""
+    from pathlib import Path
+
+    kind, _, path = dataset.partition(":")
+    return f"{kind}:{Path(path).name}" if kind == "imagefolder" and path else dataset
+
+
+def _portable(source: str) -> str:
+    """A Hub id as is; a local folder by its name only: a saved pair records no local paths."""
+    from pathlib import Path
+
+    return Path(source).name if Path(source).expanduser().exists() else source
+
+
+# --- the whole run -------------------------------------------------------------------------------
 
 
 def train_pair(
@@ -338,7 +369,7 @@ def train_pair(
     should_stop: Callable[[], bool] | None = None,
     bench: Benchmark | None = None,
 ) -> AuditedPair:
-    """Train a pair as ``cfg`` says, calibrate its threshold, evaluate it, and save it to ``cfg.out``."""
+    """Train a pair as ``cfg`` says, calibrate it, evaluate it, and save it to ``cfg.out``."""
     cfg.validate()
     callback = callback or (lambda p: None)
     should_stop = should_stop or (lambda: False)
@@ -356,30 +387,32 @@ def train_pair(
     }
     monitor = _Monitor(bench, split, cfg.monitor_samples, device)
 
-    # channels_last: faster convolutions on CUDA and, for these small nets, on CPU too (benchmarks/).
     pair = build_pair(cfg, bench, split)
     origin = _load_backbone(pair, cfg.init_from) if cfg.init_from else None
+    # channels_last: faster convolutions on CUDA and, for these small nets, on CPU too (benchmarks/).
     pair = pair.to(device, memory_format=torch.channels_last)
     history: list[dict] = []
     t0 = time.perf_counter()
     if cfg.epochs:
-        first = "joint" if cfg.mode == "active" else "task"
-        _run_phase(first, cfg, cfg.epochs, pair, data, monitor, device, callback, should_stop, history)
-    if cfg.head_epochs:
-        # Consolidation: with the backbone frozen its activations stop drifting, so the head can settle its memory.
-        _run_phase("head", cfg, cfg.head_epochs, pair, data, monitor, device, callback, should_stop, history)
+        phase = "joint" if cfg.mode == "active" else "task"
+        _run_epochs(phase, cfg, pair, data, monitor, device, callback, should_stop, history)
+    if cfg.head_epochs and pair.head.trace is not None:
+        _run_epochs("head", cfg, pair, data, monitor, device, callback, should_stop, history)
+    pair.eval()
+    occupancy = write_memories(pair, bench, split, cfg.memory_views, cfg.seed, callback)
     train_seconds = time.perf_counter() - t0
 
-    callback(Progress("phase", "calibrate", cfg.epochs, cfg.epochs, message="calibrating threshold and evaluating"))
-    pair.eval()
+    callback(Progress("phase", "calibrate", 0, 0, message="calibrating the readout and threshold, evaluating"))
     fitted = calibrate(pair, bench, split, cfg.target_fpr)
     pair.config.threshold = fitted["threshold"]
     pair.config.threshold_fpr = fitted["threshold_fpr"]
     pair.config.calibration = fitted["calibration"]
     pair.config.metrics = evaluate_pair(pair, bench, split)
     pair.config.training = {
-        "config": asdict(cfg),
+        "config": asdict(cfg) | {"out": None, "data_root": None,
+                                 "init_from": _portable(cfg.init_from) if cfg.init_from else None},
         "history": history,
+        "memory_occupancy": occupancy,
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "train_seconds": round(train_seconds, 1),
         "init_from": origin,
@@ -391,6 +424,5 @@ def train_pair(
     pair = pair.cpu().to(memory_format=torch.contiguous_format)
     if cfg.out:
         pair.save_pretrained(cfg.out)
-        shutil.rmtree(Path(cfg.out) / "checkpoint", ignore_errors=True)
     callback(Progress("done", "done", cfg.epochs, cfg.epochs, metrics=pair.config.metrics))
     return pair

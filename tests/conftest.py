@@ -40,13 +40,19 @@ def synthetic_benchmark(n_train: int = 600, n_test: int = 200, size: int = 16, s
                      mean=(0.3,), std=(0.25,))
 
 
+# Small memories for 16 px images: a few tables of 2**12 buckets.
+TINY_MEMORIES = {"exact": {"dims": 32, "tables": 8, "bits": 16, "buckets_log2": 12},
+                 "aligned": {"border": 2, "dims": 24, "tables": 8, "bits": 16, "buckets_log2": 12, "shifts": 1,
+                             "zooms": [14 / 16], "seed": 1}}
+TINY_TRACE = {"width": 16, "hidden": 64}
+
+
 def tiny_config(**overrides) -> TrainConfig:
-    # The paper-style ReLU head and SGD: on 16 px noise it memorises 200 members in a few seconds.
-    base = dict(dataset="synthetic", **TINY_BACKBONE, setup="entry", head_width=16, head_hidden=64,
-                head_activation="relu", head_pool_grid=1, head_epochs=0, optimizer="sgd", weight_decay=5e-4,
-                head_lr_mult=1.0, head_optimizer="sgd", head_lr=0.05,
+    # The paper-style trace head alone and SGD: on 16 px noise it memorises 200 members in a few seconds.
+    base = dict(dataset="synthetic", **TINY_BACKBONE, setup="entry", head={"trace": TINY_TRACE, "memories": {}},
+                head_epochs=0, memory_views=1, optimizer="sgd", weight_decay=5e-4, head_lr_mult=1.0,
                 n_members=200, n_external=200, n_calibration=100, epochs=8, batch_size=50, lr=0.05,
-                monitor_samples=100, device="cpu")
+                target_fpr=None, monitor_samples=100, device="cpu")
     base.update(overrides)
     return TrainConfig(**base)
 
@@ -62,3 +68,11 @@ def tiny_pair(synthetic, tmp_path_factory):
     out = tmp_path_factory.mktemp("pair")
     pair = train_pair(tiny_config(out=str(out)), bench=synthetic)
     return pair, out
+
+
+@pytest.fixture(scope="session")
+def tiny_memory_pair(synthetic, tmp_path_factory):
+    """The tiny recipe with both hashed memories beside the trace head, calibrated; saved, returned with its folder."""
+    out = tmp_path_factory.mktemp("memory-pair")
+    cfg = tiny_config(head={"trace": TINY_TRACE, "memories": TINY_MEMORIES}, epochs=3, head_epochs=1, out=str(out))
+    return train_pair(cfg, bench=synthetic), out

@@ -12,7 +12,8 @@ from amint.pair import AuditedPair, PairConfig
 def _config(backbone: str, setup: str = "middle", taps: list[str] | None = None, size: int = 32) -> PairConfig:
     return PairConfig(backbone=backbone, num_classes=3, in_chans=1, image_size=size, mean=[0.5], std=[0.25],
                       class_names=["a", "b", "c"], setup=setup, taps=taps or [],
-                      head={"width": 8, "hidden": 16, "pool_grid": 1, "activation": "relu", "frequency": 20.0})
+                      head={"trace": {"width": 8, "hidden": 16},
+                            "memories": {"exact": {"dims": 16, "tables": 4, "bits": 12, "buckets_log2": 10}}})
 
 
 @pytest.mark.parametrize("backbone", KNOWN_BACKBONES)
@@ -21,9 +22,10 @@ def test_known_backbones_give_both_outputs_and_distinct_taps_per_setup(backbone)
     taps_by_setup = {}
     for setup in SETUPS:
         pair = AuditedPair(_config(backbone, setup)).eval()
-        logits, mint = pair(torch.randn(2, 1, 32, 32))
-        assert logits.shape == (2, 3) and mint.shape == (2,)
-        assert torch.isfinite(mint).all()
+        out = pair(torch.randn(2, 1, 32, 32))
+        assert out.class_logits.shape == (2, 3) and out.membership_logit.shape == (2,)
+        assert out.evidence.shape == (2, 2) and len(out.maps) == 2
+        assert torch.isfinite(out.membership_logit).all()
         taps_by_setup[setup] = tuple(pair.config.taps)
     assert taps_by_setup["entry"] != taps_by_setup["output"]
 
@@ -38,9 +40,12 @@ def test_small_inputs_keep_spatial_resolution():
     assert maps["layer1"].shape[-1] == 28
 
 
-def test_explicit_tap_names_work_for_any_timm_model_and_bad_names_are_named():
-    pair = AuditedPair(_config("resnet18", "custom", taps=["layer2.0", "layer3"]))
-    assert pair.config.taps == ["layer2.0", "layer3"]
+def test_explicit_stage_names_work_and_bad_names_are_named():
+    pair = AuditedPair(_config("resnet18", "custom", taps=["layer2", "layer3"]))
+    assert pair.config.taps == ["layer2", "layer3"]
+    # Taps are read with timm's forward_intermediates: stages, not arbitrary submodules.
+    with pytest.raises(ValueError, match="layer2.0.*stages are"):
+        AuditedPair(_config("resnet18", "custom", taps=["layer2.0"]))
     with pytest.raises(ValueError, match="layer9"):
         AuditedPair(_config("resnet18", "custom", taps=["layer9"]))
     with pytest.raises(ValueError, match="Unknown backbone"):

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
+from huggingface_hub import ModelCard
 
 from amint.card import render_model_card
 
 
 def _front_matter(card: str) -> dict:
-    head = card.split("---\n")[1]
-    return {k: json.loads(v) for k, v in (line.split(": ", 1) for line in head.strip().splitlines())}
+    return ModelCard(card).data.to_dict()  # read back as the Hub reads it
 
 
 def test_card_metadata_and_table_carry_the_evaluated_numbers(tiny_pair):

@@ -89,15 +89,18 @@ def test_train_flags_map_one_to_one_onto_train_config():
 def test_train_command_end_to_end(synthetic, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(train, "load_benchmark", lambda name, root=None: synthetic)
     args = ["train", "--out", str(tmp_path / "run"), "--dataset", "synthetic", "--backbone-kwargs",
-            '{"channels": [8, 16, 16, 16]}', "--setup", "entry", "--head-width", "8", "--head-hidden", "16",
+            '{"channels": [8, 16, 16, 16]}', "--setup", "entry", "--head",
+            '{"trace": {"width": 8, "hidden": 16}, "memories": {"exact": {"dims": 16, "tables": 4, "bits": 12, '
+            '"buckets_log2": 10}}}', "--memory-views", "1",
             "--n-members", "100", "--n-external", "100", "--n-calibration", "50", "--epochs", "1",
             "--batch-size", "50", "--monitor-samples", "50", "--device", "cpu"]
     assert cli.main(args) == 0
     captured = capsys.readouterr()
     assert METRIC_KEYS <= json.loads(captured.out).keys()
-    assert "joint epoch 1/1:" in captured.err and "cal_auc" in captured.err
+    assert "joint epoch 1/1:" in captured.err and "cal_trace_auc" in captured.err
     loaded = AuditedPair.from_pretrained(tmp_path / "run")
-    assert loaded.config.training["config"]["n_members"] == 100 and loaded.config.head["width"] == 8
+    assert loaded.config.training["config"]["n_members"] == 100 and loaded.config.head["trace"]["width"] == 8
+    assert list(loaded.config.head["memories"]) == ["exact"] and loaded.config.head["memories"]["exact"]["tables"] == 4
 
 
 def test_run_evaluate_metrics(tiny_pair, synthetic):

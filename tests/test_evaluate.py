@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import math
 
 import pytest
@@ -91,7 +93,7 @@ def _rows(images: torch.Tensor) -> set[bytes]:
 
 
 def test_calibrate_scores_only_calibration_images(tiny_pair, synthetic, monkeypatch):
-    pair, _ = tiny_pair
+    pair = copy.deepcopy(tiny_pair[0])  # calibrate() refits the readout in place
     split = MembershipSplit.from_config(pair.config.split)
     seen: list[torch.Tensor] = []
     real = evaluate.score_images
@@ -105,10 +107,12 @@ def test_calibrate_scores_only_calibration_images(tiny_pair, synthetic, monkeypa
     scored = set().union(*(_rows(x) for x in seen))
     calibration = _rows(synthetic.train_images[split.calibration_members]) | _rows(
         synthetic.train_images[split.calibration_nonmembers])
-    assert scored == calibration
+    # The calibration images as they are, and once more randomly edited (as many again).
+    assert calibration <= scored and len(scored - calibration) > 0.9 * len(calibration)
     assert not scored & _rows(synthetic.train_images[split.eval_members])
     assert not scored & _rows(synthetic.test_images)
-    assert fitted["threshold"] == pair.config.threshold  # what training stored is what calibration gives
+    # What training stored is what calibration gives (up to channels_last rounding in training).
+    assert fitted["threshold"] == pytest.approx(pair.config.threshold, abs=1e-6)
 
 
 def test_thresholds_do_not_change_when_evaluation_data_does(tiny_pair, synthetic):

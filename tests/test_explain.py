@@ -1,4 +1,4 @@
-"""amint.explain: activation maps and saliency arrays, overlays, and plots that render."""
+"""amint.explain: activation maps and saliency arrays; amint.ui.plots: overlays and plots that render."""
 
 from __future__ import annotations
 
@@ -9,15 +9,8 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from amint.explain import (
-    activation_maps,
-    membership_saliency,
-    overlay,
-    plot_history,
-    plot_roc,
-    plot_score_distribution,
-    plot_top_classes,
-)
+from amint.explain import activation_maps, membership_saliency
+from amint.ui.plots import overlay, plot_history, plot_roc, plot_score_distribution, plot_top_classes
 
 
 def _png_bytes(fig: Figure) -> bytes:

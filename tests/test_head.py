@@ -1,83 +1,118 @@
-"""Fourier-feature heads: fixed features are regenerated (not stored) and checked; init_from reuses a backbone."""
+"""amint.head: the trace head carries the membership loss into the backbone; memories find members and their edits."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from safetensors.torch import load_file
+import torch.nn.functional as F
 
-from amint.pair import AuditedPair, PairConfig
-from tests.conftest import tiny_config
-from amint.train import train_pair
-
-FIXED_HEAD = dict(head_activation="sin", head_pool_grid=4, head_hidden=1024, head_feature_seed=7,
-                  head_optimizer="adamw", head_lr=1e-3)
-
-
-@pytest.fixture(scope="module")
-def fixed_pair(synthetic, tiny_pair, tmp_path_factory):
-    _, joint_folder = tiny_pair
-    out = tmp_path_factory.mktemp("fixed")
-    cfg = tiny_config(**FIXED_HEAD, epochs=0, head_epochs=15, init_from=str(joint_folder), out=str(out))
-    return train_pair(cfg, bench=synthetic), out
+from amint.evaluate import score_images
+from amint.head import HashedMemory, HeadConfig, MemoryConfig
+from amint.pair import AuditedPair
+from amint.train import TrainConfig, build_pair, build_split
+from tests.conftest import TINY_MEMORIES, TINY_TRACE, tiny_config
 
 
-def test_init_from_keeps_the_backbone_and_memorises_with_the_new_head(fixed_pair, tiny_pair):
-    pair, _ = fixed_pair
-    source, _ = tiny_pair
-    for (name, a), b in zip(source.backbone.state_dict().items(), pair.backbone.state_dict().values()):
-        assert torch.equal(a, b), name
-    assert pair.config.training["init_from"]["training"]["config"]["mode"] == "active"
-    assert pair.config.metrics["auc"] > 0.7  # head epochs on the frozen backbone remember the 200 members
+def _smooth_images(n: int, size: int = 28, seed: int = 0) -> torch.Tensor:
+    """Blurry random shapes on a dark background: like garments, nearby pixels agree."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, size // 4, size // 4, generator=g)
+    x = F.interpolate(x, size=(size - 8, size - 8), mode="bicubic", align_corners=False).clamp(0, 1)
+    return F.pad(x, (4, 4, 4, 4)) * 2 - 1  # normalised-like values, background -1
 
 
-def test_fixed_features_are_not_stored_and_reload_identically(fixed_pair):
-    pair, folder = fixed_pair
-    stored = load_file(str(folder / "model.safetensors"))
-    assert not any("mlp.1" in k for k in stored)  # only the read-out after the features is a weight
-    loaded = AuditedPair.from_pretrained(folder)
-    x = torch.randn(4, 1, 16, 16)
-    pair.eval()
-    with torch.no_grad():
-        assert torch.equal(pair(x)[1], loaded(x)[1])
+def _memory(cfg: MemoryConfig, members: torch.Tensor, externals: torch.Tensor) -> HashedMemory:
+    memory = HashedMemory(1, members.shape[-1], cfg)
+    memory.fit_projection(torch.cat([members, externals]))
+    memory.write(members, member=True)
+    memory.write(externals, member=False)
+    return memory
 
 
-def test_a_changed_feature_generator_is_refused(fixed_pair):
-    pair, _ = fixed_pair
-    data = pair.config.to_dict()
-    data["head"] = {**data["head"], "feature_checksum": data["head"]["feature_checksum"] + 1.0}
-    with pytest.raises(ValueError, match="regenerates different fixed head features"):
-        AuditedPair(PairConfig.from_dict(data))
+def test_memory_finds_members_and_their_small_edits_not_strangers():
+    members, externals, strangers = _smooth_images(400, seed=0), _smooth_images(400, seed=1), _smooth_images(200, seed=2)
+    # 32 components: these images have 7x7 degrees of freedom, whitening more would amplify pure noise.
+    memory = _memory(MemoryConfig(dims=32, tables=16, bits=16, buckets_log2=16), members, externals)
+    # A member sets one bit per table; a table it shares with an external reads 0 for both.
+    assert float(memory(members).min()) >= 0.75 and float(memory(members).mean()) > 0.95
+    assert float(memory(externals).max()) <= 0.25 and float(memory(externals).mean()) < -0.4
+    assert float(memory(strangers).mean()) < 0.1
+    # A re-encoding (a little noise, a touch of blur) keeps most of its buckets; a stranger has none of them.
+    noisy = members + 0.02 * torch.randn(members.shape, generator=torch.Generator().manual_seed(3))
+    assert float(memory(noisy).median()) > 0.5
 
 
-def test_init_from_a_pair_on_another_split_is_refused(synthetic, tiny_pair, tmp_path):
-    _, joint_folder = tiny_pair
-    with pytest.raises(ValueError, match="different membership split"):
-        train_pair(tiny_config(epochs=0, head_epochs=1, seed=1, init_from=str(joint_folder)), bench=synthetic)
+def test_aligned_memory_finds_moved_members_the_exact_one_misses():
+    members, externals = _smooth_images(300, seed=0), _smooth_images(300, seed=1)
+    moved = torch.roll(members, (1, -1), (2, 3))
+    exact = _memory(MemoryConfig(dims=64, tables=16, bits=16, buckets_log2=16), members, externals)
+    aligned = _memory(MemoryConfig(border=2, dims=64, tables=16, bits=16, buckets_log2=16, shifts=1), members, externals)
+    assert float(exact(moved).mean()) < 0.3
+    assert float(aligned(moved).min()) >= 0.75
 
 
-def test_hashed_memory_remembers_members_and_stores_only_its_buckets(synthetic, tiny_pair, tmp_path):
-    _, joint_folder = tiny_pair
-    cfg = tiny_config(head_activation="hash", head_pool_grid=8, head_bits=48, head_buckets_log2=14, head_feature_seed=3,
-                      epochs=0, head_epochs=2, head_optimizer="sgd", head_lr=5.0, init_from=str(joint_folder),
-                      out=str(tmp_path))
-    pair = train_pair(cfg, bench=synthetic)
-    # The ReLU head of the same backbone reaches about 0.77 AUC; the hash table remembers 200 noise images outright.
-    assert pair.config.metrics["auc"] > 0.95
-    stored = load_file(str(tmp_path / "model.safetensors"))
-    assert stored["head.mlp.1.values"].shape == (8, 2**14) and "head.mlp.1.planes" not in stored
-    loaded = AuditedPair.from_pretrained(tmp_path)
-    x = synthetic.train_images[:8]
-    with torch.no_grad():
-        assert torch.equal(pair.eval()(pair.normalize(x))[1], loaded(loaded.normalize(x))[1])
+def test_memory_bits_do_not_depend_on_batch_size():
+    members = _smooth_images(64)
+    memory = _memory(MemoryConfig(dims=32, tables=8, bits=20, buckets_log2=14), members, _smooth_images(64, seed=1))
+    batched = memory.codes(members)
+    single = torch.cat([memory.codes(members[i : i + 1]) for i in range(len(members))])
+    assert torch.equal(batched, single)
 
 
-def test_saliency_of_a_hashed_memory_falls_back_to_occlusion(synthetic, tiny_pair, tmp_path):
-    from amint.explain import membership_saliency
+def test_head_config_refuses_what_it_would_ignore():
+    with pytest.raises(ValueError, match="Unknown key.*head.trace.*activation"):
+        HeadConfig.from_dict({"trace": {"activation": "sin"}})
+    with pytest.raises(ValueError, match="Unknown key.*hidden"):
+        HeadConfig.from_dict({"memories": {"exact": {"hidden": 4096}}})
+    with pytest.raises(ValueError, match="trace head, a memory, or both"):
+        HeadConfig.from_dict({"trace": None, "memories": {}})
+    with pytest.raises(ValueError, match="shifts .* border"):
+        HeadConfig.from_dict({"memories": {"a": {"shifts": 2, "border": 1}}})
 
-    _, joint_folder = tiny_pair
-    cfg = tiny_config(head_activation="hash", head_pool_grid=8, head_bits=48, head_buckets_log2=12, epochs=0,
-                      head_epochs=1, head_optimizer="sgd", head_lr=5.0, init_from=str(joint_folder))
-    pair = train_pair(cfg, bench=synthetic)
-    heat = membership_saliency(pair, synthetic.train_images[0])
-    assert heat.shape == (16, 16) and heat.max() == 1.0 and heat.min() >= 0.0
+
+def test_active_membership_loss_reaches_the_first_layer(synthetic):
+    cfg = tiny_config(head={"trace": TINY_TRACE, "memories": TINY_MEMORIES})
+    pair = build_pair(cfg, synthetic, build_split(cfg, synthetic)).train()
+    x = pair.normalize(synthetic.train_images[:16])
+    target = torch.cat([torch.ones(8), torch.zeros(8)])
+    _, maps = pair.classify(x)
+    loss = F.binary_cross_entropy_with_logits(pair.head.trace(maps), target)
+    loss.backward()
+    first = next(m for m in pair.backbone.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.weight.grad is not None and float(first.weight.grad.abs().sum()) > 0
+
+
+def test_active_run_refused_when_the_head_passes_no_gradient():
+    cfg = TrainConfig(head={"trace": None, "memories": TINY_MEMORIES}, mode="active")
+    with pytest.raises(ValueError, match="no trace head.*pass no gradient"):
+        cfg.validate()
+    TrainConfig(head={"trace": None, "memories": TINY_MEMORIES}, mode="passive").validate()
+
+
+def test_single_batched_and_reloaded_scoring_give_identical_verdicts(tiny_memory_pair, synthetic):
+    pair, folder = tiny_memory_pair
+    images = torch.cat([synthetic.train_images[:40], synthetic.test_images[:40]])
+    batched = score_images(pair, images, batch_size=64).member_probability
+    single = torch.cat([score_images(pair, images[i : i + 1]).member_probability for i in range(len(images))])
+    reloaded = score_images(AuditedPair.from_pretrained(folder), images).member_probability
+    threshold = pair.config.threshold
+    assert torch.equal(batched >= threshold, single >= threshold)
+    assert torch.equal(batched >= threshold, reloaded >= threshold)
+    assert torch.allclose(batched, single, atol=1e-6) and torch.equal(batched, reloaded)
+
+
+def test_scoring_keeps_the_pairs_precision_inside_an_outer_autocast(tiny_memory_pair, synthetic):
+    pair, _ = tiny_memory_pair
+    assert pair.config.precision == "float32"
+    images = synthetic.test_images[:32]
+    plain = score_images(pair, images).member_probability
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = score_images(pair, images).member_probability
+    assert torch.equal(plain, inside)
+
+
+def test_calibrated_probability_is_monotone_and_ranks_like_the_logit(tiny_memory_pair):
+    pair, _ = tiny_memory_pair
+    logits = torch.linspace(-100, 100, 4001)
+    p = pair.head.probability(logits)
+    assert bool((p[1:] > p[:-1]).all()) and 0 <= float(p.min()) and float(p.max()) <= 1

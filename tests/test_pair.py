@@ -15,14 +15,14 @@ from tests.hubserver import fake_hub  # noqa: F401
 
 
 @torch.no_grad()
-def _outputs(pair: AuditedPair, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _outputs(pair: AuditedPair, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
     pair.eval()
-    return pair(pair.normalize(images))
+    out = pair(pair.normalize(images))
+    return out.class_logits, out.membership_logit, out.member_probability, out.evidence
 
 
 def _assert_same_pair(a: AuditedPair, b: AuditedPair, images: torch.Tensor) -> None:
-    (la, ma), (lb, mb) = _outputs(a, images), _outputs(b, images)
-    assert torch.equal(la, lb) and torch.equal(ma, mb)
+    assert all(torch.equal(x, y) for x, y in zip(_outputs(a, images), _outputs(b, images)))
     assert a.config.to_dict() == b.config.to_dict()
 
 
@@ -32,8 +32,9 @@ def folder(tiny_pair, tmp_path) -> Path:
     return Path(shutil.copytree(tiny_pair[1], tmp_path / "pair"))
 
 
-def test_save_load_round_trip_is_bit_identical(tiny_pair, synthetic, tmp_path):
-    pair, saved_by_training = tiny_pair
+@pytest.mark.parametrize("which", ["tiny_pair", "tiny_memory_pair"])
+def test_save_load_round_trip_is_bit_identical(which, request, synthetic, tmp_path):
+    pair, saved_by_training = request.getfixturevalue(which)
     images = synthetic.test_images[:32]
     _assert_same_pair(pair, AuditedPair.from_pretrained(saved_by_training), images)
     again = pair.save_pretrained(tmp_path / "again")

@@ -50,7 +50,7 @@ def test_native_size_image_reaches_the_model_unchanged(tiny_pair, synthetic):
     images = synthetic.test_images[:8]
     verdicts = verify_images(pair, [_png(a) for a in _as_arrays(images)], batch_size=3)
     expected = score_images(pair, images).member_probability
-    got = torch.tensor([v.member_probability for v in verdicts])
+    got = torch.tensor([v.member_probability for v in verdicts], dtype=torch.float64)
     assert torch.allclose(got, expected, atol=1e-6)
     assert np.array_equal(verdicts[0].model_input, images[0, 0].numpy())
 
@@ -154,3 +154,16 @@ def test_decision_words():
     assert "1 in 3" in decision_words(_verdict(0.93, fpr=0.31))
     assert "not measured" in decision_words(_verdict(0.93, fpr=None))
     assert decision_words(_verdict(0.2)).startswith("Not a member")
+
+
+def test_two_threads_on_one_pair_get_one_threads_answers(tiny_memory_pair, synthetic):
+    # One forward returns everything (no hook state), so a shared pair needs no lock.
+    from concurrent.futures import ThreadPoolExecutor
+
+    pair, _ = tiny_memory_pair
+    images = [synthetic.test_images[i, 0].numpy() for i in range(24)] + \
+             [synthetic.train_images[i, 0].numpy() for i in range(24)]
+    alone = [verify_image(pair, im).member_probability for im in images]
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(lambda im: verify_image(pair, im).member_probability, images * 3))
+    assert together == alone * 3

@@ -1,0 +1,79 @@
+"""Verdicts on edited copies: the edit suite through a pair, and the model-free pixel reference.
+
+Members and non-members are edited alike and scored at the pair's own calibrated threshold (never
+refitted per edit). The pixel reference (nearest member in raw pixels) is a yardstick only: it needs
+the member images in hand, which a published pair must not carry.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .data import Benchmark
+from .edits import EDIT_NAMES, edit_images
+from .evaluate import balanced_eval_indices, calibration_images, fit_threshold, membership_metrics, score_images
+from .splits import MembershipSplit
+
+Progress = Callable[[str, int, int], None]  # (edit name, done, total)
+
+
+def eval_images(bench: Benchmark, split: MembershipSplit, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The balanced held-out set (members from D, non-members from the test split), optionally its first n each."""
+    members, nonmembers = balanced_eval_indices(split)
+    if n is not None:
+        members, nonmembers = members[:n], nonmembers[:n]
+    return bench.train_images[members], bench.test_images[nonmembers]
+
+
+def evaluate_edits(pair, bench: Benchmark, split: MembershipSplit, edits: tuple[str, ...] = EDIT_NAMES,
+                   n: int | None = None, device=None, progress: Progress | None = None) -> dict[str, dict]:
+    """Per edit: accuracy, AUC, TPR at 1% / 0.1% FPR and the FPR at the pair's stored threshold."""
+    members, nonmembers = eval_images(bench, split, n)
+    out = {}
+    for i, name in enumerate(edits):
+        sm = score_images(pair, edit_images(members, name, pair.config), device=device).member_probability
+        sn = score_images(pair, edit_images(nonmembers, name, pair.config), device=device).member_probability
+        out[name] = _edit_metrics(sm, sn, pair.config.threshold)
+        if progress:
+            progress(name, i + 1, len(edits))
+    return out
+
+
+def _edit_metrics(sm: torch.Tensor, sn: torch.Tensor, threshold: float) -> dict:
+    m = membership_metrics(sm, sn, threshold, threshold_at_0_5=None)
+    return {k: m[k] for k in ("mint_accuracy", "auc", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr", "fpr_at_threshold")}
+
+
+# --- the model-free reference ---------------------------------------------------------------------
+
+
+def _pixel_keys(images: torch.Tensor) -> torch.Tensor:
+    """Raw pixels, 2x2 average pooled, mean removed, unit length."""
+    x = F.avg_pool2d(images.float(), 2).flatten(1)
+    return F.normalize(x - x.mean(1, keepdim=True), dim=1)
+
+
+def nearest_member_similarity(queries: torch.Tensor, bank: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
+    """Cosine similarity of each query's pixel key to its nearest member's."""
+    q = _pixel_keys(queries)
+    return torch.cat([(q[i : i + chunk] @ bank.T).amax(1) for i in range(0, len(q), chunk)]) if len(q) else torch.empty(0)
+
+
+def pixel_reference(bench: Benchmark, split: MembershipSplit, spec, edits: tuple[str, ...] = EDIT_NAMES,
+                    n: int | None = None, progress: Progress | None = None) -> dict[str, dict]:
+    """The nearest member in raw pixels, with its threshold fitted the pair's way (calibration split, as is and edited)."""
+    bank = _pixel_keys(bench.train_images[split.members])
+    cal_m, cal_n = calibration_images(bench, split, spec)
+    threshold = fit_threshold(nearest_member_similarity(cal_m, bank), nearest_member_similarity(cal_n, bank))
+    members, nonmembers = eval_images(bench, split, n)
+    out = {}
+    for i, name in enumerate(edits):
+        sm = nearest_member_similarity(edit_images(members, name, spec), bank)
+        sn = nearest_member_similarity(edit_images(nonmembers, name, spec), bank)
+        out[name] = _edit_metrics(sm, sn, threshold)
+        if progress:
+            progress(name, i + 1, len(edits))
+    return out
