@@ -12,9 +12,9 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from amint import explain
 from amint.audit import audit_images, expand_uploads
 
+from . import plots
 from .common import Selector, get_pair, user_errors
 
 MAX_THUMBNAILS = 300  # rows beyond this get no thumbnail (keeps the page light)
@@ -78,7 +78,7 @@ def audit(pair_name: str, files: Any, progress=gr.Progress()) -> tuple:
         items = expand_uploads(paths)
         if not items:
             raise gr.Error("No images found in the upload (zips are searched for image files).", title="No images")
-    with user_errors("The audit could not run"), loaded.lock:
+    with user_errors("The audit could not run"):
         result = audit_images(loaded.pair, items,
                               progress=lambda done, total: progress((done, total), desc="Checking images",
                                                                     unit="images"))
@@ -87,7 +87,7 @@ def audit(pair_name: str, files: Any, progress=gr.Progress()) -> tuple:
         raise gr.Error("None of the uploaded files could be read as an image.", title="No readable images")
     csv_path = Path(tempfile.mkdtemp(prefix="amint-audit-")) / "audit.csv"
     result.to_csv(csv_path)
-    plot = explain.plot_score_distribution(loaded.pair.config.calibration, result.scores,
+    plot = plots.plot_score_distribution(loaded.pair.config.calibration, result.scores,
                                            loaded.pair.config.threshold,
                                            title=f"Scores of the {len(result.scores)} uploaded images")
     v = result.verdict

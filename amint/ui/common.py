@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import threading
 from collections import OrderedDict
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 
-from amint.pair import CARD_NAME, CONFIG_NAME, AuditedPair, resolve_pair_folder, split_revision
+from amint.pair import CARD_NAME, CONFIG_NAME, AuditedPair, check_repo_id, resolve_pair_folder, split_revision
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE_SIZE = 4  # pairs kept in memory; the default pair is small, Hub pairs may not be
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
 
 
 def models_dir() -> Path:
@@ -100,8 +98,6 @@ class LoadedPair:
     name: str  # as the user gave it: local folder name or owner/name[@rev]
     pair: AuditedPair
     folder: Path  # where config.json and README.md are (a Hub snapshot for Hub pairs)
-    # The pair's tap hooks keep the maps of the current forward pass: one forward at a time per pair.
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def card(self) -> str:
@@ -136,11 +132,19 @@ class PairCache:
             self._pairs.pop(name, None)
 
 
+def _is_repo_id(text: str) -> bool:
+    try:
+        check_repo_id(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _load(name: str) -> LoadedPair:
     local = models_dir() / name
     if "/" not in name and "\\" not in name and name not in ("", ".", "..") and (local / CONFIG_NAME).is_file():
         folder = local
-    elif _HUB_ID.match(name):
+    elif _is_repo_id(split_revision(name)[0]):
         repo_id, revision = split_revision(name)
         folder = resolve_pair_folder(repo_id, revision, os.environ.get("HF_TOKEN") or None)
     else:

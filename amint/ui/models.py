@@ -9,16 +9,16 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from amint import explain
 
+from . import plots
 from .common import Selector, get_pair
 
 _COLUMNS = [("mint_accuracy", "accuracy"), ("auc", "AUC"), ("tpr_at_1pct_fpr", "TPR @ 1% FPR"),
             ("tpr_at_0_1pct_fpr", "TPR @ 0.1% FPR")]
 METRIC_HEADERS = ["method", *(label for _, label in _COLUMNS)]
 _SETTINGS = ["dataset", "backbone", "backbone_kwargs", "setup", "mode", "epochs", "batch_size", "optimizer", "lr",
-             "schedule", "mint_weight", "head_width", "head_hidden", "n_members", "n_external", "n_calibration",
-             "augment", "seed"]
+             "schedule", "mint_weight", "head", "head_epochs", "memory_views", "n_members", "n_external",
+             "n_calibration", "augment", "seed"]
 
 
 def _num(v: Any) -> Any:
@@ -68,8 +68,8 @@ def model_info(pair_name: str) -> tuple:
         card,
         metrics_table(m) if m else None,
         task,
-        explain.plot_roc(m) if m.get("roc") else None,
-        explain.plot_history(history) if history else None,
+        plots.plot_roc(m) if m.get("roc") else None,
+        plots.plot_history(history) if history else None,
         settings_table(c),
     )
 

@@ -23,11 +23,12 @@ from typing import Any
 
 import gradio as gr
 
-from amint import explain
+from amint.pair import check_repo_id
 from amint.backbones import KNOWN_BACKBONES, SETUPS
 from amint.data import available_benchmarks, default_split_sizes, load_benchmark
 from amint.train import Progress, TrainConfig, TrainingCancelled, resolve_device, train_pair
 
+from . import plots
 from .common import (Selector, forget_pair, get_pair, models_dir, selector_update, training_enabled,
                      user_errors)
 from .models import METRIC_HEADERS, metrics_table
@@ -182,8 +183,8 @@ def _log_line(p: Progress) -> str | None:
         m = p.metrics
         return (f"epoch {p.epoch}/{p.epochs} ({p.phase}): task loss {m.get('task_loss', float('nan')):.3f}, "
                 f"membership loss {m.get('mint_loss', float('nan')):.3f}, "
-                f"membership accuracy {m.get('cal_mint_accuracy', float('nan')):.3f}, "
-                f"AUC {m.get('cal_auc', float('nan')):.3f}, test accuracy {m.get('test_accuracy', float('nan')):.3f}, "
+                f"trace-head accuracy {m.get('cal_trace_accuracy', float('nan')):.3f}, "
+                f"AUC {m.get('cal_trace_auc', float('nan')):.3f}, test accuracy {m.get('test_accuracy', float('nan')):.3f}, "
                 f"{m.get('seconds', 0):.1f} s")
     if p.kind == "done":
         return "done"
@@ -211,7 +212,7 @@ def train(dataset: str, upload: Any, backbone: str, setup: str, epochs: float, h
     if not isinstance(kwargs, dict):
         raise gr.Error('Backbone options must be a JSON object, e.g. {"channels": [16, 32, 64, 128]}.',
                        title="Not valid")
-    setup = (setup or "middle").lower()
+    setup = (setup or TrainConfig.setup).lower()
     if setup not in SETUPS:
         raise gr.Error(f"Setup must be one of {', '.join(SETUPS)}.", title="Not valid")
     pair_name = _pair_name(name, dataset, backbone, setup)
@@ -275,7 +276,7 @@ def _stream(job: Job, thread: threading.Thread, cfg: TrainConfig, device, progre
             progress(event.fraction, desc=f"{event.phase} · epoch {event.epoch}/{event.epochs}")
             if event.kind == "epoch":
                 history.append(event.metrics)
-                yield status, explain.plot_history(history), "\n".join(log), *([gr.skip()] * 4)
+                yield status, plots.plot_history(history), "\n".join(log), *([gr.skip()] * 4)
             elif line:
                 yield status, gr.skip(), "\n".join(log), *([gr.skip()] * 4)
             continue
@@ -287,8 +288,8 @@ def _stream(job: Job, thread: threading.Thread, cfg: TrainConfig, device, progre
             status = (f"**Done** in {time.time() - job.started:.0f} s: **{job.name}** is saved and selected above. "
                       f"Membership accuracy {m.get('mint_accuracy', float('nan')):.1%}, AUC {m.get('auc', float('nan')):.3f}, "
                       f"classification accuracy {m.get('task_accuracy', float('nan')):.1%}.")
-            yield (status, explain.plot_history(loaded.pair.config.training.get("history", history)), "\n".join(log),
-                   metrics_table(m), explain.plot_roc(m), selector_update(job.name), job.name)
+            yield (status, plots.plot_history(loaded.pair.config.training.get("history", history)), "\n".join(log),
+                   metrics_table(m), plots.plot_roc(m), selector_update(job.name), job.name)
         elif kind == "cancelled":
             log.append(f"stopped ({payload}); nothing was saved")
             yield "**Stopped.** Nothing was saved.", gr.skip(), "\n".join(log), *([gr.skip()] * 4)
@@ -310,9 +311,11 @@ def publish(pair_name: str, repo_id: str, token: str, private: bool = False) -> 
     """API ``publish``: push the selected pair to the Hugging Face Hub; returns a link."""
     _check_enabled()
     repo_id = (repo_id or "").strip()
-    if not re.match(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$", repo_id):
-        raise gr.Error("Give the Hub repo id as owner/name, e.g. your-username/amint-fashion-mnist.",
-                       title="Not valid")
+    try:
+        check_repo_id(repo_id)
+    except ValueError as e:
+        raise gr.Error(f"Give the Hub repo id as owner/name, e.g. your-username/amint-fashion-mnist ({e}).",
+                       title="Not valid") from None
     token = (token or "").strip() or os.environ.get("HF_TOKEN") or None
     if not token:
         raise gr.Error("Publishing needs a Hugging Face access token with write permission: paste it in the "
@@ -354,9 +357,9 @@ def build(sel: Selector) -> None:
             with gr.Row():
                 epochs = gr.Slider(1, 100, value=TrainConfig.epochs, step=1, label="Epochs (joint training)",
                                    min_width=140, elem_id="train-epochs")
-                head_epochs = gr.Slider(0, 50, value=TrainConfig.head_epochs, step=1, label="Memorise epochs",
+                head_epochs = gr.Slider(0, 50, value=TrainConfig.head_epochs, step=1, label="Trace-head epochs",
                                         min_width=140, elem_id="train-head-epochs",
-                                        info="Then the detector alone, on the frozen model: where it learns the members.")
+                                        info="Then the trace head alone, on the frozen model; the memories are written once after.")
             with gr.Row():
                 batch_size = gr.Slider(8, 512, value=128, step=8, label="Batch size", min_width=140, elem_id="train-batch")
             with gr.Row():

@@ -13,6 +13,7 @@ import numpy as np
 from amint import explain
 from amint.verify import ImageError, decision_words, load_image, preprocess, verify_image
 
+from . import plots
 from .common import Selector, examples_dir, get_pair, selector_update, user_errors
 
 DISPLAY_SIDE = 224  # pixels: small inputs (28x28) are upscaled to about this for display
@@ -85,7 +86,7 @@ def verdict_html(verdict, truth: str | None = None) -> str:
 
 def run_verify(loaded, image: Any, name: str | None = None, truth: str | None = None) -> tuple:
     pair = loaded.pair
-    with user_errors("This image cannot be checked"), loaded.lock:
+    with user_errors("This image cannot be checked"):
         try:
             img = load_image(image, name=name)
         except ImageError as e:
@@ -96,8 +97,8 @@ def run_verify(loaded, image: Any, name: str | None = None, truth: str | None = 
         maps = explain.activation_maps(pair, x)
         saliency = explain.membership_saliency(pair, x)
     base = verdict.model_input
-    gallery = [(upscale(explain.overlay(base, heat)), f"activations at {tap}") for tap, heat in maps]
-    score_plot = explain.plot_score_distribution(
+    gallery = [(upscale(plots.overlay(base, heat)), f"activations at {tap}") for tap, heat in maps]
+    score_plot = plots.plot_score_distribution(
         pair.config.calibration, [verdict.member_probability], verdict.threshold,
         title="This image's score against the calibration images",
     )
@@ -113,7 +114,7 @@ def run_verify(loaded, image: Any, name: str | None = None, truth: str | None = 
         score_plot,
         top,
         gallery,
-        upscale(explain.overlay(base, saliency)),
+        upscale(plots.overlay(base, saliency)),
         details,
     )
 
