@@ -9,21 +9,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import json
 import os
-import platform
-import re
-import statistics
 import sys
-import time
 import types
 import typing
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, TextIO
 
 if TYPE_CHECKING:
-    from .data import Benchmark
     from .pair import AuditedPair, PairConfig
 
 PROG = "amint"
@@ -46,16 +39,6 @@ def _is_user_error(err: BaseException) -> bool:
 
 
 # --- train: flags generated from TrainConfig ----------------------------------------------------
-
-
-def _field_comments(cls: type) -> dict[str, str]:
-    """The comment after each field in the dataclass source: the same words as the code, as --help."""
-    try:
-        source = inspect.getsource(cls)
-    except (OSError, TypeError):
-        return {}
-    found = (re.match(r"\s+(\w+):[^#]*#\s*(.+)$", line) for line in source.splitlines())
-    return {m[1]: m[2].strip() for m in found if m}
 
 
 def _optional_inner(tp: Any) -> Any | None:
@@ -95,7 +78,6 @@ def _json_object(text: str, name: str) -> dict:
 def _add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
     """One flag per field, with its type, default and source comment: one source of truth for options."""
     hints = typing.get_type_hints(cls)
-    comments = _field_comments(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
@@ -103,7 +85,7 @@ def _add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple
         tp = hints[f.name]
         shown = ",".join(default) if isinstance(default, list) else default
         shown = json.dumps(shown) if isinstance(shown, dict) else shown
-        help_text = f"{comments.get(f.name, '')} (default: {shown})".strip()
+        help_text = f"{f.metadata.get('help', '')} (default: {shown})".strip()
         flag = "--" + f.name.replace("_", "-")
         if tp is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
@@ -115,29 +97,38 @@ def _add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple
 
 
 class _ProgressPrinter:
-    """A one-line ``\\r`` bar per epoch on a terminal; epoch summaries always (logs stay readable)."""
+    """A tqdm bar per epoch (and for writing the memories) on stderr; epoch summaries always, as log lines."""
 
-    def __init__(self, stream: TextIO | None = None, width: int = 30):
+    def __init__(self, stream: TextIO | None = None):
         self.stream = stream or sys.stderr  # looked up per instance: sys.stderr may have been replaced
-        self.width = width
-        self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.bar = None
+
+    def _close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
     def __call__(self, p) -> None:
         if p.kind == "phase" and p.message:
+            self._close()
             print(p.message, file=self.stream, flush=True)
-        elif p.kind == "step" and self.live:
-            filled = round(self.width * p.step / max(p.steps, 1))
-            bar = "#" * filled + "." * (self.width - filled)
-            losses = " ".join(f"{k} {v:.4f}" for k, v in p.metrics.items())
-            print(f"\r{p.phase} epoch {p.epoch}/{p.epochs} [{bar}] {p.step}/{p.steps} {losses}",
-                  end="", file=self.stream, flush=True)
+        elif p.kind == "step":
+            desc = f"{p.phase} epoch {p.epoch}/{p.epochs}" if p.phase != "memory" else "writing the memories"
+            if self.bar is None or self.bar.desc != desc:
+                self._close()
+                self.bar = _tqdm(total=p.steps, desc=desc, leave=False, file=self.stream)
+            self.bar.update(p.step - self.bar.n)
+            if p.metrics:
+                self.bar.set_postfix({k: f"{v:.4f}" for k, v in p.metrics.items()}, refresh=False)
         elif p.kind == "epoch":
+            self._close()
             m = p.metrics
             keys = ("task_loss", "mint_loss", "train_task_accuracy", "test_accuracy", "cal_trace_accuracy", "cal_trace_auc")
             summary = " ".join(f"{k} {m[k]:.4f}" for k in keys if isinstance(m.get(k), (int, float)))
-            clear = "\r\033[K" if self.live else ""
-            print(f"{clear}{p.phase} epoch {p.epoch}/{p.epochs}: {summary} ({m.get('seconds', 0):.1f}s)",
+            print(f"{p.phase} epoch {p.epoch}/{p.epochs}: {summary} ({m.get('seconds', 0):.1f}s)",
                   file=self.stream, flush=True)
+        elif p.kind == "done":
+            self._close()
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -157,34 +148,9 @@ def _without_roc(metrics: dict) -> dict:
 # --- evaluate -----------------------------------------------------------------------------------
 
 
-def run_evaluate(pair: AuditedPair, bench: Benchmark, roc: bool = False, device: str | None = None,
-                 edits: tuple[str, ...] = (), edits_n: int | None = None, progress: Callable | None = None) -> dict:
-    """Metrics of ``pair`` on ``bench``, on the held-out split regenerated from the pair's config.
-
-    With ``edits``: the same metrics on edited copies (members and non-members edited alike, at the
-    pair's own threshold), and the model-free pixel reference on the same images.
-    """
-    from .data import MembershipSplit
-    from .evaluate import evaluate_pair
-    from .robustness import evaluate_edits, pixel_reference
-
-    split = MembershipSplit.from_config(pair.config.split)
-    sizes = (len(bench.train_images), len(bench.test_images))
-    if sizes != (split.n_train, split.n_test):
-        raise ValueError(
-            f"benchmark {bench.name!r} has {sizes[0]} training / {sizes[1]} test images, but this pair's split was "
-            f"drawn from {split.n_train} / {split.n_test}: wrong dataset or data root"
-        )
-    result = evaluate_pair(pair, bench, split, device=device)
-    if edits:
-        result["edits"] = evaluate_edits(pair, bench, split, edits, n=edits_n, device=device, progress=progress)
-        result["references"] = {"pixel_nearest_member": pixel_reference(bench, split, pair.config, edits, n=edits_n,
-                                                                         progress=progress)}
-    return result if roc else _without_roc(result)
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import load_benchmark
+    from .robustness import evaluate_split
 
     pair = _load_pair(args.pair, args.device)
     if not pair.config.split:
@@ -192,7 +158,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     bench = load_benchmark(pair.config.dataset, args.data_root, image_size=pair.config.image_size)
     edits = _edit_names(args.edits) if args.edits is not None else ()
     bar = _tqdm(total=2 * len(edits), desc="edits", disable=not edits)
-    result = run_evaluate(pair, bench, roc=args.roc, edits=edits, edits_n=args.edits_n,
+    result = evaluate_split(pair, bench, roc=args.roc, edits=edits, edits_n=args.edits_n,
                           progress=lambda name, i, n: bar.update(1) or bar.set_postfix_str(name))
     bar.close()
     print(json.dumps(result, indent=2) if args.json else _metrics_table(args.pair, pair.config, result))
@@ -212,7 +178,7 @@ def _edit_names(text: str) -> tuple[str, ...]:
 def _tqdm(**kwargs):
     from tqdm.auto import tqdm
 
-    return tqdm(file=sys.stderr, **kwargs)
+    return tqdm(**{"file": sys.stderr, **kwargs})
 
 
 def _metrics_table(source: str, config: PairConfig, m: dict) -> str:
@@ -277,74 +243,12 @@ def cmd_push(args: argparse.Namespace) -> int:
 # --- bench --------------------------------------------------------------------------------------
 
 
-def _random_images(config: PairConfig, n: int, seed: int) -> list:
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    shape = (config.image_size, config.image_size) + (() if config.in_chans == 1 else (3,))
-    return [Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)) for _ in range(n)]
-
-
-def _latency_ms(fn: Callable[[Any], Any], items: list) -> dict:
-    times = []
-    for item in items:
-        t0 = time.perf_counter()
-        fn(item)
-        times.append((time.perf_counter() - t0) * 1000)
-    times.sort()
-    return {"median": round(statistics.median(times), 3), "p90": round(times[int(0.9 * (len(times) - 1))], 3),
-            "mean": round(statistics.fmean(times), 3)}
-
-
-def run_bench(pair: AuditedPair, n: int = 200, batch_size: int = 256, seed: int = 0) -> dict:
-    """Single-image verify latency (plain, and with activation maps + saliency) and batched throughput."""
-    import torch
-
-    from .explain import activation_maps, membership_saliency
-    from .verify import load_image, preprocess, verify_image, verify_images
-
-    images = _random_images(pair.config, n, seed)
-
-    def explained(im) -> None:
-        verify_image(pair, im)
-        x = preprocess(load_image(im), pair.config)
-        activation_maps(pair, x)
-        membership_saliency(pair, x)
-
-    for im in images[:3]:  # warm-up: first calls allocate and pick kernels
-        explained(im)
-    plain_ms = _latency_ms(lambda im: verify_image(pair, im), images)
-    explained_ms = _latency_ms(explained, images)
-    t0 = time.perf_counter()
-    verify_images(pair, images, batch_size=batch_size)
-    batch_s = time.perf_counter() - t0
-    device = next(pair.parameters()).device
-    return {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-        },
-        "pair": {"backbone": pair.config.backbone, "image_size": pair.config.image_size,
-                 "in_chans": pair.config.in_chans, "dataset": pair.config.dataset},
-        "n": n,
-        "seed": seed,
-        "single_verify_ms": plain_ms,
-        "single_verify_with_explain_ms": explained_ms,
-        "batch": {"batch_size": batch_size, "seconds": round(batch_s, 4), "images_per_second": round(n / batch_s, 1)},
-    }
-
-
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.n < 1:
         raise ValueError("--n must be at least 1")
     pair = _load_pair(args.pair, args.device)
+    from .bench import run_bench
+
     print(json.dumps(run_bench(pair, args.n, args.batch_size, args.seed), indent=2))
     return 0
 
@@ -390,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
                    f"  {PROG} train --backbone resnet18 --backbone-kwargs '{{\"channels\": [16, 32, 64, 128]}}' "
                    f"--mode passive --out runs/passive")
     p.add_argument("--out", required=True, metavar="DIR",
-                   help="save the finished pair (and per-epoch checkpoints) here")
+                   help="save the finished pair here")
     _add_dataclass_flags(p, TrainConfig, skip=("out",))
     p.set_defaults(func=cmd_train)
 

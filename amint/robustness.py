@@ -14,7 +14,8 @@ import torch.nn.functional as F
 
 from .data import Benchmark
 from .edits import EDIT_NAMES, edit_images
-from .evaluate import balanced_eval_indices, calibration_images, fit_threshold, membership_metrics, score_images
+from .evaluate import (balanced_eval_indices, calibration_images, evaluate_pair, fit_threshold, membership_metrics,
+                       score_images)
 from .splits import MembershipSplit
 
 Progress = Callable[[str, int, int], None]  # (edit name, done, total)
@@ -77,3 +78,25 @@ def pixel_reference(bench: Benchmark, split: MembershipSplit, spec, edits: tuple
         if progress:
             progress(name, i + 1, len(edits))
     return out
+
+
+def evaluate_split(pair, bench: Benchmark, roc: bool = False, device: str | None = None,
+                   edits: tuple[str, ...] = (), edits_n: int | None = None, progress: Progress | None = None) -> dict:
+    """Metrics of ``pair`` on ``bench``, on the held-out split regenerated from the pair's config.
+
+    With ``edits``: the same metrics on edited copies (members and non-members edited alike, at the
+    pair's own threshold), and the model-free pixel reference on the same images.
+    """
+    split = MembershipSplit.from_config(pair.config.split)
+    sizes = (len(bench.train_images), len(bench.test_images))
+    if sizes != (split.n_train, split.n_test):
+        raise ValueError(
+            f"benchmark {bench.name!r} has {sizes[0]} training / {sizes[1]} test images, but this pair's split was "
+            f"drawn from {split.n_train} / {split.n_test}: wrong dataset or data root"
+        )
+    result = evaluate_pair(pair, bench, split, device=device)
+    if edits:
+        result["edits"] = evaluate_edits(pair, bench, split, edits, n=edits_n, device=device, progress=progress)
+        result["references"] = {"pixel_nearest_member": pixel_reference(bench, split, pair.config, edits, n=edits_n,
+                                                                         progress=progress)}
+    return result if roc else {k: v for k, v in result.items() if k != "roc"}

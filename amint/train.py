@@ -1,6 +1,6 @@
 """Training a pair: the audited classifier, its MINT head, then calibration.
 
-Read top to bottom: config, device and data, model, then three phases.
+Read top to bottom: device and data, model, then three phases (the settings: amint/train_config.py).
 
 1. backbone: active = the task loss plus the membership loss through the trace head, members and
    externals 1:1 in one batch and one forward pass (so BatchNorm statistics cannot leak
@@ -17,8 +17,8 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -26,80 +26,9 @@ import torch.nn.functional as F
 from .data import Benchmark, default_split_sizes, load_benchmark
 from .edits import random_edits
 from .evaluate import balanced_accuracy, calibrate, evaluate_pair, fit_threshold, roc_auc
-from .head import HeadConfig
 from .pair import AuditedPair, PairConfig
 from .splits import MembershipSplit, make_split
-
-MODES = ("active", "passive", "untrained")
-
-
-@dataclass
-class TrainConfig:
-    dataset: str = "fashion-mnist"  # a name from amint.data.available_benchmarks(), or imagefolder:PATH
-    data_root: str | None = None  # where the dataset files are; None = the registry's default places
-    backbone: str = "resnet18"  # any timm model name
-    backbone_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {"channels": [16, 32, 64, 128]}
-    setup: str = "entry"  # entry / middle / output: where the trace head's two taps sit
-    taps: list[str] = field(default_factory=list)  # explicit stage names override the setup
-    head: dict[str, Any] = field(default_factory=lambda: HeadConfig().to_dict())  # amint.head.HeadConfig as JSON
-    init_from: str | None = None  # start from this pair's backbone and trace head (same split)
-    n_members: int | None = None  # pool D size; None = the paper's proportions for this dataset
-    n_external: int | None = None  # pool E size
-    n_calibration: int | None = None  # calibration non-members (and as many calibration members)
-    mode: str = "active"  # active: joint training; passive: task only; untrained: a random backbone (control)
-    epochs: int = 8  # backbone epochs (joint or task-only); 0 with init_from keeps that backbone
-    head_epochs: int = 3  # trace-head epochs on the frozen backbone (the memories are written once)
-    memory_views: int = 2  # random edited views of each training image written into the memories
-    batch_size: int = 128  # members per step; each step also takes as many externals
-    optimizer: str = "adamw"  # adamw or sgd (Nesterov momentum 0.9)
-    lr: float = 2e-3  # peak learning rate of the backbone
-    head_lr_mult: float = 1.0  # the trace head's learning rate relative to lr, in both phases
-    weight_decay: float = 0.05
-    schedule: str = "onecycle"  # onecycle / cosine / constant
-    mint_weight: float = 1.0  # weight of the membership loss against the task loss (active)
-    loss_norm: str = "initial"  # initial = divide each loss by its first-step value (paper); fixed = raw sum
-    augment: bool = False  # random crop (pad 2) and flips (not for digits), alike for members and externals
-    target_fpr: float | None = 0.01  # calibrate the threshold to this FPR; None = maximise balanced accuracy
-    seed: int = 0
-    device: str = "auto"  # auto / cpu / cuda
-    dtype: str = "auto"  # training precision: auto (bf16 on CUDA, fp32 on CPU) / bf16 / fp32; scoring is fp32
-    monitor_samples: int = 2000  # per side, for the per-epoch trace-head accuracy/AUC on the calibration split
-    out: str | None = None  # save the finished pair here
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"Unknown training option(s): {unknown}")
-        return cls(**data)
-
-    def head_config(self) -> HeadConfig:
-        return HeadConfig.from_dict(self.head)
-
-    def validate(self) -> None:
-        checks = {
-            "mode": (self.mode, MODES),
-            "optimizer": (self.optimizer, ("sgd", "adamw")),
-            "schedule": (self.schedule, ("onecycle", "cosine", "constant")),
-            "loss_norm": (self.loss_norm, ("initial", "fixed")),
-            "dtype": (self.dtype, ("auto", "bf16", "fp32")),
-            "setup": (self.setup, ("entry", "middle", "output", "custom")),
-        }
-        for name, (value, allowed) in checks.items():
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
-        head = self.head_config()
-        if self.epochs < 0 or self.head_epochs < 0 or self.memory_views < 0 or self.batch_size < 2:
-            raise ValueError("epochs, head_epochs and memory_views must be >= 0, batch_size >= 2")
-        if self.mode == "active" and self.epochs and not head.trace:
-            raise ValueError("mode=active trains the backbone through the MINT head, but this head has no trace head: "
-                             "its memories pass no gradient, so active would equal passive. Add a trace head "
-                             '(--head \'{"trace": {}}\') or use --mode passive')
-        if self.mode == "untrained" and (self.epochs or self.init_from):
-            raise ValueError("mode=untrained keeps a random backbone: set epochs=0 and no init_from")
-        if self.mode != "untrained" and self.epochs == 0 and not self.init_from:
-            raise ValueError("epochs=0 trains no backbone: give init_from (a pair whose backbone to keep), "
-                             "or mode=untrained for the random-backbone control")
+from .train_config import TrainConfig
 
 
 @dataclass

@@ -165,6 +165,24 @@ def _class_name(config: PairConfig, i: int) -> str:
     return config.class_names[i] if i < len(config.class_names) else str(i)
 
 
+@dataclass
+class Explained:
+    verdict: Verdict
+    maps: list[tuple[str, np.ndarray]]  # per tap: activation energy, HxW in [0, 1]
+    saliency: np.ndarray  # HxW in [0, 1]: where edits move the membership score
+
+
+def explain_image(pair: AuditedPair, image: Any, name: str | None = None) -> Explained:
+    """Verdict, activation maps and saliency of one image: one forward of the pair, plus what saliency needs."""
+    from . import explain
+
+    x = preprocess(load_image(image, name), pair.config)
+    out = explain.forward_one(pair, x)
+    verdict = _verdict(pair.config, x, float(out.member_probability[0]), out.class_logits[0].cpu())
+    maps = explain.heat_maps(pair.config.taps, out.maps, tuple(x.shape[1:]))
+    return Explained(verdict, maps, explain.membership_saliency(pair, x, base_logit=out.membership_logit[0]))
+
+
 # --- words for people -------------------------------------------------------------------------
 
 

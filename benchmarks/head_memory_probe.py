@@ -12,6 +12,7 @@ from the backbone: with a ReLU MLP it is the bottleneck, with Fourier features i
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -22,7 +23,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from amint.data import load_benchmark, make_split  # noqa: E402
 from amint.evaluate import roc_auc, tpr_at_fpr  # noqa: E402
-from amint.head import FourierFeatures  # noqa: E402
+
+
+class FourierFeatures(torch.nn.Module):
+    """cos(Wx + b), W ~ N(0, frequency^2 / in_features): the probe's sharp random features (not in the library)."""
+
+    def __init__(self, in_features: int, out_features: int, frequency: float):
+        super().__init__()
+        self.linear = torch.nn.Linear(in_features, out_features)
+        torch.nn.init.normal_(self.linear.weight, std=frequency / in_features**0.5)
+        torch.nn.init.uniform_(self.linear.bias, 0, 2 * math.pi)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cos(self.linear(x))
+
 
 
 def head(activation: str, hidden: int, frequency: float) -> torch.nn.Module:

@@ -15,6 +15,7 @@ from PIL import Image
 
 from amint import cli, data, train
 from amint.pair import AuditedPair
+from amint.robustness import evaluate_split
 from amint.train import TrainConfig
 from tests.hubserver import fake_hub  # noqa: F401
 
@@ -103,18 +104,18 @@ def test_train_command_end_to_end(synthetic, tmp_path, monkeypatch, capsys):
     assert list(loaded.config.head["memories"]) == ["exact"] and loaded.config.head["memories"]["exact"]["tables"] == 4
 
 
-def test_run_evaluate_metrics(tiny_pair, synthetic):
+def test_evaluate_split_metrics(tiny_pair, synthetic):
     pair, _ = tiny_pair
-    result = cli.run_evaluate(pair, synthetic)
+    result = evaluate_split(pair, synthetic)
     assert METRIC_KEYS | {"task_accuracy", "mint_accuracy_at_0_5", "baselines"} <= result.keys()
-    assert "roc" not in result and "roc" in cli.run_evaluate(pair, synthetic, roc=True)
+    assert "roc" not in result and "roc" in evaluate_split(pair, synthetic, roc=True)
     assert result["baselines"] and all(METRIC_KEYS <= b.keys() for b in result["baselines"].values())
     assert result["auc"] == pair.config.metrics["auc"]
     smaller = data.Benchmark("synthetic", synthetic.train_images[:500], synthetic.train_labels[:500],
                              synthetic.test_images, synthetic.test_labels, synthetic.class_names,
                              synthetic.mean, synthetic.std)
     with pytest.raises(ValueError, match="wrong dataset or data root"):
-        cli.run_evaluate(pair, smaller)
+        evaluate_split(pair, smaller)
 
 
 def test_evaluate_command_json_and_table(tiny_pair, synthetic, monkeypatch, capsys):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from amint import cli
-from amint.cli import run_evaluate
+from amint.robustness import evaluate_split
 from amint.data import SYSTEM_FASHION_MNIST_DIR, load_benchmark
 from amint.edits import apply_edit, to_pil
 from amint.pair import AuditedPair
@@ -38,7 +38,7 @@ def pair():
 
 @pytest.fixture(scope="module")
 def evaluated(pair):
-    return run_evaluate(pair, load_benchmark("fashion-mnist"))
+    return evaluate_split(pair, load_benchmark("fashion-mnist"))
 
 
 ROBUST = ("jpeg75", "resize224", "resize56", "screenshot")

@@ -92,3 +92,18 @@ def test_roc_history_and_top_classes_render(pair):
     assert [t.get_text() for t in top.axes[0].get_yticklabels()] == ["c", "b", "a"]  # most likely on top
     for fig in (roc, hist, plot_history(passive), top, plot_roc({}), plot_history([]), plot_top_classes([])):
         assert _png_bytes(fig).startswith(b"\x89PNG")
+
+
+def test_one_upload_costs_one_forward_plus_the_occlusion_batch(tiny_memory_pair, synthetic):
+    from amint.verify import explain_image, verify_image
+
+    pair, _ = tiny_memory_pair
+    calls = []
+    hook = pair.backbone.conv1.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+    try:
+        explained = explain_image(pair, synthetic.test_images[0, 0].numpy())
+    finally:
+        hook.remove()
+    assert len(calls) == 2 and calls[0] == 1  # the image itself, then the occluded copies in one batch
+    assert explained.verdict.member_probability == verify_image(pair, synthetic.test_images[0, 0].numpy()).member_probability
+    assert len(explained.maps) == 2 and explained.saliency.shape == (16, 16)

@@ -49,8 +49,8 @@ def _out_dir() -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def url(app_env):
+def _serve():
+    """Launch the app in this process; yields its local URL, closes it after."""
     from amint.ui import build_app
 
     demo = build_app()
@@ -59,6 +59,11 @@ def url(app_env):
         yield demo.local_url
     finally:
         demo.close()
+
+
+@pytest.fixture(scope="module")
+def url(app_env):
+    yield from _serve()
 
 
 class Page:
@@ -255,14 +260,9 @@ def default_url(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("AMINT_MODELS_DIR", str(models))
     mp.setenv("AMINT_EXAMPLES_DIR", str(ROOT / "examples"))
-    from amint.ui import build_app
-
-    demo = build_app()
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
     try:
-        yield demo.local_url
+        yield from _serve()
     finally:
-        demo.close()
         mp.undo()
 
 

@@ -10,8 +10,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from amint import explain
-from amint.verify import ImageError, decision_words, load_image, preprocess, verify_image
+from amint.verify import ImageError, decision_words, explain_image, load_image
 
 from . import plots
 from .common import Selector, examples_dir, get_pair, selector_update, user_errors
@@ -92,10 +91,8 @@ def run_verify(loaded, image: Any, name: str | None = None, truth: str | None = 
         except ImageError as e:
             message = str(e).replace(str(image), name) if isinstance(image, str) and name else str(e)
             raise gr.Error(message, title="Not an image we can read") from e
-        verdict = verify_image(pair, img)
-        x = preprocess(img, pair.config)
-        maps = explain.activation_maps(pair, x)
-        saliency = explain.membership_saliency(pair, x)
+        explained = explain_image(pair, img)
+    verdict, maps, saliency = explained.verdict, explained.maps, explained.saliency
     base = verdict.model_input
     gallery = [(upscale(plots.overlay(base, heat)), f"activations at {tap}") for tap, heat in maps]
     score_plot = plots.plot_score_distribution(

@@ -1,0 +1,87 @@
+"""TrainConfig: every setting of a training run, with its help text (the CLI's --help reads it)."""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, Callable
+
+from .head import HeadConfig
+
+MODES = ("active", "passive", "untrained")
+
+
+def option(default: Any = MISSING, help: str = "", factory: Callable[[], Any] | None = None) -> Any:
+    """A config field with its help text as metadata: the CLI's --help reads it (one source of truth)."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = option("fashion-mnist", "a name from amint.data.available_benchmarks(), or imagefolder:PATH")
+    data_root: str | None = option(None, "where the dataset files are; None = the registry's default places")
+    backbone: str = option("resnet18", "any timm model name")
+    backbone_kwargs: dict[str, Any] = option(factory=dict, help='e.g. {"channels": [16, 32, 64, 128]}')
+    setup: str = option("entry", "entry / middle / output: where the trace head's two taps sit")
+    taps: list[str] = option(factory=list, help="explicit stage names override the setup")
+    head: dict[str, Any] = option(factory=lambda: HeadConfig().to_dict(),
+                                  help='amint.head.HeadConfig as JSON: {"trace": {...} or null, "memories": {name: {...}}}')
+    init_from: str | None = option(None, "start from this pair's backbone and trace head (same split)")
+    n_members: int | None = option(None, "pool D size; None = the paper's proportions for this dataset")
+    n_external: int | None = option(None, "pool E size")
+    n_calibration: int | None = option(None, "calibration non-members (and as many calibration members)")
+    mode: str = option("active", "active: joint training; passive: task only; untrained: a random backbone (control)")
+    epochs: int = option(8, "backbone epochs (joint or task-only); 0 with init_from keeps that backbone")
+    head_epochs: int = option(3, "trace-head epochs on the frozen backbone (the memories are written once)")
+    memory_views: int = option(2, "random edited views of each training image written into the memories")
+    batch_size: int = option(128, "members per step; each step also takes as many externals")
+    optimizer: str = option("adamw", "adamw or sgd (Nesterov momentum 0.9)")
+    lr: float = option(2e-3, "peak learning rate of the backbone")
+    head_lr_mult: float = option(1.0, "the trace head's learning rate relative to lr, in both phases")
+    weight_decay: float = option(0.05, "AdamW / SGD weight decay of the backbone and the trace head")
+    schedule: str = option("onecycle", "onecycle / cosine / constant")
+    mint_weight: float = option(1.0, "weight of the membership loss against the task loss (active)")
+    loss_norm: str = option("initial", "initial = divide each loss by its first-step value (paper); fixed = raw sum")
+    augment: bool = option(False, "random crop (pad 2) and flips (not for digits), alike for members and externals")
+    target_fpr: float | None = option(0.01, "calibrate the threshold to this FPR; None = maximise balanced accuracy")
+    seed: int = option(0, "seeds the membership split, the initialisation, batches and edits")
+    device: str = option("auto", "auto / cpu / cuda")
+    dtype: str = option("auto", "training precision: auto (bf16 on CUDA, fp32 on CPU) / bf16 / fp32; scoring is fp32")
+    monitor_samples: int = option(2000, "per side, for the per-epoch trace-head accuracy/AUC on the calibration split")
+    out: str | None = option(None, "save the finished pair here")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"Unknown training option(s): {unknown}")
+        return cls(**data)
+
+    def head_config(self) -> HeadConfig:
+        return HeadConfig.from_dict(self.head)
+
+    def validate(self) -> None:
+        checks = {
+            "mode": (self.mode, MODES),
+            "optimizer": (self.optimizer, ("sgd", "adamw")),
+            "schedule": (self.schedule, ("onecycle", "cosine", "constant")),
+            "loss_norm": (self.loss_norm, ("initial", "fixed")),
+            "dtype": (self.dtype, ("auto", "bf16", "fp32")),
+            "setup": (self.setup, ("entry", "middle", "output", "custom")),
+        }
+        for name, (value, allowed) in checks.items():
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
+        head = self.head_config()
+        if self.epochs < 0 or self.head_epochs < 0 or self.memory_views < 0 or self.batch_size < 2:
+            raise ValueError("epochs, head_epochs and memory_views must be >= 0, batch_size >= 2")
+        if self.mode == "active" and self.epochs and not head.trace:
+            raise ValueError("mode=active trains the backbone through the MINT head, but this head has no trace head: "
+                             "its memories pass no gradient, so active would equal passive. Add a trace head "
+                             '(--head \'{"trace": {}}\') or use --mode passive')
+        if self.mode == "untrained" and (self.epochs or self.init_from):
+            raise ValueError("mode=untrained keeps a random backbone: set epochs=0 and no init_from")
+        if self.mode != "untrained" and self.epochs == 0 and not self.init_from:
+            raise ValueError("epochs=0 trains no backbone: give init_from (a pair whose backbone to keep), "
+                             "or mode=untrained for the random-backbone control")
