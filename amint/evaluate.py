@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import Benchmark
+from .pair import eval_mode
 from .splits import MembershipSplit
 
 HIST_BINS = 50
@@ -123,17 +124,15 @@ def scoring_precision(pair, device: torch.device):
 def score_images(pair, images: torch.Tensor, batch_size: int = 512, device: str | torch.device | None = None) -> Scores:
     """Run the pair in eval mode over uint8 NCHW images, batch by batch."""
     device = torch.device(device) if device else next(pair.parameters()).device
-    was_training = pair.training
-    pair.eval()
     probs, logits, evidence = [], [], []
-    for start in range(0, len(images), batch_size):
-        x = pair.normalize(images[start : start + batch_size].to(device, non_blocking=True))
-        with scoring_precision(pair, device):
-            out = pair(x)
-        probs.append(out.member_probability.double().cpu())
-        logits.append(out.class_logits.float().cpu())
-        evidence.append(out.evidence.float().cpu())
-    pair.train(was_training)
+    with eval_mode(pair):
+        for start in range(0, len(images), batch_size):
+            x = pair.normalize(images[start : start + batch_size].to(device, non_blocking=True))
+            with scoring_precision(pair, device):
+                out = pair(x)
+            probs.append(out.member_probability.double().cpu())
+            logits.append(out.class_logits.float().cpu())
+            evidence.append(out.evidence.float().cpu())
     if not probs:
         n_evidence = len(pair.head_config.evidence_names)
         return Scores(torch.empty(0), torch.empty(0, pair.config.num_classes), torch.empty(0, n_evidence))

@@ -5,12 +5,13 @@ The app draws them (amint/ui/plots.py); the CLI and tests use the arrays directl
 
 from __future__ import annotations
 
-import contextlib
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .pair import eval_mode
 
 if TYPE_CHECKING:
     from .pair import AuditedPair
@@ -18,16 +19,6 @@ if TYPE_CHECKING:
 
 
 # --- arrays -----------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _eval_mode(pair: AuditedPair) -> Iterator[None]:
-    was_training = pair.training
-    pair.eval()
-    try:
-        yield
-    finally:
-        pair.train(was_training)
 
 
 def _model_batch(pair: AuditedPair, x: torch.Tensor) -> torch.Tensor:
@@ -51,7 +42,7 @@ def forward_one(pair: AuditedPair, x: torch.Tensor):
     from .evaluate import scoring_precision
 
     inp = _model_batch(pair, x)
-    with _eval_mode(pair), scoring_precision(pair, inp.device):
+    with eval_mode(pair), scoring_precision(pair, inp.device):
         return pair(inp)
 
 
@@ -79,11 +70,11 @@ def membership_saliency(pair: AuditedPair, x: torch.Tensor, base_logit: torch.Te
     beside ``base_logit``, the image's own logit when the caller already has it).
     """
     if pair.head.memories:
-        with _eval_mode(pair):
+        with eval_mode(pair):
             inp = _model_batch(pair, x)
             base = base_logit if base_logit is not None else forward_one(pair, x).membership_logit[0]
             return _unit(_occlusion(pair, inp, base)[0, 0])
-    with _eval_mode(pair), torch.enable_grad():
+    with eval_mode(pair), torch.enable_grad():
         inp = _model_batch(pair, x).detach().requires_grad_(True)
         mint = pair(inp).membership_logit
         # autograd.grad only touches the input: no parameter .grad is written.

@@ -7,11 +7,12 @@ Hub repo id with an optional ``@revision``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -90,6 +91,17 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
+@contextlib.contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """``module`` in eval mode for the block, then back in the mode it was in."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
+
+
 class PairOutput(NamedTuple):
     class_logits: torch.Tensor  # (N, num_classes)
     membership_logit: torch.Tensor  # (N,) the readout's logit: higher = more likely a member
@@ -117,11 +129,9 @@ class AuditedPair(nn.Module):
 
     @torch.no_grad()
     def _tap_shapes(self) -> list[tuple[int, int, int]]:
-        was_training = self.backbone.training
-        self.backbone.eval()
         x = torch.zeros(1, self.config.in_chans, self.config.image_size, self.config.image_size)
-        _, maps = self.classify(x)
-        self.backbone.train(was_training)
+        with eval_mode(self.backbone):
+            _, maps = self.classify(x)
         return [tuple(m.shape[1:]) for m in maps]
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:

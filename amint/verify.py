@@ -134,9 +134,7 @@ def _verify_batch(pair: AuditedPair, images: list, names: list[str | None]) -> l
     good = [x for x in slots if isinstance(x, torch.Tensor)]
     if not good:
         return list(slots)  # type: ignore[arg-type]
-    was_training = pair.training
     scores = score_images(pair, torch.stack(good))
-    pair.train(was_training)
     verdicts = iter(
         _verdict(pair.config, x, float(p), logits)
         for x, p, logits in zip(good, scores.member_probability, scores.class_logits)
