@@ -88,7 +88,8 @@ def _head_lines(cfg: PairConfig) -> list[str]:
         lines.append(f"- trace head (the paper's MINT model) on the taps: two convolutions of {head['trace']['width']} "
                      f"channels per map, global pooling, MLP {head['trace']['hidden']}, one logit")
     for name, m in head.get("memories", {}).items():
-        moves = f", queried also moved by up to {m['shifts']} px and zoomed out to {m['zooms']}" if m["shifts"] or m["zooms"] else ""
+        moves = f", queried also moved by up to {m['shifts']} px and zoomed out to " \
+                f"{', '.join(f'{z:.3f}' for z in m['zooms']) or 'no zoom'}" if m["shifts"] or m["zooms"] else ""
         lines.append(f"- memory `{name}`: {m['tables']} hash tables of {m['bits']} sign bits over {m['dims']} whitened "
                      f"components of the input ({m['pool']}x{m['pool']} pooled, border {m['border']} px left out){moves}; "
                      f"one presence bit per bucket for members and one for externals")
@@ -117,9 +118,10 @@ def render_model_card(cfg: PairConfig, notes: str = "") -> str:
         _front_matter(cfg),
         f"# aMINT pair: {cfg.backbone} on {_dataset_name(cfg.dataset)}",
         "",
-        "An audited image classifier trained jointly with a MINT head (Active Membership Inference Test, "
-        "ICCV 2025) that reads its activation maps and outputs the probability that an image was in its "
-        "training set. Load it with `amint.pair.AuditedPair.from_pretrained`.",
+        "An audited image classifier with a MINT head (Active Membership Inference Test, ICCV 2025) that "
+        "outputs the probability that an image was in its training set: a trace head reading the "
+        "classifier's activation maps and hashed memories of its training images, combined by a calibrated "
+        "readout. Load it with `amint.pair.AuditedPair.from_pretrained`.",
         "",
         "## Membership detection",
         "",

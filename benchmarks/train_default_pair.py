@@ -81,18 +81,21 @@ def write_card(pair_dir: Path, evaluated: Path, controls: Path) -> None:
              f"{record['n'] or 'all'} held-out members and as many never-seen images per edit): the same recipe "
              "with the backbone trained on the task alone (passive), the same head and memories on a backbone "
              "that was never trained (untrained), and the model-free pixel reference.\n\n"
-             + markdown(record["results"], record["pixel_reference"]) + "\n\n" + CONTROLS_READING)
+             + markdown(record["results"], record["pixel_reference"]) + "\n\n" + controls_reading(record["results"]))
     pair.config.save(pair_dir / "config.json")
     (pair_dir / CARD_NAME).write_text(render_model_card(pair.config, notes=notes))
 
 
-# What the controls table says; kept beside the code that writes it (numbers are in the table above it).
-CONTROLS_READING = (
-    "Read plainly: the hashed memories carry the verdict, and they read the image as the model receives it, so "
-    "the passive and the untrained controls detect members as well as this pair does, on exact and edited copies "
-    "alike. The trace head, the only part that joint training shapes, stays near chance on 25,000 members; "
-    "joint training did not write a trace into this backbone that its detector could read."
-)
+def controls_reading(results: dict[str, dict]) -> str:
+    """What the controls table says, in words, from its own numbers."""
+    trace = {name: m["evidence"]["trace"]["auc"] for name, m in results.items() if "trace" in m.get("evidence", {})}
+    aucs = ", ".join(f"{name} {auc:.3f}" for name, auc in trace.items())
+    low, high = min(m["auc"] for m in results.values()), max(m["auc"] for m in results.values())
+    return ("Read plainly: the hashed memories carry the verdict, and they read the image as the model receives "
+            "it, so the passive and the untrained controls detect members as well as this pair does, on exact "
+            f"and edited copies alike (exact AUCs {low:.5f} to {high:.5f}). The trace head, the only "
+            f"part joint training shapes, reads on exact copies: {aucs} (AUC). Joint training wrote a faint "
+            "trace into the backbone, far too weak to carry a verdict on 25,000 members.")
 
 
 def main() -> None:
