@@ -87,11 +87,14 @@ def _zip_images(path: Path) -> list[tuple[str, bytes]]:
         raise ImageError(f"{path.name} is not a readable zip archive ({type(err).__name__}: {err})") from err
 
 
+def is_archive_junk(name: str) -> bool:
+    """macOS resource forks (__MACOSX/, ._name) and hidden files: in archives, never data."""
+    return any(p == "__MACOSX" or p.startswith(".") for p in PurePosixPath(name).parts)
+
+
 def _is_image_entry(info: zipfile.ZipInfo) -> bool:
     name = PurePosixPath(info.filename)
-    # macOS archives carry __MACOSX/ resource forks and ._name shadow files that are not images.
-    hidden = "__MACOSX" in name.parts or name.name.startswith(".")
-    return not info.is_dir() and not hidden and name.suffix.lower() in IMAGE_EXTENSIONS
+    return not info.is_dir() and not is_archive_junk(info.filename) and name.suffix.lower() in IMAGE_EXTENSIONS
 
 
 def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> bytes:

@@ -19,6 +19,17 @@ _DATASET_IDS = {"fashion-mnist": "zalando-datasets/fashion_mnist", "mnist": "yle
                 "cifar100": "uoft-cs/cifar100", "svhn": "ufldl-stanford/svhn"}
 
 
+# The columns every metrics table shows (card, CLI, app), and its rows: this pair, then the baselines.
+METRIC_COLUMNS = (("mint_accuracy", "accuracy"), ("auc", "AUC"), ("tpr_at_1pct_fpr", "TPR @ 1% FPR"),
+                  ("tpr_at_0_1pct_fpr", "TPR @ 0.1% FPR"))
+
+
+def method_rows(metrics: dict) -> list[tuple[str, dict]]:
+    """(method name, its metrics): aMINT, then each baseline attack measured on the same split."""
+    return [("aMINT (this pair)", metrics),
+            *((name.replace("_", " "), b) for name, b in (metrics.get("baselines") or {}).items())]
+
+
 def _fmt(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
@@ -28,7 +39,7 @@ def _front_matter(cfg: PairConfig) -> str:
     from huggingface_hub import EvalResult, ModelCardData
 
     m = cfg.metrics
-    name = _dataset_name(cfg.dataset)
+    name = dataset_name(cfg.dataset)
     dataset_id = _DATASET_IDS.get(cfg.dataset, name)
 
     def result(task: str, key: str, metric: str, label: str, task_name: str | None = None) -> EvalResult:
@@ -49,17 +60,16 @@ def _front_matter(cfg: PairConfig) -> str:
 
 
 def _metrics_table(m: dict[str, Any]) -> str:
-    rows = ["| method | accuracy | AUC | TPR @ 1% FPR | TPR @ 0.1% FPR |", "|---|---|---|---|---|"]
-    rows.append(f"| **aMINT (this pair)** | {_fmt(m.get('mint_accuracy'))} | {_fmt(m.get('auc'))} | "
-                f"{_fmt(m.get('tpr_at_1pct_fpr'))} | {_fmt(m.get('tpr_at_0_1pct_fpr'))} |")
-    for name, b in m.get("baselines", {}).items():
-        rows.append(f"| {name.replace('_', ' ')} | {_fmt(b.get('mint_accuracy'))} | {_fmt(b.get('auc'))} | "
-                    f"{_fmt(b.get('tpr_at_1pct_fpr'))} | {_fmt(b.get('tpr_at_0_1pct_fpr'))} |")
+    rows = ["| method | " + " | ".join(label for _, label in METRIC_COLUMNS) + " |",
+            "|---" * (len(METRIC_COLUMNS) + 1) + "|"]
+    for i, (name, r) in enumerate(method_rows(m)):
+        shown = f"**{name}**" if i == 0 else name
+        rows.append(f"| {shown} | " + " | ".join(_fmt(r.get(k)) for k, _ in METRIC_COLUMNS) + " |")
     return "\n".join(rows)
 
 
-def _dataset_name(dataset: str) -> str:
-    """``imagefolder:/tmp/upload/shapes`` -> ``shapes``: a card should not leak a local path."""
+def dataset_name(dataset: str) -> str:
+    """``imagefolder:/tmp/upload/shapes`` -> ``shapes``: cards and the app never show a local path."""
     if dataset.startswith("imagefolder:"):
         return dataset.rstrip("/").rsplit("/", 1)[-1].split(":", 1)[-1] or "custom data"
     return dataset or "custom data"
@@ -116,7 +126,7 @@ def render_model_card(cfg: PairConfig, notes: str = "") -> str:
     tc = t.get("config", {})
     lines = [
         _front_matter(cfg),
-        f"# aMINT pair: {cfg.backbone} on {_dataset_name(cfg.dataset)}",
+        f"# aMINT pair: {cfg.backbone} on {dataset_name(cfg.dataset)}",
         "",
         "An audited image classifier with a MINT head (Active Membership Inference Test, ICCV 2025) that "
         "outputs the probability that an image was in its training set: a trace head reading the "

@@ -182,10 +182,12 @@ def _tqdm(**kwargs):
 
 
 def _metrics_table(source: str, config: PairConfig, m: dict) -> str:
-    keys = ("mint_accuracy", "mint_accuracy_at_0_5", "auc", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr")
-    heads = ("accuracy", "acc@0.5", "AUC", "TPR@1%FPR", "TPR@0.1%FPR")
+    from .card import METRIC_COLUMNS, method_rows
+
+    keys = [k for k, _ in METRIC_COLUMNS]
+    heads = [label.replace(" @ ", "@").replace(" FPR", "FPR") for _, label in METRIC_COLUMNS]
     fmt = lambda v: f"{v:.4f}" if isinstance(v, (int, float)) else "-"  # noqa: E731
-    rows = [("aMINT (this pair)", m), *((name.replace("_", " "), b) for name, b in m.get("baselines", {}).items())]
+    rows = method_rows(m)
     lines = [
         f"pair {source}: {config.backbone} on {config.dataset}",
         f"held-out members {m['n_members']}, never-seen non-members {m['n_nonmembers']}, "

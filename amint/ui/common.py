@@ -18,6 +18,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from amint.card import dataset_name
 from amint.pair import CARD_NAME, CONFIG_NAME, AuditedPair, check_repo_id, resolve_pair_folder, split_revision
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -73,9 +74,7 @@ def _describe_local(name: str) -> str:
 
 def dataset_words(dataset: str) -> str:
     """'imagefolder:/long/tmp/path/shapes' reads as 'images from shapes'."""
-    if dataset.startswith("imagefolder:"):
-        return f"images from {Path(dataset.split(':', 1)[1]).name}"
-    return dataset or "custom data"
+    return f"images from {dataset_name(dataset)}" if dataset.startswith("imagefolder:") else dataset_name(dataset)
 
 
 def pair_choices() -> list[tuple[str, str]]:

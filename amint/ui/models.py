@@ -9,13 +9,13 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from amint.card import METRIC_COLUMNS, method_rows
+
 
 from . import plots
 from .common import Selector, get_pair
 
-_COLUMNS = [("mint_accuracy", "accuracy"), ("auc", "AUC"), ("tpr_at_1pct_fpr", "TPR @ 1% FPR"),
-            ("tpr_at_0_1pct_fpr", "TPR @ 0.1% FPR")]
-METRIC_HEADERS = ["method", *(label for _, label in _COLUMNS)]
+METRIC_HEADERS = ["method", *(label for _, label in METRIC_COLUMNS)]
 _SETTINGS = ["dataset", "backbone", "backbone_kwargs", "setup", "mode", "epochs", "batch_size", "optimizer", "lr",
              "schedule", "mint_weight", "head", "head_epochs", "memory_views", "n_members", "n_external",
              "n_calibration", "augment", "seed"]
@@ -27,9 +27,7 @@ def _num(v: Any) -> Any:
 
 def metrics_table(m: dict) -> pd.DataFrame:
     """aMINT against the baseline attacks, on the held-out members and test-split non-members."""
-    rows = [["aMINT (this pair)", *(_num(m.get(k)) for k, _ in _COLUMNS)]]
-    for name, b in (m.get("baselines") or {}).items():
-        rows.append([name.replace("_", " "), *(_num(b.get(k)) for k, _ in _COLUMNS)])
+    rows = [[name, *(_num(r.get(k)) for k, _ in METRIC_COLUMNS)] for name, r in method_rows(m)]
     return pd.DataFrame(rows, columns=METRIC_HEADERS)
 
 

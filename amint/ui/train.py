@@ -24,6 +24,7 @@ from typing import Any
 import gradio as gr
 
 from amint.pair import check_repo_id
+from amint.audit import is_archive_junk
 from amint.backbones import KNOWN_BACKBONES, SETUPS
 from amint.data import available_benchmarks, default_split_sizes, load_benchmark
 from amint.train import Progress, TrainConfig, TrainingCancelled, resolve_device, train_pair
@@ -128,7 +129,7 @@ def extract_imagefolder(zip_path: str) -> Path:
         shutil.rmtree(dest, ignore_errors=True)
         try:
             with zipfile.ZipFile(zip_path) as zf:
-                members = [m for m in zf.infolist() if not _junk(m.filename)]
+                members = [m for m in zf.infolist() if not is_archive_junk(m.filename)]
                 if sum(m.file_size for m in members) > MAX_ZIP_BYTES:
                     raise gr.Error("The zip unpacks to more than 2 GB; upload a smaller dataset.", title="Too large")
                 zf.extractall(dest, members)  # extractall drops absolute paths and '..' parts
@@ -144,11 +145,6 @@ def extract_imagefolder(zip_path: str) -> Path:
             root = subdirs[0]
         else:
             return root
-
-
-def _junk(name: str) -> bool:
-    parts = Path(name).parts
-    return any(p == "__MACOSX" or p.startswith(".") for p in parts)
 
 
 def _optional_int(value: Any, label: str) -> int | None:
