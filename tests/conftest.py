@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import os
+import tempfile
+
+from tests.hubserver import reserve_port
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# Every Hub call in the tests goes to the fake Hub (tests/hubserver.py) on a loopback port, through the variables
+# huggingface_hub reads when it is imported: so they are set here, before anything imports it.
+os.environ["HF_ENDPOINT"] = f"http://127.0.0.1:{reserve_port()}"
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="amint-tests-hf-home-")
+for _key in ("HF_HUB_OFFLINE", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+    os.environ.pop(_key, None)
 
 import pytest
 import torch

@@ -743,102 +743,30 @@ class FakeHub:
 
 
 # -- client configuration -------------------------------------------------------------------------------------------
-def _setattr_if_present(monkeypatch: pytest.MonkeyPatch, obj: Any, name: str, value: Any) -> None:
-    if obj is not None and hasattr(obj, name):
-        monkeypatch.setattr(obj, name, value)
+# huggingface_hub reads HF_ENDPOINT and HF_HOME once, at import: tests/conftest.py sets them (to a port reserved for
+# this server and a scratch home) before anything imports it, so no private state of the client is touched here.
 
 
-def configure_huggingface_hub(monkeypatch: pytest.MonkeyPatch, endpoint: str, hf_home: Path,
-                              token: str = DEFAULT_TOKEN) -> None:
-    """Point ``huggingface_hub`` (env for subprocesses, and already-imported module state) at ``endpoint``.
-
-    Uses a private ``HF_HOME`` / cache under ``hf_home`` and a dummy token. All changes are undone by ``monkeypatch``.
-    """
-    import importlib
-
-    hf_home = Path(hf_home)
-    hub_cache = hf_home / "hub"
-    hub_cache.mkdir(parents=True, exist_ok=True)
-    env = {
-        "HF_ENDPOINT": endpoint,
-        "HF_HUB_OFFLINE": "0",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "HF_HUB_DISABLE_UPDATE_CHECK": "1",
-        "HF_HOME": str(hf_home),
-        "HF_HUB_CACHE": str(hub_cache),
-        "HUGGINGFACE_HUB_CACHE": str(hub_cache),
-        "HF_ASSETS_CACHE": str(hf_home / "assets"),
-        "HF_XET_CACHE": str(hf_home / "xet"),
-        "HF_TOKEN_PATH": str(hf_home / "token"),
-        "HF_TOKEN": token,
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    for key in ("TRANSFORMERS_OFFLINE", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_CO_STAGING"):
-        monkeypatch.delenv(key, raising=False)
-
-    try:
-        import huggingface_hub  # noqa: F401
-    except ImportError:  # nothing in-process to patch
-        return
-
-    def _mod(name: str) -> Any:
-        try:
-            return importlib.import_module(name)
-        except ImportError:
-            return None
-
-    constants = _mod("huggingface_hub.constants")
-    host = urlsplit(endpoint).hostname or "127.0.0.1"
-    for name, value in {
-        "ENDPOINT": endpoint,
-        "HUGGINGFACE_CO_URL_TEMPLATE": endpoint + "/{repo_id}/resolve/{revision}/{filename}",
-        "HF_HUB_OFFLINE": False,
-        "HF_HUB_DISABLE_TELEMETRY": True,
-        "HF_HOME": str(hf_home),
-        "HF_HUB_CACHE": str(hub_cache),
-        "HUGGINGFACE_HUB_CACHE": str(hub_cache),
-        "HF_ASSETS_CACHE": str(hf_home / "assets"),
-        "HUGGINGFACE_ASSETS_CACHE": str(hf_home / "assets"),
-        "HF_XET_CACHE": str(hf_home / "xet"),
-        "HF_TOKEN_PATH": str(hf_home / "token"),
-        "HF_STORED_TOKENS_PATH": str(hf_home / "stored_tokens"),
-    }.items():
-        _setattr_if_present(monkeypatch, constants, name, value)
-    if constants is not None and isinstance(getattr(constants, "HF_URL_HOSTS", None), frozenset):
-        monkeypatch.setattr(constants, "HF_URL_HOSTS", constants.HF_URL_HOSTS | {host})
-
-    # Module-level `HfApi()` instance behind `huggingface_hub.create_repo`, `upload_folder`, ...
-    hf_api = _mod("huggingface_hub.hf_api")
-    _setattr_if_present(monkeypatch, getattr(hf_api, "api", None), "endpoint", endpoint)
-
-    # Values copied at import time by some modules.
-    http = _mod("huggingface_hub.utils._http")
-    if http is not None and isinstance(getattr(http, "_HUB_ORIGINS", None), frozenset):
-        monkeypatch.setattr(http, "_HUB_ORIGINS", http._HUB_ORIGINS | {http._url_origin(endpoint)})
-    _setattr_if_present(monkeypatch, _mod("huggingface_hub.utils._cache_manager"), "HF_HUB_CACHE", str(hub_cache))
-    _setattr_if_present(monkeypatch, _mod("huggingface_hub.utils._cache_assets"), "HF_ASSETS_CACHE",
-                        str(hf_home / "assets"))
-    _setattr_if_present(monkeypatch, _mod("huggingface_hub.utils._git_credential"), "ENDPOINT", endpoint)
-
-    # Fresh HTTP client: no pooled connection to a previous (stopped) server.
-    close_session = getattr(_mod("huggingface_hub.utils._http"), "close_session", None)
-    if close_session is not None:
-        close_session()
+def reserve_port() -> int:
+    """A free loopback port for the fake Hub, reserved before huggingface_hub is imported."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture
 def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
-    """A started :class:`FakeHub` with ``huggingface_hub`` pointed at it (env + in-process), stopped afterwards."""
-    hub = FakeHub(tmp_path / "fake_hub_repos").start()
+    """A started :class:`FakeHub` on ``$HF_ENDPOINT`` with a token in the environment, stopped afterwards."""
+    from huggingface_hub import close_session
+
+    endpoint = urlsplit(os.environ["HF_ENDPOINT"])
+    if endpoint.hostname != "127.0.0.1" or not endpoint.port:
+        pytest.skip("HF_ENDPOINT does not point at the loopback port tests/conftest.py reserved")
+    monkeypatch.setenv("HF_TOKEN", DEFAULT_TOKEN)  # read at every call
+    close_session()  # pooled connections may still point at the previous test's server on this port
+    hub = FakeHub(tmp_path / "fake_hub_repos", port=endpoint.port).start()
     try:
-        configure_huggingface_hub(monkeypatch, hub.url, tmp_path / "hf_home")
         yield hub
     finally:
-        try:
-            from huggingface_hub.utils._http import close_session
-
-            close_session()
-        except Exception:
-            pass
+        close_session()
         hub.stop()

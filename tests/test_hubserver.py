@@ -67,10 +67,11 @@ def test_fixture_points_client_at_server(fake_hub: FakeHub, tmp_path: Path):
 
     assert fake_hub.url.startswith("http://127.0.0.1:")
     assert os.environ["HF_ENDPOINT"] == fake_hub.url == constants.ENDPOINT
-    assert os.environ["HF_HUB_OFFLINE"] == "0" and not constants.HF_HUB_OFFLINE
+    assert not constants.HF_HUB_OFFLINE
     assert os.environ["HF_HUB_DISABLE_TELEMETRY"] == "1"
     assert os.environ["HF_TOKEN"]
-    assert Path(constants.HF_HUB_CACHE).is_relative_to(tmp_path)
+    # Set by tests/conftest.py before huggingface_hub was imported: a scratch home, never the user's cache.
+    assert Path(constants.HF_HUB_CACHE).is_relative_to(os.environ["HF_HOME"])
     assert HfApi().endpoint == fake_hub.url
     assert huggingface_hub.whoami()["name"] == "fake-user"
 
