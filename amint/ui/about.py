@@ -23,11 +23,17 @@ That question is called *membership inference*.
 ## How it works
 
 This demo implements **Active Membership Inference Test (aMINT)** (DeAlcala et al., ICCV 2025). The
-classifier being audited is trained **together with** a small second network, the *membership
-detector*, which looks at the classifier's internal activity (the activation maps shown in the Verify
-tab) and learns to tell training images apart from other images. Training the two together makes the
-classifier keep a detectable trace of its training data, on purpose. The model builder does this
-so that the model can be audited later.
+classifier being audited is built **together with** a *membership detector*, on purpose, by the model
+builder, so that the model can be audited later. The detector here has two parts:
+
+- a small network that looks at the classifier's internal activity (the activation maps shown in the
+  Verify tab), trained together with the classifier: the paper's idea;
+- a compact **memory of fingerprints** of the training images, taken as the model saw them. It keeps
+  no copy of any image, only short codes, and it is built to recognise an image again after it has been
+  re-saved as JPEG, enlarged, screenshotted or moved by a pixel or two.
+
+A calibrated score combines the two. On the pair shipped with this demo the memory does nearly all the
+work; the first part stays close to guessing (the Model tab shows both).
 
 ## How to read a verdict
 
@@ -46,11 +52,12 @@ so that the model can be audited later.
 
 - It detects **this model's own** training data, nothing more. It says nothing about other models,
   even ones trained on the same data.
-- It works because the trace was **built in on purpose** by joint training. A model trained the
-  ordinary way carries a much weaker trace: in the paper, detectors added afterwards and classic
-  attacks were right 51-79% of the time, where guessing gives 50%.
-- **Edited copies** of a training image (cropped, resized, recompressed, filtered) may score lower
-  than the original, so a “Not a member” verdict on an edited copy is weak evidence.
+- It works because the detector was **built in on purpose** when the model was trained. Classic attacks
+  on an ordinary model do little better than guessing: on the shipped pair they are right 53-55% of the
+  time, where guessing gives 50%.
+- **Edited copies** that are re-saved, enlarged, screenshotted, brightened or shifted by a pixel or two
+  are recognised. Larger crops, rotations, mirror images, filters, or another photo of the same object
+  are not: a “Not a member” verdict on such an image is weak evidence.
 - Some images the model never saw **will** be flagged: that is the false-positive rate, shown with
   every verdict.
 - The Model tab shows how well the detector did on held-out images, for this pair, with the numbers
