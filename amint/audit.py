@@ -32,6 +32,13 @@ class AuditRow:
     error: str | None
     thumbnail: np.ndarray | None  # the model's input (uint8 HxW or HxWx3)
 
+    @property
+    def decision(self) -> str:
+        """member / not a member / unreadable: the words every table of an audit uses."""
+        if self.is_member is None:
+            return "unreadable"
+        return "member" if self.is_member else "not a member"
+
 
 @dataclass
 class AuditResult:
@@ -52,13 +59,7 @@ class AuditResult:
     def table(self) -> list[list]:
         """Rows for display: file, probability (rounded), decision, predicted class, error."""
         return [[r.file, None if r.member_probability is None else round(r.member_probability, 4),
-                 _decision(r), r.predicted_class or "", r.error or ""] for r in self.rows]
-
-
-def _decision(row: AuditRow) -> str:
-    if row.is_member is None:
-        return "unreadable"
-    return "member" if row.is_member else "not a member"
+                 r.decision, r.predicted_class or "", r.error or ""] for r in self.rows]
 
 
 # --- uploads ----------------------------------------------------------------------------------

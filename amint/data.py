@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import gzip
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,7 +123,9 @@ def _data_dir(root: str | Path | None) -> Path:
 @functools.lru_cache(maxsize=4)
 def _load_cached(name: str, root: str | None, data_dir: str, image_size: int | None) -> Benchmark:
     if name.startswith("imagefolder:"):
-        return _load_imagefolder(Path(name.split(":", 1)[1]), image_size or IMAGEFOLDER_DEFAULT_SIZE)
+        from .imagefolder import load_imagefolder
+
+        return load_imagefolder(Path(name.split(":", 1)[1]), image_size or IMAGEFOLDER_DEFAULT_SIZE)
     if name == "fashion-mnist":
         splits, classes = _load_fashion_mnist(root, Path(data_dir)), FASHION_MNIST_CLASSES
     else:
@@ -301,101 +302,6 @@ def _gtsrb_split(ds, size: int) -> tuple[torch.Tensor, torch.Tensor]:
             images.append(np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR)))
     labels = torch.tensor([label for _, label in ds._samples], dtype=torch.int64)
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(), labels
-
-
-# ---------------------------------------------------------------------------------------------------
-# imagefolder:PATH
-
-_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
-
-
-def _class_dirs(folder: Path) -> list[Path]:
-    return sorted((d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")), key=lambda d: d.name)
-
-
-def _image_files(class_dir: Path) -> list[Path]:
-    return sorted(p for p in class_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-
-
-def _load_imagefolder(folder: Path, size: int) -> Benchmark:
-    if not folder.is_dir():
-        raise FileNotFoundError(f"image folder {folder} does not exist or is not a directory")
-    train_dir = folder / "train"
-    test_dir = next((d for d in (folder / "test", folder / "val") if d.is_dir()), None)
-    if train_dir.is_dir() and test_dir is not None:
-        class_names = [d.name for d in _class_dirs(train_dir)]
-        _require_classes(train_dir, class_names)
-        extra = sorted({d.name for d in _class_dirs(test_dir)} - set(class_names))
-        if extra:
-            raise ValueError(f"{test_dir} has classes missing from {train_dir}: {', '.join(extra)}")
-        train_files = _labelled_files(train_dir, class_names)
-        test_files = _labelled_files(test_dir, class_names)
-    else:
-        class_names = [d.name for d in _class_dirs(folder)]
-        _require_classes(folder, class_names)
-        train_files, test_files = _split_files(_labelled_files(folder, class_names))
-    (xtr, ytr), (xte, yte) = _read_images([train_files, test_files], size, folder)
-    if len(xtr) == 0 or len(xte) == 0:
-        raise ValueError(
-            f"{folder}: no readable images in the {'train' if len(xtr) == 0 else 'test'} split; "
-            f"add images (the automatic 80/20 split needs at least 3 per class)"
-        )
-    return _make_benchmark(f"imagefolder:{folder}", xtr, ytr, xte, yte, class_names)
-
-
-def _require_classes(folder: Path, class_names: list[str]) -> None:
-    if not class_names:
-        raise ValueError(f"no class subfolders in {folder}; expected {folder}/<class name>/<image>.png")
-
-
-def _labelled_files(folder: Path, class_names: list[str]) -> list[tuple[Path, int]]:
-    return [(p, i) for i, c in enumerate(class_names) if (folder / c).is_dir() for p in _image_files(folder / c)]
-
-
-def _split_files(files: list[tuple[Path, int]]) -> tuple[list, list]:
-    # Stratified: each class keeps about 20% for test, so small classes still appear in both splits.
-    g = torch.Generator().manual_seed(IMAGEFOLDER_SPLIT_SEED)
-    train, test = [], []
-    for label in sorted({lab for _, lab in files}):
-        group = [f for f in files if f[1] == label]
-        order = torch.randperm(len(group), generator=g).tolist()
-        n_test = round(0.2 * len(group))
-        test += [group[i] for i in order[:n_test]]
-        train += [group[i] for i in order[n_test:]]
-    return train, test
-
-
-def _read_images(splits: list[list[tuple[Path, int]]], size: int, folder: Path) -> list:
-    from PIL import Image
-
-    decoded, bad = [], []
-    for files in splits:
-        arrays, labels = [], []
-        for path, label in files:
-            try:
-                with Image.open(path) as im:
-                    gray = im.mode in _GRAY_MODES
-                    arrays.append(np.asarray(im.convert("L" if gray else "RGB").resize((size, size), Image.BILINEAR)))
-                    labels.append(label)
-            except Exception as err:  # PIL raises many types for a broken file
-                bad.append(f"{path} ({type(err).__name__})")
-        decoded.append((arrays, labels))
-    if bad:
-        warnings.warn(f"skipped {len(bad)} unreadable image(s) in {folder}: {'; '.join(bad[:5])}"
-                      + (" ..." if len(bad) > 5 else ""), stacklevel=5)
-    if not any(arrays for arrays, _ in decoded):
-        raise ValueError(f"no readable images in {folder} (extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})")
-    # Grayscale only if every image is: one colour image makes the whole benchmark RGB.
-    rgb = any(a.ndim == 3 for arrays, _ in decoded for a in arrays)
-    return [(_stack(arrays, size, rgb), torch.tensor(labels, dtype=torch.int64)) for arrays, labels in decoded]
-
-
-def _stack(arrays: list[np.ndarray], size: int, rgb: bool) -> torch.Tensor:
-    c = 3 if rgb else 1
-    if not arrays:
-        return torch.zeros((0, c, size, size), dtype=torch.uint8)
-    hwc = [np.repeat(a[..., None], c, axis=2) if a.ndim == 2 else a for a in arrays]
-    return torch.from_numpy(np.stack(hwc)).permute(0, 3, 1, 2).contiguous()
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -43,14 +43,12 @@ def _thumbnail_html(thumb: Any) -> str:
 
 
 def _table(result) -> list[list[Any]]:
+    """The library's audit table (file, probability, decision, class, error) with a thumbnail first."""
     rows = []
-    for i, r in enumerate(result.rows):
+    for i, (r, (file, probability, decision, predicted, error)) in enumerate(zip(result.rows, result.table())):
         thumb = _thumbnail_html(r.thumbnail) if i < MAX_THUMBNAILS and not r.error else ""
-        if r.error:
-            rows.append([thumb, "could not be read", None, r.file, str(r.error)])
-        else:
-            rows.append([thumb, "Member" if r.is_member else "Not a member", round(float(r.member_probability), 4),
-                         r.file, str(r.predicted_class)])
+        words = "could not be read" if r.error else decision.capitalize()
+        rows.append([thumb, words, probability, file, error or predicted])
     return rows
 
 
