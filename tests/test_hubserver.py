@@ -68,7 +68,7 @@ def test_fixture_points_client_at_server(fake_hub: FakeHub, tmp_path: Path):
     assert fake_hub.url.startswith("http://127.0.0.1:")
     assert os.environ["HF_ENDPOINT"] == fake_hub.url == constants.ENDPOINT
     assert not constants.HF_HUB_OFFLINE
-    assert os.environ["HF_HUB_DISABLE_TELEMETRY"] == "1"
+    assert constants.HF_HUB_DISABLE_TELEMETRY
     assert os.environ["HF_TOKEN"]
     # Set by tests/conftest.py before huggingface_hub was imported: a scratch home, never the user's cache.
     assert Path(constants.HF_HUB_CACHE).is_relative_to(os.environ["HF_HOME"])
