@@ -277,6 +277,7 @@ def _subparser(sub, name: str, summary: str, description: str, examples: str) ->
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .edits import EDIT_DESCRIPTIONS
     from .train import TrainConfig
 
     parser = argparse.ArgumentParser(
@@ -311,8 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", metavar="DIR",
                    help="directory holding the dataset files (default: $AMINT_DATA_DIR)")
     p.add_argument("--edits", nargs="?", const="all", metavar="NAMES",
-                   help="also score edited copies (JPEG, resize, shift, crop, noise, brightness, screenshot) and the "
-                        "model-free pixel reference: all edits, or a comma-separated list of names")
+                   help="also score edited copies of members and non-members alike, and the model-free pixel "
+                        "reference: all edits, or a comma-separated list of: "
+                        + "; ".join(f"{k} ({v})" for k, v in EDIT_DESCRIPTIONS.items()).replace("%", "%%"))
     p.add_argument("--edits-n", type=int, metavar="N",
                    help="with --edits: the first N held-out members and N non-members only (default: all)")
     p.set_defaults(func=cmd_evaluate)

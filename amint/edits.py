@@ -102,12 +102,12 @@ EDIT_NAMES = tuple(EDITS)
 
 # One-line descriptions for the CLI, the app and reports.
 EDIT_DESCRIPTIONS = {
-    "png": "saved as PNG (the exact pixels)",
+    "png": "saved as PNG: the exact pixels",
     "jpeg90": "saved as JPEG, quality 90",
     "jpeg75": "saved as JPEG, quality 75",
     "jpeg50": "saved as JPEG, quality 50",
-    "resize224": "enlarged to 224 px (bicubic)",
-    "resize56": "enlarged to 56 px (bicubic)",
+    "resize224": "enlarged to 224 px, bicubic",
+    "resize56": "enlarged to 56 px, bicubic",
     "shift1": "moved by 1 px right and down",
     "shift2": "moved by 2 px right and down",
     "crop92": "centre 92% cropped, resized back",

@@ -266,10 +266,6 @@ class MintHead(nn.Module):
         # (logit, probability) knots of the isotonic calibration; all zero = not fitted: plain sigmoid.
         self.register_buffer("calibration_knots", torch.zeros(2, CALIBRATION_KNOTS, dtype=torch.float64))
 
-    @property
-    def passes_gradient(self) -> bool:
-        return self.trace is not None
-
     def evidence(self, x: torch.Tensor, maps: list[torch.Tensor]) -> torch.Tensor:
         """(N, E): the trace logit, then each memory's score, in ``cfg.evidence_names`` order."""
         parts = [self.trace(maps)] if self.trace is not None else []
