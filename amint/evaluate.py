@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import Benchmark
+from .edits import random_edits
 from .pair import eval_mode
 from .splits import MembershipSplit
 
@@ -214,25 +215,24 @@ def calibration_images(bench: Benchmark, split: MembershipSplit, spec, seed: int
     The readout and the threshold are fitted on both, so the probability and the false-positive
     rate hold for uploads as people make them, not only for the exact training bytes.
     """
-    from .edits import random_edits
-
     members = bench.train_images[split.calibration_members]
     nonmembers = bench.train_images[split.calibration_nonmembers]
     return (torch.cat([members, random_edits(members, spec, seed, moves=True)]),
             torch.cat([nonmembers, random_edits(nonmembers, spec, seed + 1, moves=True)]))
 
 
-def calibrate(pair, bench: Benchmark, split: MembershipSplit, target_fpr: float | None = None, device=None,
-              images: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
-    """Fit the readout (Platt scaling) and the threshold on the calibration split; writes them into the pair."""
-    cal_m, cal_n = images or calibration_images(bench, split, pair.config)
+def calibrate(pair, bench: Benchmark, split: MembershipSplit, target_fpr: float | None = None, device=None) -> dict:
+    """Fit the readout (Platt), its isotonic probability map and the threshold on the calibration split.
+
+    Writes the readout and the map into the pair; returns the config fields (threshold, FPR, calibration).
+    """
+    cal_m, cal_n = calibration_images(bench, split, pair.config)
     em = score_images(pair, cal_m, device=device).evidence
     en = score_images(pair, cal_n, device=device).evidence
     coef, bias = fit_logistic(em, en)
     with torch.no_grad():
         pair.head.readout.weight.copy_(torch.tensor([coef]))
         pair.head.readout.bias.fill_(bias)
-    with torch.no_grad():
         lm, ln = (pair.head.readout(e.to(pair.head.readout.weight.device)).squeeze(1).cpu() for e in (em, en))
         pair.head.calibration_knots.copy_(isotonic_knots(lm, ln, pair.head.calibration_knots.shape[1]))
         pm, pn = (pair.head.probability(v.to(pair.head.calibration_knots.device)).cpu() for v in (lm, ln))
@@ -302,8 +302,6 @@ def _calibration_errors(pair, bench: Benchmark, members: torch.Tensor, nonmember
                         exact_m: torch.Tensor, exact_n: torch.Tensor, device) -> dict[str, float]:
     """Expected calibration error on held-out images made like the calibration set (each as is and once
     randomly edited), and on the exact and the edited halves alone."""
-    from .edits import random_edits
-
     edited_m = score_images(pair, random_edits(bench.train_images[members], pair.config, 101, moves=True),
                             device=device).member_probability
     edited_n = score_images(pair, random_edits(bench.test_images[nonmembers], pair.config, 102, moves=True),

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .evaluate import scoring_precision
 from .pair import eval_mode
 
 if TYPE_CHECKING:
@@ -39,8 +40,6 @@ def _unit(a: torch.Tensor) -> np.ndarray:
 @torch.no_grad()
 def forward_one(pair: AuditedPair, x: torch.Tensor):
     """The pair's one forward (PairOutput) for a uint8 (C, H, W) image, in eval mode and its scoring precision."""
-    from .evaluate import scoring_precision
-
     inp = _model_batch(pair, x)
     with eval_mode(pair), scoring_precision(pair, inp.device):
         return pair(inp)
@@ -96,8 +95,6 @@ def _occlusion(pair: AuditedPair, inp: torch.Tensor, base: torch.Tensor, patch: 
     batch = inp.repeat(len(corners), 1, 1, 1)
     for k, (i, j) in enumerate(corners):
         batch[k, :, i : i + patch, j : j + patch] = 0.0  # normalised input: 0 is the dataset mean
-    from .evaluate import scoring_precision
-
     with scoring_precision(pair, inp.device):
         drops = (base - pair(batch).membership_logit).clamp(min=0).cpu()
     heat, count = torch.zeros(1, 1, h, w), torch.zeros(1, 1, h, w)

@@ -18,6 +18,7 @@ import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -276,16 +277,12 @@ def _load_backbone(pair: AuditedPair, source: str) -> dict:
 
 def _portable_dataset(dataset: str) -> str:
     """A registry name as is; an image folder by its own name only (no local path in a published pair)."""
-    from pathlib import Path
-
     kind, _, path = dataset.partition(":")
     return f"{kind}:{Path(path).name}" if kind == "imagefolder" and path else dataset
 
 
 def _portable(source: str) -> str:
     """A Hub id as is; a local folder by its name only: a saved pair records no local paths."""
-    from pathlib import Path
-
     return Path(source).name if Path(source).expanduser().exists() else source
 
 

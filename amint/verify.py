@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import explain
 from .evaluate import score_images
 from .preprocess import preprocess
 from .pair import AuditedPair, PairConfig
@@ -172,8 +173,6 @@ class Explained:
 
 def explain_image(pair: AuditedPair, image: Any, name: str | None = None) -> Explained:
     """Verdict, activation maps and saliency of one image: one forward of the pair, plus what saliency needs."""
-    from . import explain
-
     x = preprocess(load_image(image, name), pair.config)
     out = explain.forward_one(pair, x)
     verdict = _verdict(pair.config, x, float(out.member_probability[0]), out.class_logits[0].cpu())
