@@ -14,6 +14,7 @@ import os
 import sys
 import types
 import typing
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, TextIO
 
 if TYPE_CHECKING:
@@ -230,6 +231,44 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_BAD_INPUT if bad else 0
 
 
+# --- audit --------------------------------------------------------------------------------------
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .audit import audit_images, expand_uploads
+    from .pair import AuditedPair, resolve_pair_folder
+    from .report import REPORT_SUFFIXES, write_audit_report
+    from .train import resolve_device
+
+    if args.report and Path(args.report).suffix.lower() not in REPORT_SUFFIXES:
+        raise ValueError(f"--report must end in {' or '.join(REPORT_SUFFIXES)}: {args.report}")
+    folder = resolve_pair_folder(args.pair)
+    pair = AuditedPair.from_pretrained(folder).to(resolve_device(args.device))
+    items = expand_uploads(list(args.files))
+    if not items:
+        raise ValueError("no images found in the given files (zips are searched for image files)")
+    with _tqdm(total=len(items), desc="auditing", unit="img") as bar:
+        result = audit_images(pair, items, batch_size=args.batch_size, progress=lambda done, _: bar.update(done - bar.n))
+    v = result.verdict
+    if args.json:
+        print(json.dumps({"pair": args.pair, "n_images": v.n_images, "n_flagged": v.n_flagged,
+                          "expected_by_chance": v.expected_by_chance, "fpr": v.fpr, "p_value": v.p_value,
+                          "reading": v.reading,
+                          "images": [dict(zip(("file", "member_probability", "decision", "predicted_class", "error"), row))
+                                     for row in result.table()]}, indent=2))
+    else:
+        print(f"{v.n_flagged} of {v.n_images} images flagged as members; {v.expected_by_chance:.1f} expected by "
+              f"chance (FPR {v.fpr:.2%}); p-value {v.p_value:.3g}.\n{v.reading}")
+    if args.csv:
+        result.to_csv(args.csv)
+    if args.report:
+        print(f"report: {write_audit_report(pair, result, args.pair, folder, args.report)}", file=sys.stderr)
+    for row in result.rows:
+        if row.error:
+            _error(" ".join(row.error.splitlines()))
+    return EXIT_BAD_INPUT if any(r.error for r in result.rows) else 0
+
+
 # --- push ---------------------------------------------------------------------------------------
 
 
@@ -330,6 +369,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per readable image")
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
     p.set_defaults(func=cmd_verify)
+
+    p = _subparser(sub, "audit", "test whether a set of images was used to train a pair",
+                   "Score every image (files, or the images inside .zip archives), then test the whole set: are more "
+                   "images flagged as members than the pair's false-positive rate explains? Prints the set's verdict "
+                   "with its p-value; --report writes a self-contained HTML or PDF report to keep.",
+                   f"  {PROG} audit runs/fmnist photos/*.png\n  {PROG} audit owner/amint-fmnist@v1 set.zip --report audit.html\n"
+                   f"  {PROG} audit runs/fmnist set.zip --report audit.pdf --csv audit.csv")
+    _add_pair_args(p)
+    p.add_argument("files", nargs="+", metavar="FILE_OR_ZIP", help="image files and/or .zip archives of images")
+    p.add_argument("--report", metavar="FILE", help="write the audit report here: FILE.html or FILE.pdf")
+    p.add_argument("--csv", metavar="FILE", help="write the per-image table here as CSV")
+    p.add_argument("--json", action="store_true", help="print one JSON object (set verdict and per-image rows)")
+    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
+    p.set_defaults(func=cmd_audit)
 
     p = _subparser(sub, "push", "upload a pair to the Hugging Face Hub",
                    "Create the Hub model repo if needed and upload the pair folder (config, weights, model card).",

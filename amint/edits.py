@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import zlib
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -115,6 +116,46 @@ EDIT_DESCRIPTIONS = {
     "bright90": "brightness x0.9",
     "screenshot": "enlarged to 224 px, then JPEG 80",
 }
+
+
+@dataclass(frozen=True)
+class Adjustable:
+    """An edit with a strength a person sets (the app's "edit and watch" slider)."""
+
+    apply: Callable[[Image.Image, float], Image.Image]
+    low: float
+    high: float
+    default: float
+    step: float
+    label: str  # what the strength is, in the slider's words
+
+
+ADJUSTABLE: dict[str, Adjustable] = {
+    "jpeg": Adjustable(lambda im, q: jpeg(im, round(q)), 5, 100, 50, 1, "JPEG quality (lower = more artefacts)"),
+    "enlarge": Adjustable(lambda im, s: enlarge(im, round(s)), 32, 448, 224, 4, "short side after enlarging (px)"),
+    "shift": Adjustable(lambda im, d: shift(im, round(d), round(d)), 0, 4, 2, 1, "pixels moved right and down"),
+    "crop": Adjustable(lambda im, f: crop_center(im, f / 100), 70, 100, 92, 1, "% of each side kept, resized back"),
+    "noise": Adjustable(lambda im, s: add_noise(im, s), 0, 32, 8, 1, "noise sigma (0..255 units)"),
+    "brightness": Adjustable(lambda im, f: brightness(im, f / 100), 50, 150, 80, 5, "brightness (%)"),
+    "screenshot": Adjustable(lambda im, q: jpeg(enlarge(im, 224), round(q)), 5, 100, 80, 1,
+                             "enlarged to 224 px, then JPEG at this quality"),
+}
+
+
+def apply_edit_at(image: Image.Image, name: str, strength: float | None = None) -> Image.Image:
+    """An adjustable edit at ``strength`` (its default when None), or a suite edit by name (no strength).
+
+    A strength outside the edit's range is refused with the range, so a typo is not silently clipped.
+    """
+    if name in ADJUSTABLE:
+        edit = ADJUSTABLE[name]
+        value = edit.default if strength is None else float(strength)
+        if not edit.low <= value <= edit.high:
+            raise ValueError(f"Strength {value:g} is outside {edit.low:g}..{edit.high:g} for {name} ({edit.label})")
+        return edit.apply(image, value)
+    if name in EDITS:
+        return EDITS[name](image)
+    raise ValueError(f"Unknown edit {name!r}: choose one of {', '.join((*ADJUSTABLE, *EDIT_NAMES))}")
 
 
 def apply_edit(image: Image.Image, name: str) -> Image.Image:

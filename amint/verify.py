@@ -16,6 +16,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import explain
+from .edits import apply_edit_at
 from .evaluate import score_images
 from .preprocess import preprocess
 from .pair import AuditedPair, PairConfig
@@ -167,17 +168,89 @@ def _class_name(config: PairConfig, i: int) -> str:
 @dataclass
 class Explained:
     verdict: Verdict
-    maps: list[tuple[str, np.ndarray]]  # per tap: activation energy, HxW in [0, 1]
-    saliency: np.ndarray  # HxW in [0, 1]: where edits move the membership score
+    maps: list[tuple[str, np.ndarray]]  # per tap: activation energy (where the layer responds), HxW in [0, 1]
+    attribution: list[tuple[str, np.ndarray]] | None  # per tap: where the trace head reads membership (Grad-CAM)
+    saliency: explain.EditSaliency  # which regions' edits move the member probability
+    evidence: list[explain.EvidencePart]  # what each part of the head contributed to the decision
 
 
 def explain_image(pair: AuditedPair, image: Any, name: str | None = None) -> Explained:
-    """Verdict, activation maps and saliency of one image: one forward of the pair, plus what saliency needs."""
+    """Verdict, activation maps, trace attribution, edit saliency and evidence of one image."""
     x = preprocess(load_image(image, name), pair.config)
     out = explain.forward_one(pair, x)
     verdict = _verdict(pair.config, x, float(out.member_probability[0]), out.class_logits[0].cpu())
     maps = explain.heat_maps(pair.config.taps, out.maps, tuple(x.shape[1:]))
-    return Explained(verdict, maps, explain.membership_saliency(pair, x, base_logit=out.membership_logit[0]))
+    return Explained(verdict, maps, explain.trace_attribution(pair, x, out.maps), explain.edit_saliency(pair, x),
+                     explain.evidence_parts(pair, out.evidence[0]))
+
+
+# --- edit and watch; two pairs on one image ------------------------------------------------------
+
+
+@dataclass
+class EditedVerdict:
+    original: Verdict
+    edited: Verdict
+    edited_image: Image.Image  # the edited image as a person would upload it (before preprocessing)
+    edit: str
+    strength: float | None
+
+    @property
+    def holds(self) -> bool:
+        return self.original.is_member == self.edited.is_member
+
+    def words(self) -> str:
+        a, b = self.original, self.edited
+        before, after = f"{verdict_word(a)} ({a.member_probability:.1%})", f"{verdict_word(b)} ({b.member_probability:.1%})"
+        if self.holds:
+            return f"The verdict holds: {before} before the edit, {after} after it."
+        if a.is_member:
+            return (f"The verdict changes: {before} before, {after} after. This edit hides the image from this "
+                    "detector: a member edited this way would be missed.")
+        return (f"The verdict changes: {before} before, {after} after. After the edit the image looks like a "
+                "training image to the detector: if the original was never used, this is a false alarm.")
+
+
+def verify_edited(pair: AuditedPair, image: Any, edit: str, strength: float | None = None,
+                  name: str | None = None) -> EditedVerdict:
+    """The verdict for an image and for the same image edited (``edits.apply_edit_at``), in one batch."""
+    original = load_image(image, name)
+    edited = apply_edit_at(original, edit, strength)
+    a, b = verify_images(pair, [original, edited])
+    return EditedVerdict(a, b, edited, edit, strength)  # type: ignore[arg-type]
+
+
+def verdict_word(v: Verdict) -> str:
+    return "Member" if v.is_member else "Not a member"
+
+
+def comparison_words(name_a: str, a: Verdict, config_a: PairConfig, name_b: str, b: Verdict,
+                     config_b: PairConfig) -> str:
+    """What the difference between two pairs' verdicts on one image means, in one or two sentences."""
+    same_split = bool(config_a.split.get("members_sha256")) and \
+        config_a.split.get("members_sha256") == config_b.split.get("members_sha256")
+    modes = [c.training.get("config", {}).get("mode") for c in (config_a, config_b)]
+    said = (f"{name_a} says {verdict_word(a)} ({a.member_probability:.1%}); "
+            f"{name_b} says {verdict_word(b)} ({b.member_probability:.1%}).")
+    if not same_split:
+        return (said + " The two models were trained on different sets of images, so they answer different "
+                "questions: an image can be in one training set and not in the other.")
+    both = " Both were trained on the same images"
+    differ = modes[0] != modes[1]
+    if differ:
+        both += f" ({name_a} {_MODE_WORDS.get(modes[0], 'trained')}; {name_b} {_MODE_WORDS.get(modes[1], 'trained')})"
+    if a.is_member == b.is_member:
+        return said + both + (", and they agree: for this image, how the model was trained does not change the "
+                              "answer." if differ else ", and they agree.")
+    return said + both + (", so one of them is wrong here: the difference is what the way of training "
+                          "changes." if differ else ", so one of them is wrong here: their detectors differ.")
+
+
+_MODE_WORDS = {
+    "active": "trained with active MINT, model and detector together",
+    "passive": "trained first, its detector added afterwards (passive MINT)",
+    "untrained": "a random, untrained model (a control)",
+}
 
 
 # --- words for people -------------------------------------------------------------------------

@@ -6,6 +6,7 @@ tiny training run all use the synthetic benchmark, so nothing is downloaded.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 import zipfile
@@ -20,6 +21,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from amint.edits import ADJUSTABLE, EDIT_NAMES  # noqa: E402
 from amint.splits import MembershipSplit  # noqa: E402
 from amint.verify import verify_images  # noqa: E402
 
@@ -32,6 +34,7 @@ pytestmark = [  # raised inside gradio's queue by pandas 3, not by this code
     pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
 ]
 N_EACH = 12  # members and non-members sent one by one through /verify
+VERIFY_DETAILS = 4  # /verify: model input, verdict, score chart, top classes, details, maps, saliency, why
 
 
 def _png(image, path: Path) -> Path:
@@ -78,8 +81,8 @@ def client(app_env):
 
 def test_endpoints(client):
     names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert {"/load_pair", "/verify", "/verify_example", "/audit", "/train", "/stop", "/publish",
-            "/model_info"} <= names
+    assert {"/load_pair", "/verify", "/verify_edited", "/compare", "/verify_example", "/audit", "/train", "/stop",
+            "/publish", "/model_info"} <= names
 
 
 def test_load_pair_and_bad_repo(client):
@@ -96,7 +99,7 @@ def test_verify_matches_ground_truth_rates(client, app_env, tiny_pair):
     truths = [ex["truth"] for ex in examples["examples"]]
     answers = []
     for path in files:
-        *_, details = client.predict("tiny", handle_file(str(path)), api_name="/verify")
+        details = client.predict("tiny", handle_file(str(path)), api_name="/verify")[VERIFY_DETAILS]
         answers.append(details["is_member"])
     # The app says what the library says about the same files...
     expected = [v.is_member for v in verify_images(pair, files)]
@@ -109,10 +112,55 @@ def test_verify_matches_ground_truth_rates(client, app_env, tiny_pair):
 
 def test_verify_example_says_right_or_wrong(client, app_env):
     out = client.predict(0, api_name="/verify_example")
-    verdict_html, details = out[2], out[7]
+    verdict_html, details = out[2], out[1 + VERIFY_DETAILS]
     assert details["ground_truth"] == "member"
     assert ("verdict is right" in verdict_html) == details["verdict_correct"]
     assert ("Not a member" in verdict_html) != details["is_member"]
+
+
+def test_verify_sends_the_verdict_first_then_the_why(client, app_env):
+    root, examples = app_env
+    job = client.submit("tiny", handle_file(str(root / "examples" / examples["examples"][0]["file"])),
+                        api_name="/verify")
+    job.result()
+    first, last = job.outputs()[0], job.outputs()[-1]
+    assert len(job.outputs()) == 2
+    assert first[VERIFY_DETAILS] == last[VERIFY_DETAILS]  # the verdict does not change with the second update
+    maps, saliency, why = last[VERIFY_DETAILS + 1:]
+    assert len(maps) == 4  # two taps: where each responds, and what the trace head reads there
+    assert Path(saliency).is_file() and "What decided it" in why and "Covering" in why
+
+
+@pytest.mark.parametrize("edit", [*ADJUSTABLE, *EDIT_NAMES])
+def test_verify_edited_for_every_edit(client, app_env, edit):
+    root, examples = app_env
+    member = next(ex for ex in examples["examples"] if ex["truth"] == "member")
+    before, after, words, details = client.predict("tiny", handle_file(str(root / "examples" / member["file"])),
+                                                   edit, None, api_name="/verify_edited")
+    assert Image.open(before).size == Image.open(after).size  # both as the model sees them
+    assert details["edit"] == edit and details["original"]["file"] == member["file"]
+    assert details["verdict_holds"] == (details["original"]["is_member"] == details["edited"]["is_member"])
+    assert ("Holds." if details["verdict_holds"] else "Changes.") in words and "<svg" in words
+    if edit == "png":  # the exact pixels: the same score
+        assert details["edited"]["member_probability"] == details["original"]["member_probability"]
+
+
+def test_verify_edited_refuses_a_strength_out_of_range(client, app_env):
+    root, examples = app_env
+    with pytest.raises(AppError, match="outside 5..100"):
+        client.predict("tiny", handle_file(str(root / "examples" / examples["examples"][0]["file"])), "jpeg", 500,
+                       api_name="/verify_edited")
+
+
+def test_compare_two_pairs(client, app_env, tiny_pair, tiny_memory_pair):
+    root, examples = app_env
+    tiny_memory_pair[0].save_pretrained(root / "models" / "tiny-memory")
+    image = handle_file(str(root / "examples" / examples["examples"][0]["file"]))
+    page, details = client.predict("tiny", "tiny-memory", image, api_name="/compare")
+    assert [p["pair"] for p in details["pairs"]] == ["tiny", "tiny-memory"]
+    assert page.count('class="verdict ') == 2 and details["words"] in page.replace("&#x27;", "'")
+    with pytest.raises(AppError, match="second pair"):
+        client.predict("tiny", "", image, api_name="/compare")
 
 
 def test_audit_members_vs_nonmembers(client, tiny_pair, synthetic, tmp_path):
@@ -124,12 +172,23 @@ def test_audit_members_vs_nonmembers(client, tiny_pair, synthetic, tmp_path):
     with zipfile.ZipFile(archive, "w") as zf:
         for p in members:
             zf.write(p, f"set/{p.name}")
-    _, _, table, csv_file, verdict_m = client.predict("tiny", [handle_file(str(archive))], api_name="/audit")
-    _, _, _, _, verdict_n = client.predict("tiny", [handle_file(str(p)) for p in nonmembers], api_name="/audit")
+    _, _, table, csv_file, verdict_m, *_ = client.predict("tiny", [handle_file(str(archive))], api_name="/audit")
+    _, _, _, _, verdict_n, *_ = client.predict("tiny", [handle_file(str(p)) for p in nonmembers], api_name="/audit")
     assert verdict_m["n_images"] == verdict_n["n_images"] == 60
     assert len(table["data"]) == 60 and Path(csv_file).read_text().count("\n") == 61
     assert verdict_m["n_flagged"] > verdict_n["n_flagged"]
     assert verdict_m["p_value"] < 1e-3 and verdict_m["p_value"] < verdict_n["p_value"] * 1e-3, (verdict_m, verdict_n)
+
+
+def test_audit_returns_reports_that_name_the_pair(client, app_env, tmp_path):
+    root, examples = app_env
+    files = [handle_file(str(root / "examples" / ex["file"])) for ex in examples["examples"][:6]]
+    *_, verdict, html_file, pdf_file = client.predict("tiny", files, api_name="/audit")
+    page = Path(html_file).read_text()
+    weights = hashlib.sha256((root / "models" / "tiny" / "model.safetensors").read_bytes()).hexdigest()
+    assert weights in page and f"{verdict['n_flagged']}</b> of {verdict['n_images']}" in page
+    assert page.count("data:image/png;base64,") == 1 + 6  # the score plot and one thumbnail per image
+    assert Path(pdf_file).read_bytes().startswith(b"%PDF")
 
 
 def test_bad_upload_gets_a_message(client, tmp_path):
@@ -139,8 +198,8 @@ def test_bad_upload_gets_a_message(client, tmp_path):
         client.predict("tiny", handle_file(str(fake)), api_name="/verify")
     # An audit with one bad file keeps the good ones and reports the bad one in its row.
     good = _png(synthetic_benchmark(n_train=12, n_test=12, seed=3).test_images[0], tmp_path / "good.png")
-    _, _, table, _, verdict = client.predict("tiny", [handle_file(str(fake)), handle_file(str(good))],
-                                             api_name="/audit")
+    _, _, table, _, verdict, *_ = client.predict("tiny", [handle_file(str(fake)), handle_file(str(good))],
+                                                 api_name="/audit")
     assert verdict["n_images"] == 1 and verdict["n_unreadable"] == 1
     assert any("could not be read" in str(row) for row in table["data"])
     # The app is still fine afterwards.

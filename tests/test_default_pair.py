@@ -121,5 +121,8 @@ def test_the_verify_tab_handler_runs_on_the_default_pair(monkeypatch):
     from amint.ui.verify import run_verify
 
     monkeypatch.delenv("AMINT_MODELS_DIR", raising=False)
-    outputs = run_verify(get_pair(PAIR_DIR.name), EXAMPLES / "member_00.png", "member_00.png")
-    assert all(o is not None for o in outputs)
+    first, last = run_verify(get_pair(PAIR_DIR.name), EXAMPLES / "member_00.png", "member_00.png")
+    assert first[:5] == last[:5] and "Member" in last[1]  # the verdict first, unchanged by the second update
+    assert all(o is not None for o in last)
+    # The why names what decided it: this member's fingerprint is in the memories.
+    assert "fingerprint matches a training image" in last[-1]

@@ -1,4 +1,4 @@
-"""amint.explain: activation maps and saliency arrays; amint.ui.plots: overlays and plots that render."""
+"""amint.explain: activation maps, trace attribution, evidence and saliency; amint.plots: overlays and plots."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from amint.explain import activation_maps, membership_saliency
-from amint.ui.plots import overlay, plot_history, plot_roc, plot_score_distribution, plot_top_classes
+from amint.explain import (GRID, REGION_EDITS, activation_maps, edit_saliency, evidence_parts, forward_one,
+                           membership_saliency, trace_attribution)
+from amint.plots import overlay, plot_history, plot_roc, plot_score_distribution, plot_top_classes
+from amint.splits import MembershipSplit
 
 
 def _png_bytes(fig: Figure) -> bytes:
@@ -29,6 +31,11 @@ def pair(tiny_pair):
     pair = tiny_pair[0]
     yield pair
     pair.eval()
+
+
+@pytest.fixture
+def memory_pair(tiny_memory_pair):
+    return tiny_memory_pair[0]
 
 
 def test_activation_maps_shapes_ranges_and_no_side_effects(pair, synthetic):
@@ -54,6 +61,41 @@ def test_membership_saliency(pair, synthetic):
     assert not np.allclose(a, b)  # it depends on the image
     assert all(p.grad is None for p in pair.parameters())  # gradients w.r.t. the input only
     assert all(torch.equal(before[k], v) for k, v in pair.state_dict().items())
+
+
+def test_trace_attribution_differs_by_tap_and_writes_no_grad(pair, synthetic):
+    for p in pair.parameters():
+        p.grad = None
+    maps = trace_attribution(pair, synthetic.test_images[0])
+    assert [name for name, _ in maps] == pair.config.taps
+    assert all(m.shape == (16, 16) and np.isfinite(m).all() for _, m in maps)
+    assert not np.allclose(maps[0][1], maps[1][1])
+    assert all(p.grad is None for p in pair.parameters())
+
+
+def test_evidence_parts_add_up_to_the_logit(memory_pair, synthetic):
+    x = synthetic.train_images[0]
+    out = forward_one(memory_pair, x)
+    parts = evidence_parts(memory_pair, out.evidence[0])
+    assert [p.name for p in parts] == memory_pair.head.cfg.evidence_names
+    total = sum(p.contribution for p in parts) + float(memory_pair.head.readout.bias.detach())
+    assert total == pytest.approx(float(out.membership_logit[0]), abs=1e-4)
+    assert all(p.words for p in parts)
+
+
+def test_edit_saliency_finds_the_region_that_carries_a_member(memory_pair, synthetic):
+    pair = memory_pair
+    split = MembershipSplit.from_config(pair.config.split)
+    member = synthetic.train_images[int(split.members[0])]
+    s = edit_saliency(pair, member)
+    assert s.region_change.shape == (len(REGION_EDITS), GRID, GRID) and s.heat.shape == (16, 16)
+    assert 0 <= s.heat.min() and s.heat.max() <= 1
+    # Covering a part of a memorised member with the background breaks its fingerprint somewhere...
+    erase = s.region_change[REGION_EDITS.index("erase")]
+    assert erase.min() < -0.2, erase
+    assert "Covering the" in s.words
+    # ...and the whole-image edits are scored as they would be uploaded.
+    assert set(s.whole) == set(REGION_EDITS) - {"erase"}
 
 
 def test_overlay_blends_and_upscales():
@@ -94,7 +136,7 @@ def test_roc_history_and_top_classes_render(pair):
         assert _png_bytes(fig).startswith(b"\x89PNG")
 
 
-def test_one_upload_costs_one_forward_plus_the_occlusion_batch(tiny_memory_pair, synthetic):
+def test_one_upload_costs_one_forward_plus_the_edit_batch(tiny_memory_pair, synthetic):
     from amint.verify import explain_image, verify_image
 
     pair, _ = tiny_memory_pair
@@ -104,6 +146,7 @@ def test_one_upload_costs_one_forward_plus_the_occlusion_batch(tiny_memory_pair,
         explained = explain_image(pair, synthetic.test_images[0, 0].numpy())
     finally:
         hook.remove()
-    assert len(calls) == 2 and calls[0] == 1  # the image itself, then the occluded copies in one batch
+    # The image itself (maps and attribution reuse it), then every region edit and whole edit in one batch.
+    assert calls == [1, 1 + len(REGION_EDITS) * (GRID * GRID + 1)]
     assert explained.verdict.member_probability == verify_image(pair, synthetic.test_images[0, 0].numpy()).member_probability
-    assert len(explained.maps) == 2 and explained.saliency.shape == (16, 16)
+    assert len(explained.maps) == len(explained.attribution) == 2 and explained.saliency.heat.shape == (16, 16)

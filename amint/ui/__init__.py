@@ -38,18 +38,37 @@ CSS = """
 .verdict { border-radius: 10px; padding: 14px 18px; border: 2px solid var(--border-color-primary);
            background: var(--block-background-fill); line-height: 1.45; }
 .verdict.empty { color: var(--body-text-color-subdued); border-style: dashed; }
-.verdict.member { border-color: #c2410c; background: #fff7ed; }
-.verdict.nonmember { border-color: #15803d; background: #f0fdf4; }
-.dark .verdict.member { background: #431407; }
-.dark .verdict.nonmember { background: #052e16; }
+/* Okabe-Ito vermillion (member) and blue (not a member): distinct for every common colour-vision
+   deficiency; the word, not the colour, carries the verdict. */
+.verdict.member { border-color: #D55E00; background: #fff3ea; }
+.verdict.nonmember { border-color: #0072B2; background: #edf6fc; }
+.dark .verdict.member { background: #3a1a05; }
+.dark .verdict.nonmember { background: #06243a; }
 .verdict-word { font-size: 1.9em; font-weight: 700; }
-.verdict.member .verdict-word { color: #c2410c; }
-.verdict.nonmember .verdict-word { color: #15803d; }
+.verdict.member .verdict-word { color: #a84300; }
+.verdict.nonmember .verdict-word { color: #005a8c; }
+.dark .verdict.member .verdict-word { color: #ffb27a; }
+.dark .verdict.nonmember .verdict-word { color: #8cc8f0; }
 .verdict-prob { font-size: 1.05em; margin-top: 2px; }
 .verdict-words { margin-top: 6px; }
 .verdict-truth { margin-top: 8px; font-weight: 600; }
-.verdict-truth.right { color: #15803d; }
-.verdict-truth.wrong { color: #b91c1c; }
+.score-chart { color: var(--body-text-color); margin: 6px 0; }
+.why p { margin: 4px 0 8px; }
+.why-row { display: grid; grid-template-columns: minmax(120px, 30%) 1fr; gap: 10px; align-items: center;
+           margin: 4px 0; }
+.why-bar { position: relative; height: 14px; border-radius: 3px; background: var(--background-fill-secondary); }
+.why-bar::after { content: ""; position: absolute; top: 0; bottom: 0; width: var(--w); border-radius: 3px; }
+.why-bar.pos::after { left: 50%; background: #D55E00; }
+.why-bar.neg::after { right: 50%; background: #0072B2; }
+.why-bar::before { content: ""; position: absolute; left: 50%; top: -2px; bottom: -2px; width: 1px;
+                   background: var(--body-text-color-subdued); }
+.edit-result { padding: 8px 12px; border-radius: 8px; border-left: 6px solid #0072B2;
+               background: var(--background-fill-secondary); }
+.edit-result.changes { border-left-color: #D55E00; }
+.compare { display: grid; grid-template-columns: repeat(auto-fit, minmax(240px, 1fr)); gap: 12px; }
+.compare-name { font-weight: 600; margin-bottom: 4px; word-break: break-all; }
+.compare-words { margin-top: 10px; }
+:focus-visible { outline: 3px solid #E69F00 !important; outline-offset: 2px; }
 .notice { padding: 8px 12px; border-radius: 8px; background: var(--background-fill-secondary); }
 .prose-narrow { max-width: 760px; }
 @media (max-width: 640px) {

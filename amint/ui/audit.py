@@ -13,8 +13,9 @@ import gradio as gr
 import numpy as np
 
 from amint.audit import audit_images, expand_uploads
+from amint.report import AuditReport, pair_identity
 
-from . import plots
+from amint import plots
 from .common import Selector, get_pair, user_errors
 
 MAX_THUMBNAILS = 300  # rows beyond this get no thumbnail (keeps the page light)
@@ -68,7 +69,8 @@ def _summary_html(v, n_errors: int) -> str:
 
 
 def audit(pair_name: str, files: Any, progress=gr.Progress()) -> tuple:
-    """API ``audit``: (pair, files) -> summary, score plot, per-image table, CSV file, dataset verdict."""
+    """API ``audit``: (pair, files) -> summary, score plot, per-image table, CSV file, dataset verdict,
+    and the audit report to keep as HTML and as PDF."""
     loaded = get_pair(pair_name)
     paths = _paths(files)
     progress(0, desc="Reading the uploads")
@@ -83,8 +85,12 @@ def audit(pair_name: str, files: Any, progress=gr.Progress()) -> tuple:
     n_errors = sum(1 for r in result.rows if r.error)
     if n_errors == len(result.rows):
         raise gr.Error("None of the uploaded files could be read as an image.", title="No readable images")
-    csv_path = Path(tempfile.mkdtemp(prefix="amint-audit-")) / "audit.csv"
-    result.to_csv(csv_path)
+    out = Path(tempfile.mkdtemp(prefix="amint-audit-"))
+    csv_path = result.to_csv(out / "audit.csv")
+    progress(1, desc="Writing the reports")
+    with user_errors("The report could not be written"):
+        report = AuditReport.build(loaded.pair, result, pair_identity(loaded.name, loaded.folder))
+        html_path, pdf_path = report.write(out / "audit-report.html"), report.write(out / "audit-report.pdf")
     plot = plots.plot_score_distribution(loaded.pair.config.calibration, result.scores,
                                            loaded.pair.config.threshold,
                                            title=f"Scores of the {len(result.scores)} uploaded images")
@@ -92,7 +98,7 @@ def audit(pair_name: str, files: Any, progress=gr.Progress()) -> tuple:
     verdict = {"pair": loaded.name, "n_images": v.n_images, "n_flagged": v.n_flagged,
                "expected_by_chance": v.expected_by_chance, "fpr": v.fpr, "p_value": v.p_value,
                "reading": v.reading, "n_unreadable": n_errors}
-    return _summary_html(v, n_errors), plot, _table(result), str(csv_path), verdict
+    return _summary_html(v, n_errors), plot, _table(result), str(csv_path), verdict, str(html_path), str(pdf_path)
 
 
 def build(sel: Selector) -> None:
@@ -115,7 +121,12 @@ def build(sel: Selector) -> None:
         label="Per image", interactive=False, wrap=True, max_height=420,
         column_widths=["56px", "130px", "120px", "240px", "180px"], elem_id="audit-table",
     )
-    csv = gr.DownloadButton("Download the table (CSV)", size="md", elem_id="audit-csv")
+    with gr.Row():
+        report_html = gr.DownloadButton("Download the report (HTML)", size="md", variant="primary",
+                                        elem_id="audit-report-html")
+        report_pdf = gr.DownloadButton("Download the report (PDF)", size="md", elem_id="audit-report-pdf")
+        csv = gr.DownloadButton("Download the table (CSV)", size="md", elem_id="audit-csv")
     with gr.Accordion("Dataset verdict (JSON)", open=False):
         verdict = gr.JSON(elem_id="audit-json")
-    button.click(audit, [sel.dropdown, files], [summary, plot, table, csv, verdict], api_name="audit")
+    button.click(audit, [sel.dropdown, files], [summary, plot, table, csv, verdict, report_html, report_pdf],
+                 api_name="audit")

@@ -12,7 +12,7 @@ import pandas as pd
 from amint.card import METRIC_COLUMNS, method_rows
 
 
-from . import plots
+from amint import plots
 from .common import Selector, get_pair
 
 METRIC_HEADERS = ["method", *(label for _, label in METRIC_COLUMNS)]

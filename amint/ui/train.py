@@ -29,7 +29,7 @@ from amint.backbones import KNOWN_BACKBONES, SETUPS
 from amint.data import available_benchmarks, default_split_sizes, load_benchmark
 from amint.train import Progress, TrainConfig, TrainingCancelled, resolve_device, train_pair
 
-from . import plots
+from amint import plots
 from .common import (Selector, forget_pair, get_pair, models_dir, selector_update, training_enabled,
                      user_errors)
 from .models import METRIC_HEADERS, metrics_table

@@ -10,12 +10,17 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from amint.verify import ImageError, decision_words, explain_image, load_image
+from amint.edits import ADJUSTABLE
+from amint.verify import ImageError, comparison_words, decision_words, explain_image, load_image, verify_image
+from amint.verify import verify_edited as lib_verify_edited
 
-from . import plots
-from .common import Selector, examples_dir, get_pair, selector_update, user_errors
+from amint import plots
+
+from . import svg
+from .common import Selector, examples_dir, get_pair, pair_choices, selector_update, user_errors
 
 DISPLAY_SIDE = 224  # pixels: small inputs (28x28) are upscaled to about this for display
+DEFAULT_EDIT = "jpeg"
 
 
 # --- helpers for display -------------------------------------------------------------------------
@@ -83,43 +88,131 @@ def verdict_html(verdict, truth: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def run_verify(loaded, image: Any, name: str | None = None, truth: str | None = None) -> tuple:
-    pair = loaded.pair
-    with user_errors("This image cannot be checked"):
-        try:
-            img = load_image(image, name=name)
-        except ImageError as e:
-            message = str(e).replace(str(image), name) if isinstance(image, str) and name else str(e)
-            raise gr.Error(message, title="Not an image we can read") from e
-        explained = explain_image(pair, img)
-    verdict, maps, saliency = explained.verdict, explained.maps, explained.saliency
-    base = verdict.model_input
-    gallery = [(upscale(plots.overlay(base, heat)), f"activations at {tap}") for tap, heat in maps]
-    score_plot = plots.plot_score_distribution(
-        pair.config.calibration, [verdict.member_probability], verdict.threshold,
-        title="This image's score against the calibration images",
-    )
-    top = {str(name_): float(p) for name_, p in verdict.top_classes}
+def _read(image: Any, name: str | None):
+    """The upload as a PIL image, or gr.Error in plain words naming the file (not a temp path)."""
+    try:
+        return load_image(image, name=name)
+    except ImageError as e:
+        message = str(e).replace(str(image), name) if isinstance(image, str) and name else str(e)
+        raise gr.Error(message, title="Not an image we can read") from e
+
+
+def _score_html(loaded, marks: list[svg.Mark], title: str) -> str:
+    cfg = loaded.pair.config
+    return f'<div class="score-chart">{svg.score_svg(cfg.calibration, marks, cfg.threshold, title)}</div>'
+
+
+def _details(loaded, verdict, name: str | None, truth: str | None) -> dict:
     details = verdict.to_dict(file=name)
     details["pair"] = loaded.name
     if truth is not None:
         details["ground_truth"] = truth
         details["verdict_correct"] = (truth == "member") == bool(verdict.is_member)
-    return (
-        upscale(base),
-        verdict_html(verdict, truth),
-        score_plot,
-        top,
-        gallery,
-        upscale(plots.overlay(base, saliency)),
-        details,
-    )
+    return details
 
 
-def verify(pair_name: str, image: Any) -> tuple:
-    """API ``verify``: (pair, image) -> model input, verdict, score plot, top classes, maps, saliency, details."""
+def run_verify(loaded, image: Any, name: str | None = None, truth: str | None = None):
+    """Verdict first (one forward pass), then the "why" (maps, attribution, edit saliency) as a second update."""
+    pair = loaded.pair
+    with user_errors("This image cannot be checked"):
+        img = _read(image, name)
+        verdict = verify_image(pair, img)
+    score = _score_html(loaded, [svg.Mark("this image", verdict.member_probability)],
+                        "This image's score against the calibration images")
+    top = {str(n): float(p) for n, p in verdict.top_classes}
+    first = (upscale(verdict.model_input), verdict_html(verdict, truth), score, top,
+             _details(loaded, verdict, name, truth))
+    yield (*first, gr.skip(), gr.skip(), gr.skip())
+    with user_errors("This image cannot be explained"):
+        explained = explain_image(pair, img)
+    yield (*first, *why_outputs(explained))
+
+
+def why_outputs(explained) -> tuple[list, Any, str]:
+    """Gallery of per-tap maps, the edit-saliency overlay, and the evidence in words."""
+    base = explained.verdict.model_input
+    gallery = [(upscale(plots.overlay(base, heat)), f"{tap}: where this layer responds")
+               for tap, heat in explained.maps]
+    for tap, heat in explained.attribution or []:
+        gallery.append((upscale(plots.overlay(base, heat, cmap="cividis")),
+                        f"{tap}: what the trace head reads as membership evidence"))
+    return gallery, upscale(plots.overlay(base, explained.saliency.heat)), why_html(explained)
+
+
+def why_html(explained) -> str:
+    """Each part of the detector's evidence as a bar with its sentence, then what the edits showed."""
+    parts = explained.evidence
+    scale = max((abs(p.contribution) for p in parts), default=1.0) or 1.0
+    rows = []
+    for p in parts:
+        width = 50 * abs(p.contribution) / scale
+        side = "pos" if p.contribution >= 0 else "neg"
+        rows.append(f'<div class="why-row"><div class="why-bar {side}" style="--w:{width:.1f}%" '
+                    f'aria-hidden="true"></div><div class="why-text">{html.escape(p.words)}</div></div>')
+    return ('<div class="why"><p><b>What decided it.</b> Each bar is one part of the membership detector: '
+            'to the right (orange) pushes towards “member”, to the left (blue) towards “not a member”.</p>'
+            + "".join(rows)
+            + f'<p><b>Which parts of the image matter.</b> {html.escape(explained.saliency.words)}</p></div>')
+
+
+def verify(pair_name: str, image: Any):
+    """API ``verify``: (pair, image) -> model input, verdict, score chart, top classes, details; then maps,
+    saliency and the evidence in words as a second update."""
     source, name = _payload_source(image)
-    return run_verify(get_pair(pair_name), source, name)
+    yield from run_verify(get_pair(pair_name), source, name)
+
+
+# --- edit and watch ------------------------------------------------------------------------------
+
+
+def _edit_choices() -> list[tuple[str, str]]:
+    return [(f"{name}: {edit.label}", name) for name, edit in ADJUSTABLE.items()]
+
+
+def edit_slider(edit_name: str) -> gr.Slider:
+    """The strength slider for an edit: its range, step, default and what it means."""
+    e = ADJUSTABLE.get(edit_name) or ADJUSTABLE[DEFAULT_EDIT]
+    return gr.Slider(minimum=e.low, maximum=e.high, step=e.step, value=e.default, label=e.label)
+
+
+def verify_edited(pair_name: str, image: Any, edit: str, strength: float | None) -> tuple:
+    """API ``verify_edited``: (pair, image, edit name, strength) -> original and edited image as the model
+    sees them, both scores on the calibration chart with the verdict held or changed, details."""
+    loaded = get_pair(pair_name)
+    source, name = _payload_source(image)
+    with user_errors("This edit cannot be checked"):
+        result = lib_verify_edited(loaded.pair, _read(source, name), edit, strength)
+    a, b = result.original, result.edited
+    label = f"{edit} {strength:g}" if strength is not None and edit in ADJUSTABLE else edit
+    chart = _score_html(loaded, [svg.Mark("original", a.member_probability),
+                                 svg.Mark("edited", b.member_probability, dashed=True)],
+                        "The original's and the edited image's scores")
+    cls = "holds" if result.holds else "changes"
+    words = f'<div class="edit-result {cls}"><b>{"Holds" if result.holds else "Changes"}.</b> ' \
+            f'{html.escape(result.words())}</div>'
+    details = {"pair": loaded.name, "edit": edit, "strength": strength, "verdict_holds": result.holds,
+               "original": a.to_dict(file=name), "edited": b.to_dict(file=f"{name} ({label})")}
+    return (upscale(a.model_input), upscale(b.model_input), words + chart, details)
+
+
+# --- two pairs, one image ----------------------------------------------------------------------
+
+
+def compare(pair_a: str, pair_b: str, image: Any) -> tuple[str, dict]:
+    """API ``compare``: (pair, second pair, image) -> both verdicts side by side with what the difference means."""
+    if not (pair_b or "").strip():
+        raise gr.Error("Pick a second pair to compare with.", title="No second pair")
+    first, second = get_pair(pair_a), get_pair(pair_b)
+    source, name = _payload_source(image)
+    with user_errors("This image cannot be compared"):
+        img = _read(source, name)
+        va, vb = verify_image(first.pair, img), verify_image(second.pair, img)
+    words = comparison_words(first.name, va, first.pair.config, second.name, vb, second.pair.config)
+    cards = "".join(f'<div class="compare-card"><div class="compare-name">{html.escape(n)}</div>{verdict_html(v)}</div>'
+                    for n, v in ((first.name, va), (second.name, vb)))
+    page = f'<div class="compare">{cards}</div><p class="compare-words">{html.escape(words)}</p>'
+    pairs = [{"pair": n, **v.to_dict(name)} for n, v in ((first.name, va), (second.name, vb))]
+    return page, {"image": name, "words": words, "pairs": pairs}
 
 
 # --- examples with ground truth ---------------------------------------------------------------
@@ -141,7 +234,7 @@ def _caption(ex: dict) -> str:
     return f"{truth} · {ex.get('class', '')}".strip(" ·")
 
 
-def verify_example(index: float) -> tuple:
+def verify_example(index: float):
     """API ``verify_example``: run example number ``index`` with the pair it was made for."""
     data = load_examples()
     examples = data["examples"]
@@ -150,12 +243,12 @@ def verify_example(index: float) -> tuple:
         raise gr.Error(f"There is no example number {i}; there are {len(examples)}.", title="No such example")
     ex = examples[i]
     loaded = get_pair(data.get("pair"))
-    outputs = run_verify(loaded, ex["path"], ex["file"], truth=ex["truth"])
-    return (ex["path"], *outputs, selector_update(loaded.name))
+    for outputs in run_verify(loaded, ex["path"], ex["file"], truth=ex["truth"]):
+        yield (ex["path"], *outputs, selector_update(loaded.name))
 
 
-def _on_example_select(evt: gr.SelectData) -> tuple:
-    return verify_example(evt.index)
+def _on_example_select(evt: gr.SelectData):
+    yield from verify_example(evt.index)
 
 
 # --- layout ------------------------------------------------------------------------------------
@@ -180,23 +273,60 @@ def build(sel: Selector) -> None:
                 "whether the selected model was trained on it.</div>",
                 elem_id="verify-verdict",
             )
-            score_plot = gr.Plot(label="Where this score falls", show_label=False, elem_id="verify-score-plot")
+            score = gr.HTML(elem_id="verify-score")
             top = gr.Label(label="The model's prediction", num_top_classes=5, elem_id="verify-top")
-    with gr.Accordion("Why: activation maps and membership saliency", open=True):
+    with gr.Accordion("Why: what decided it, and which parts of the image matter", open=True):
+        why = gr.HTML(elem_id="verify-why")
         with gr.Row():
-            maps = gr.Gallery(label="Activation maps of the tapped layers (read by the membership detector)",
-                              columns=3, height="auto", allow_preview=True, object_fit="contain",
+            maps = gr.Gallery(label="Per tapped layer: where it responds, and what the trace head reads as evidence",
+                              columns=4, height="auto", allow_preview=True, object_fit="contain",
                               elem_classes=["pixelated"], scale=2, elem_id="verify-maps")
-            saliency = gr.Image(label="Saliency: pixels that move the membership score most",
+            saliency = gr.Image(label="Parts whose edits move the score (brighter = more)",
                                 interactive=False, height=280, elem_classes=["pixelated"], buttons=[], scale=1,
                                 elem_id="verify-saliency")
+    with gr.Accordion("Edit it and watch the verdict", open=True, elem_id="verify-edit"):
+        gr.Markdown("Do what people do to a photo before they upload it, and see whether the verdict holds.")
+        with gr.Row(equal_height=False):
+            edit = gr.Dropdown(_edit_choices(), value=DEFAULT_EDIT, label="Edit", scale=2, min_width=220,
+                               elem_id="edit-name")
+            e = ADJUSTABLE[DEFAULT_EDIT]
+            strength = gr.Slider(e.low, e.high, value=e.default, step=e.step, label=e.label, scale=3, min_width=220,
+                                 elem_id="edit-strength")
+            edit_button = gr.Button("Apply the edit and check", variant="secondary", scale=1, min_width=160,
+                                    elem_id="edit-button")
+        with gr.Row(equal_height=False):
+            before = gr.Image(label="Original (as the model sees it)", interactive=False, height=220,
+                              elem_classes=["pixelated"], buttons=[], min_width=140, elem_id="edit-before")
+            after = gr.Image(label="Edited (as the model sees it)", interactive=False, height=220,
+                             elem_classes=["pixelated"], buttons=[], min_width=140, elem_id="edit-after")
+            with gr.Column(scale=2, min_width=280):
+                edit_result = gr.HTML(elem_id="edit-result")
+        edit_details = gr.JSON(visible=False)
+    with gr.Accordion("Compare with another pair", open=False, elem_id="verify-compare"):
+        gr.Markdown("The same image through a second pair: for instance the passive control, or a pair you "
+                    "trained in the Train tab.")
+        with gr.Row(equal_height=False):
+            other = gr.Dropdown(choices=pair_choices(), value=None, allow_custom_value=True, label="Second pair",
+                                scale=3, min_width=240, elem_id="compare-pair")
+            compare_button = gr.Button("Compare", variant="secondary", scale=1, min_width=120,
+                                       elem_id="compare-button")
+        comparison = gr.HTML(elem_id="compare-result")
+        compare_details = gr.JSON(visible=False)
     with gr.Accordion("Details (JSON)", open=False):
         details = gr.JSON(label="Verdict", elem_id="verify-json")
 
-    outputs = [model_view, verdict, score_plot, top, maps, saliency, details]
-    # Preprocessing off: the handler reads the upload itself, so an unreadable file gets a plain
+    outputs = [model_view, verdict, score, top, details, maps, saliency, why]
+    # Preprocessing off: the handlers read the upload themselves, so an unreadable file gets a plain
     # message from amint.verify instead of a generic error from the image component.
     button.click(verify, [sel.dropdown, image], outputs, api_name="verify", preprocess=False)
+    edit.change(edit_slider, edit, strength, api_visibility="private", show_progress="hidden")
+    edit_button.click(verify_edited, [sel.dropdown, image, edit, strength], [before, after, edit_result, edit_details],
+                      api_name="verify_edited", preprocess=False)
+    compare_button.click(compare, [sel.dropdown, other, image], [comparison, compare_details], api_name="compare",
+                         preprocess=False)
+    # A pair trained or loaded meanwhile appears in the second list when it is opened.
+    other.focus(lambda: gr.Dropdown(choices=pair_choices()), None, other, api_visibility="private",
+                show_progress="hidden")
 
     data = load_examples()
     if data["examples"]:

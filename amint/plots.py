@@ -1,4 +1,5 @@
-"""Plots and overlays the app shows: matplotlib Figures on their own Agg canvas, never pyplot's state."""
+"""Plots and overlays the app and the audit reports show: matplotlib Figures on their own Agg canvas,
+never pyplot's state. Imported only where a picture is drawn, so plain verdicts skip matplotlib's import."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 DISPLAY_MIN_SIDE = 224  # small benchmark images (28 px) are unreadable at their native size
-MEMBER_COLOR, NONMEMBER_COLOR, THIS_COLOR = "#d62728", "#1f77b4", "#2ca02c"
+# Okabe-Ito colours: vermillion and blue stay distinct for every common colour-vision deficiency.
+MEMBER_COLOR, NONMEMBER_COLOR, THIS_COLOR = "#D55E00", "#0072B2", "#000000"
 
 
 def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5, cmap: str = "inferno") -> np.ndarray:
