@@ -200,8 +200,8 @@ def _region_name(i: int, j: int, grid: int) -> str:
     return f"{_ROWS[i]} {_COLS[j]}"
 
 
-def _pct(p: float) -> str:
-    """A probability in words that does not round 99.97% up to 100%."""
+def percent(p: float) -> str:
+    """A probability as people read it, never rounded up to a certainty: 99.97% stays 99.97%, not 100%."""
     if 0.999 < p < 1 or 0 < p < 0.001:
         return f"{p:.2%}"
     return f"{p:.1%}" if 0.99 < p < 1 or 0 < p < 0.01 else f"{p:.0%}"
@@ -217,7 +217,7 @@ def _saliency_words(changes: np.ndarray, edits: tuple[str, ...], base: float, wh
         flips = int(((base + erased >= threshold) != (base >= threshold)).sum())
         if abs(erased[i, j]) >= 0.02:
             sentences.append(f"Covering the {_region_name(i, j, grid)} part with the background moves the score "
-                             f"most: {_pct(base)} → {_pct(base + erased[i, j])}.")
+                             f"most: {percent(base)} → {percent(base + erased[i, j])}.")
             sentences.append(f"Covering any of {flips} of the {grid * grid} parts (one at a time) flips the verdict."
                              if flips else "Covering any single part does not flip the verdict.")
         else:
@@ -226,7 +226,7 @@ def _saliency_words(changes: np.ndarray, edits: tuple[str, ...], base: float, wh
     if local:
         worst = float(np.abs(changes[local]).max())
         sentences.append(f"JPEG, noise or brightness changes on one part alone move it by at most {100 * worst:.1f} points"
-                         + (f"; on the whole image, to {_pct(min(whole.values()))}–{_pct(max(whole.values()))}."
+                         + (f"; on the whole image, to {percent(min(whole.values()))}–{percent(max(whole.values()))}."
                             if whole else "."))
     return " ".join(sentences)
 

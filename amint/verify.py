@@ -201,7 +201,8 @@ class EditedVerdict:
 
     def words(self) -> str:
         a, b = self.original, self.edited
-        before, after = f"{verdict_word(a)} ({a.member_probability:.1%})", f"{verdict_word(b)} ({b.member_probability:.1%})"
+        before = f"{verdict_word(a)} ({explain.percent(a.member_probability)})"
+        after = f"{verdict_word(b)} ({explain.percent(b.member_probability)})"
         if self.holds:
             return f"The verdict holds: {before} before the edit, {after} after it."
         if a.is_member:
@@ -230,8 +231,8 @@ def comparison_words(name_a: str, a: Verdict, config_a: PairConfig, name_b: str,
     same_split = bool(config_a.split.get("members_sha256")) and \
         config_a.split.get("members_sha256") == config_b.split.get("members_sha256")
     modes = [c.training.get("config", {}).get("mode") for c in (config_a, config_b)]
-    said = (f"{name_a} says {verdict_word(a)} ({a.member_probability:.1%}); "
-            f"{name_b} says {verdict_word(b)} ({b.member_probability:.1%}).")
+    said = (f"{name_a} says {verdict_word(a)} ({explain.percent(a.member_probability)}); "
+            f"{name_b} says {verdict_word(b)} ({explain.percent(b.member_probability)}).")
     if not same_split:
         return (said + " The two models were trained on different sets of images, so they answer different "
                 "questions: an image can be in one training set and not in the other.")

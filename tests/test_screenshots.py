@@ -166,6 +166,45 @@ class Page:
         self.settle()
         return self.shot(name)
 
+    def edit_and_watch(self, edit: str, strength: int, name: str) -> Path:
+        """Verify tab, after a verdict: pick an edit and its strength, apply it, wait for held / changed."""
+        self.choose("#edit-name", edit)
+        self.type("#edit-strength input[type=number]", str(strength))
+        self.click("#edit-button")
+        self.wait_text("#edit-result", "The verdict", 60)
+        self.settle()
+        self.d.execute_script("document.querySelector('#verify-edit').scrollIntoView({block: 'start'})")
+        return self.shot(name)
+
+    def compare(self, other: str, name: str) -> Path:
+        """Verify tab: open "Compare with another pair", name the second pair, compare."""
+        self.click_text("button", "Compare with another pair")
+        self.type("#compare-pair input", other)
+        self.d.find_element(By.CSS_SELECTOR, "#verify-compare .prose").click()  # close the option list
+        self.click("#compare-button")
+        self.wait_text("#compare-result", "says", 60)
+        self.settle()
+        return self.shot(name)
+
+    def report(self, path: Path, name: str) -> Path:
+        """An audit report as the person who downloaded it opens it (a local file, nothing fetched)."""
+        self.d.get(path.as_uri())
+        self.wait_text("h1", "aMINT audit report", 30)
+        return self.shot(name)
+
+    def keyboard_reaches(self, wanted: set[str], presses: int = 120) -> set[str]:
+        """Tab through the page from the top; the element ids (or their nearest ancestor's) that got focus."""
+        self.d.execute_script("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0)")
+        seen: set[str] = set()
+        body = self.d.find_element(By.TAG_NAME, "body")
+        body.send_keys(Keys.TAB)
+        for _ in range(presses):
+            seen.add(self.d.execute_script("const e = document.activeElement.closest('[id]'); return e ? e.id : ''"))
+            if wanted <= seen:
+                break
+            self.d.switch_to.active_element.send_keys(Keys.TAB)
+        return seen
+
     def model_tab(self, name: str) -> Path:
         self.tab("model")
         self.wait_text("#model-card", "aMINT pair", 30)
@@ -194,7 +233,7 @@ class Page:
 
 
 @pytest.fixture(scope="module")
-def uploads(tiny_pair, synthetic, tmp_path_factory):
+def uploads(tiny_pair, synthetic, tmp_path_factory, app_env):
     """A few member images for the audit, and a small ImageFolder zip for training."""
     pair, _ = tiny_pair
     tmp = tmp_path_factory.mktemp("shots")
@@ -204,6 +243,8 @@ def uploads(tiny_pair, synthetic, tmp_path_factory):
     with zipfile.ZipFile(archive, "w") as zf:
         for p in members[8:]:
             zf.write(p, f"set/{p.name}")
+    # A second pair for the comparison view: the same pair under another name (so the two agree).
+    pair.save_pretrained(Path(os.environ["AMINT_MODELS_DIR"]) / "tiny-copy")
     return {"audit": [*members[:8], archive], "train": _imagefolder_zip(tmp / "shapes.zip")}
 
 
@@ -214,6 +255,8 @@ def test_screenshots(url, uploads, size):
     shots = []
     try:
         shots.append(page.verify_first_example("1-verify"))
+        shots.append(page.edit_and_watch("crop", 75, "1b-edit"))
+        shots.append(page.compare("tiny-copy", "1c-compare"))
         shots.append(page.audit(uploads["audit"], "members", "2-audit"))
 
         # Train: an uploaded ImageFolder zip, a tiny configuration; on the phone only fill the form.
@@ -248,6 +291,7 @@ def test_screenshots(url, uploads, size):
 
 
 DEFAULT_PAIR = ROOT / "models" / "fashion-mnist-resnet18"
+PASSIVE_PAIR = ROOT / "benchmarks" / "results" / "passive-pair"
 
 
 @pytest.fixture(scope="module")
@@ -257,6 +301,8 @@ def default_url(tmp_path_factory):
         pytest.skip("the default pair is not in models/")
     models = tmp_path_factory.mktemp("models")
     (models / DEFAULT_PAIR.name).symlink_to(DEFAULT_PAIR, target_is_directory=True)
+    if (PASSIVE_PAIR / "model.safetensors").is_file():  # made by benchmarks/train_default_pair.py --only passive
+        (models / "passive-control").symlink_to(PASSIVE_PAIR, target_is_directory=True)
     mp = pytest.MonkeyPatch()
     mp.setenv("AMINT_MODELS_DIR", str(models))
     mp.setenv("AMINT_EXAMPLES_DIR", str(ROOT / "examples"))
@@ -266,15 +312,33 @@ def default_url(tmp_path_factory):
         mp.undo()
 
 
+def _default_pair_report(files: list[Path], tmp_path: Path) -> Path:
+    """The HTML report the Audit tab offers for these files (written by the same library call)."""
+    from amint.audit import audit_images, expand_uploads
+    from amint.pair import AuditedPair
+    from amint.report import write_audit_report
+
+    pair = AuditedPair.from_pretrained(DEFAULT_PAIR)
+    result = audit_images(pair, expand_uploads(files))
+    return write_audit_report(pair, result, DEFAULT_PAIR.name, DEFAULT_PAIR, tmp_path / "audit-report.html")
+
+
 @pytest.mark.parametrize("size", list(SIZES))
-def test_screenshots_default_pair(default_url, size):
+def test_screenshots_default_pair(default_url, size, tmp_path):
     width, height, mobile = SIZES[size]
     page = Page(default_url, width, height, mobile)
     shots = []
     members = sorted((ROOT / "examples").glob("member_*.png"))[:6]
     try:
         shots.append(page.verify_first_example("default-1-verify"))
+        shots.append(page.edit_and_watch("crop", 75, "default-1b-edit"))
+        if (PASSIVE_PAIR / "model.safetensors").is_file():
+            shots.append(page.compare("passive-control", "default-1c-compare"))
         shots.append(page.audit(members, "member_", "default-2-audit"))
+        report = _default_pair_report(members, tmp_path)
+        shots.append(page.report(report, "default-2b-report"))
+        page.d.get(default_url)
+        page.wait_text("#pair-status", "·", 60)
         page.tab("train")
         page.settle()
         shots.append(page.shot("default-3-train"))
@@ -283,3 +347,21 @@ def test_screenshots_default_pair(default_url, size):
         page.quit()
     for path in shots:
         assert path.stat().st_size > 10_000, path
+
+
+def test_keyboard_reaches_every_control_and_runs_an_example(default_url):
+    page = Page(default_url, *SIZES["desktop"])
+    try:
+        wanted = {"verify-button", "edit-name", "edit-strength", "edit-button", "verify-examples", "tab-audit-button"}
+        seen = page.keyboard_reaches(wanted)
+        assert wanted <= seen, wanted - seen
+        # An example picked with the keyboard alone: focus its thumbnail by tabbing, press Enter.
+        page.d.execute_script("window.scrollTo(0, 0)")
+        for _ in range(200):
+            page.d.switch_to.active_element.send_keys(Keys.TAB)
+            if page.d.execute_script("return document.activeElement.classList.contains('thumbnail-item')"):
+                break
+        page.d.switch_to.active_element.send_keys(Keys.ENTER)
+        page.wait_text("#verify-verdict", "verdict is", 60)
+    finally:
+        page.quit()

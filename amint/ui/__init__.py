@@ -25,7 +25,7 @@ CSS = """
 .pixelated img, .pixelated canvas { image-rendering: pixelated; }
 /* Galleries: as many columns as fit, so a phone gets 3-4 and a desktop 8-10. */
 #verify-examples .grid-container { grid-template-columns: repeat(auto-fill, minmax(88px, 1fr)) !important; }
-#verify-maps .grid-container { grid-template-columns: repeat(auto-fill, minmax(180px, 1fr)) !important; }
+#verify-maps .grid-container { grid-template-columns: repeat(auto-fill, minmax(140px, 1fr)) !important; }
 #verify-examples .fixed-height, #verify-maps .fixed-height { min-height: 0 !important; max-height: none !important; }
 /* Wide tables scroll inside their box instead of widening the page on a phone. */
 #audit-table, #train-metrics, #model-metrics, #model-settings, #model-card { min-width: 0; max-width: 100%; }
@@ -75,6 +75,7 @@ CSS = """
   .verdict-word { font-size: 1.5em; }
   #app-header h1 { font-size: 1.45em; }
   .gradio-container { padding: 0 6px !important; }
+  .why-row { grid-template-columns: 1fr; gap: 2px; }
 }
 """
 

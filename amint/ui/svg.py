@@ -8,6 +8,7 @@ import html
 from dataclasses import dataclass
 from typing import Sequence
 
+from amint.explain import percent
 from amint.plots import MEMBER_COLOR, NONMEMBER_COLOR
 
 WIDTH, HEIGHT = 560, 190
@@ -62,7 +63,7 @@ def score_svg(calibration: dict, marks: list[Mark], threshold: float, title: str
         anchor = "end" if m.value > 0.5 else "start"
         dx = -5 if anchor == "end" else 5
         parts.append(f'<text x="{x + dx:.1f}" y="{TOP + 26 + 14 * k}" font-size="12" font-weight="600" '
-                     f'text-anchor="{anchor}" fill="currentColor">{html.escape(m.label)} {m.value:.1%}</text>')
+                     f'text-anchor="{anchor}" fill="currentColor">{html.escape(m.label)} {percent(m.value)}</text>')
     for p in (0, 0.25, 0.5, 0.75, 1):
         parts.append(f'<text x="{_x(p):.1f}" y="{base_y + 15}" font-size="11" text-anchor="middle" '
                      f'fill="currentColor">{p:.0%}</text>')
@@ -70,7 +71,7 @@ def score_svg(calibration: dict, marks: list[Mark], threshold: float, title: str
                  f'fill-opacity="0.8">member probability</text>')
     parts += _legend()
     desc = (f"Calibration scores of training members and of never-seen images, threshold {threshold:.1%}; "
-            + "; ".join(f"{m.label}: {m.value:.1%}" for m in marks))
+            + "; ".join(f"{m.label}: {percent(m.value)}" for m in marks))
     return (f'<svg class="score-svg" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="st sd" '
             f'xmlns="http://www.w3.org/2000/svg" style="width:100%;height:auto;max-width:{WIDTH}px">'
             f'<title id="st">{html.escape(title)}</title><desc id="sd">{html.escape(desc)}</desc>'

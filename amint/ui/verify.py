@@ -11,6 +11,7 @@ import gradio as gr
 import numpy as np
 
 from amint.edits import ADJUSTABLE
+from amint.explain import percent
 from amint.verify import ImageError, comparison_words, decision_words, explain_image, load_image, verify_image
 from amint.verify import verify_edited as lib_verify_edited
 
@@ -68,7 +69,7 @@ def verdict_html(verdict, truth: str | None = None) -> str:
     member = bool(verdict.is_member)
     word = "Member" if member else "Not a member"
     cls = "member" if member else "nonmember"
-    p, t = f"{verdict.member_probability:.1%}", f"{verdict.threshold:.1%}"
+    p, t = percent(verdict.member_probability), f"{verdict.threshold:.1%}"
     if p == t:  # show the difference that decided it
         p, t = f"{verdict.member_probability:.3%}", f"{verdict.threshold:.3%}"
     lines = [
@@ -131,11 +132,9 @@ def run_verify(loaded, image: Any, name: str | None = None, truth: str | None = 
 def why_outputs(explained) -> tuple[list, Any, str]:
     """Gallery of per-tap maps, the edit-saliency overlay, and the evidence in words."""
     base = explained.verdict.model_input
-    gallery = [(upscale(plots.overlay(base, heat)), f"{tap}: where this layer responds")
-               for tap, heat in explained.maps]
+    gallery = [(upscale(plots.overlay(base, heat)), f"{tap} · activity") for tap, heat in explained.maps]
     for tap, heat in explained.attribution or []:
-        gallery.append((upscale(plots.overlay(base, heat, cmap="cividis")),
-                        f"{tap}: what the trace head reads as membership evidence"))
+        gallery.append((upscale(plots.overlay(base, heat, cmap="cividis")), f"{tap} · trace evidence"))
     return gallery, upscale(plots.overlay(base, explained.saliency.heat)), why_html(explained)
 
 
@@ -278,7 +277,8 @@ def build(sel: Selector) -> None:
     with gr.Accordion("Why: what decided it, and which parts of the image matter", open=True):
         why = gr.HTML(elem_id="verify-why")
         with gr.Row():
-            maps = gr.Gallery(label="Per tapped layer: where it responds, and what the trace head reads as evidence",
+            maps = gr.Gallery(label="Per tapped layer: activity (where the layer responds) and trace evidence "
+                                    "(where the trace head reads signs of membership)",
                               columns=4, height="auto", allow_preview=True, object_fit="contain",
                               elem_classes=["pixelated"], scale=2, elem_id="verify-maps")
             saliency = gr.Image(label="Parts whose edits move the score (brighter = more)",
