@@ -324,9 +324,9 @@ def build(sel: Selector) -> None:
                       api_name="verify_edited", preprocess=False)
     compare_button.click(compare, [sel.dropdown, other, image], [comparison, compare_details], api_name="compare",
                          preprocess=False)
-    # A pair trained or loaded meanwhile appears in the second list when it is opened.
-    other.focus(lambda: gr.Dropdown(choices=pair_choices()), None, other, api_visibility="private",
-                show_progress="hidden")
+    # A pair trained or loaded meanwhile (the main selector changes then) appears in the second list too.
+    sel.dropdown.change(lambda: gr.Dropdown(choices=pair_choices()), None, other, api_visibility="private",
+                        show_progress="hidden")
 
     data = load_examples()
     if data["examples"]:
