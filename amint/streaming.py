@@ -54,7 +54,7 @@ class StreamedImages:
 
     def decode(self, i: int) -> torch.Tensor:
         a = decode_image(Path(self.files[i]), self.size, rgb=self.channels == 3)
-        return torch.from_numpy(a.reshape(self.size, self.size, -1)).permute(2, 0, 1)
+        return torch.from_numpy(a.reshape(self.size, self.size, -1).copy()).permute(2, 0, 1)
 
     def materialize(self) -> torch.Tensor:
         out = torch.empty(tuple(self.shape), dtype=torch.uint8)
@@ -89,6 +89,7 @@ def batches(images: torch.Tensor | StreamedImages, steps: list[torch.Tensor], wo
     workers decode the step's files (pinned for a fast copy to the GPU) while the previous step runs."""
     if isinstance(images, torch.Tensor):
         return (images[idx] for idx in steps)
+    workers = min(workers, len(os.sched_getaffinity(0)))  # more workers than cores only fight
     return DataLoader(_Decoded(images), batch_sampler=[idx.tolist() for idx in steps], num_workers=workers,
                       pin_memory=pin, prefetch_factor=4 if workers else None)
 

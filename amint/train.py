@@ -442,27 +442,9 @@ def _train(cfg: TrainConfig, callback: Callback, should_stop: Callable[[], bool]
 
     callback(Progress("phase", "calibrate", 0, 0, message="calibrating the readout and threshold, evaluating"))
     if ranks.is_main:  # deterministic work, done once; the result goes to every rank below
-        fitted = calibrate(pair, bench, split, cfg.target_fpr)
-        pair.config.threshold = fitted["threshold"]
-        pair.config.threshold_fpr = fitted["threshold_fpr"]
-        pair.config.calibration = fitted["calibration"]
-        pair.config.metrics = evaluate_pair(pair, bench, split)
-        pair.config.training = {
-            "config": asdict(cfg) | {"out": None, "data_root": None,
-                                     "init_from": _portable(cfg.init_from) if cfg.init_from else None},
-            "history": history,
-            "memory_occupancy": occupancy,
-            "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-            "world_size": ranks.world_size,
-            "global_batch_size": cfg.batch_size,  # members per step over all ranks (and as many externals)
-            "data": "streamed" if streamed else "resident",
-            "train_seconds": round(train_seconds, 1),
-            "init_from": origin,
-            "parameters": {
-                "backbone": sum(p.numel() for p in pair.backbone.parameters()),
-                "head": sum(p.numel() for p in pair.head.parameters()),
-            },
-        }
+        with _threads_of_waiting_ranks(device):
+            _calibrate_and_record(pair, cfg, bench, split, device, ranks, history, occupancy, origin, streamed,
+                                  train_seconds)
     _share_from_rank0(pair, ranks)
     pair = pair.cpu().to(memory_format=torch.contiguous_format)
     if cfg.out and ranks.is_main:
@@ -470,6 +452,45 @@ def _train(cfg: TrainConfig, callback: Callback, should_stop: Callable[[], bool]
     distributed.barrier(ranks)  # the pair is on disk before any rank returns
     callback(Progress("done", "done", cfg.epochs, cfg.epochs, metrics=pair.config.metrics))
     return pair
+
+
+def _calibrate_and_record(pair: AuditedPair, cfg: TrainConfig, bench: Benchmark, split: MembershipSplit,
+                          device: torch.device, ranks: distributed.Ranks, history: list[dict], occupancy: dict,
+                          origin: dict | None, streamed: bool, train_seconds: float) -> None:
+    """Calibrate, evaluate and write the training record into the pair's config (rank 0)."""
+    fitted = calibrate(pair, bench, split, cfg.target_fpr)
+    pair.config.threshold = fitted["threshold"]
+    pair.config.threshold_fpr = fitted["threshold_fpr"]
+    pair.config.calibration = fitted["calibration"]
+    pair.config.metrics = evaluate_pair(pair, bench, split)
+    pair.config.training = {
+        "config": asdict(cfg) | {"out": None, "data_root": None,
+                                 "init_from": _portable(cfg.init_from) if cfg.init_from else None},
+        "history": history,
+        "memory_occupancy": occupancy,
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "world_size": ranks.world_size,
+        "global_batch_size": cfg.batch_size,  # members per step over all ranks (and as many externals)
+        "data": "streamed" if streamed else "resident",
+        "train_seconds": round(train_seconds, 1),
+        "init_from": origin,
+        "parameters": {
+            "backbone": sum(p.numel() for p in pair.backbone.parameters()),
+            "head": sum(p.numel() for p in pair.head.parameters()),
+        },
+    }
+
+
+@contextlib.contextmanager
+def _threads_of_waiting_ranks(device: torch.device):
+    """On CPU, rank 0 alone calibrates while this machine's other ranks wait: lend it their threads."""
+    before, local = torch.get_num_threads(), int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if device.type == "cpu" and local > 1:
+        torch.set_num_threads(before * local)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _share_from_rank0(pair: AuditedPair, ranks: distributed.Ranks) -> None:
