@@ -156,7 +156,9 @@ class _JsonProgress:
     def __call__(self, p) -> None:
         from .launch import progress_line
 
-        print(progress_line(self.rank, p), flush=True)
+        # One write per line: the ranks share the pipe, and print() writes the newline separately.
+        sys.stdout.write(progress_line(self.rank, p) + "\n")
+        sys.stdout.flush()
 
 
 def _without_roc(metrics: dict) -> dict:

@@ -36,15 +36,21 @@ def visible_gpus() -> int:
 
 
 def progress_line(rank: int, p: Progress) -> str:
-    """One rank's report as the line ``train --progress-json`` prints."""
-    return PROGRESS_PREFIX + json.dumps({"rank": rank, **asdict(p)})
+    """One rank's report as the line ``train --progress-json`` prints (the ROC points left out: a line
+    under the pipe's atomic write size does not interleave with another rank's)."""
+    report = asdict(p) | {"metrics": {k: v for k, v in p.metrics.items() if k != "roc"}}
+    return PROGRESS_PREFIX + json.dumps({"rank": rank, **report})
 
 
 def parse_progress_line(line: str) -> tuple[int, Progress] | None:
+    """(rank, report) from a progress line; None for any other output (or a garbled line)."""
     if not line.startswith(PROGRESS_PREFIX):
         return None
-    data = json.loads(line[len(PROGRESS_PREFIX):])
-    return data.pop("rank"), Progress(**data)
+    try:
+        data = json.loads(line[len(PROGRESS_PREFIX):])
+        return data.pop("rank"), Progress(**data)
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 def train_argv(cfg: TrainConfig) -> list[str]:

@@ -18,7 +18,7 @@ from typing import Iterable, Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .data import IMAGEFOLDER_DEFAULT_SIZE, Benchmark, _channel_stats
+from .data import IMAGEFOLDER_DEFAULT_SIZE, Benchmark
 from .imagefolder import decode_image, is_gray, list_imagefolder
 
 # Stream when the decoded dataset would take more than this share of the free memory: the resident
@@ -155,10 +155,23 @@ def load_imagefolder_streamed(folder: Path, size: int | None = None, seed: int =
     xtr = StreamedImages([str(p) for p, _, _ in train], size, c)
     xte = StreamedImages([str(p) for p, _, _ in test], size, c)
     g = torch.Generator().manual_seed(seed)
-    sample = torch.randperm(len(xtr), generator=g)[:STATS_SAMPLE].sort().values
-    mean, std = _channel_stats(take(xtr, sample))
+    mean, std = _sample_stats(xtr, torch.randperm(len(xtr), generator=g)[:STATS_SAMPLE].sort().values)
     labels = lambda files: torch.tensor([label for _, label, _ in files], dtype=torch.int64)  # noqa: E731
     return Benchmark(f"imagefolder:{folder}", xtr, labels(train), xte, labels(test), class_names, mean, std)
+
+
+def _sample_stats(images: StreamedImages, sample: torch.Tensor, chunk: int = 64) -> tuple[tuple, tuple]:
+    """Per-channel mean and std (pixel units in [0, 1]) of the sampled images, decoded a few at a time."""
+    c = images.channels
+    total, total_sq, n = torch.zeros(c, dtype=torch.float64), torch.zeros(c, dtype=torch.float64), 0
+    for part in chunks(images, sample, chunk):
+        x = part.to(torch.float64) / 255.0
+        total += x.sum(dim=(0, 2, 3))
+        total_sq += (x * x).sum(dim=(0, 2, 3))
+        n += x.shape[0] * x.shape[2] * x.shape[3]
+    mean = total / n
+    std = (total_sq / n - mean * mean).clamp_min(0).sqrt()
+    return tuple(mean.tolist()), tuple(std.tolist())
 
 
 def _readable(files: list[tuple[Path, int]], folder: Path) -> list[tuple[Path, int, bool]]:

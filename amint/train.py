@@ -210,7 +210,7 @@ def _steps_per_epoch(n_members: int, batch: int, world_size: int) -> int:
     return steps - 1 if steps > 1 and 0 < n_members % batch < world_size else steps
 
 
-def _run_epochs(phase: str, cfg: TrainConfig, pair: AuditedPair, data: dict, monitor: _Monitor,
+def _run_epochs(phase: str, cfg: TrainConfig, pair: AuditedPair, data: dict, monitor: _Monitor | None,
                 device: torch.device, callback: Callback, should_stop: Callable[[], bool], history: list[dict],
                 ranks: distributed.Ranks = distributed.SINGLE) -> None:
     """phase: joint (task + membership loss, backbone and trace head), task (task loss, backbone),
@@ -293,7 +293,7 @@ def _run_epochs(phase: str, cfg: TrainConfig, pair: AuditedPair, data: dict, mon
 
 @torch.no_grad()
 def write_memories(pair: AuditedPair, bench: Benchmark, split: MembershipSplit, views: int, seed: int,
-                   callback: Callback, chunk: int = 4096, ranks: distributed.Ranks = distributed.SINGLE) -> dict:
+                   callback: Callback, chunk: int | None = None, ranks: distributed.Ranks = distributed.SINGLE) -> dict:
     """Fit each memory's whitening on the training images, then write members and externals, as is and edited.
 
     Under torchrun rank 0 fits the whitening; the writing is shared out as (pool, chunk, view) jobs in a fixed
@@ -302,6 +302,7 @@ def write_memories(pair: AuditedPair, bench: Benchmark, split: MembershipSplit, 
     if not pair.head.memories:
         return {}
     device = pair.mean.device
+    chunk = chunk or _memory_chunk(bench.train_images.shape)
     if ranks.is_main:
         _fit_projections(pair, bench.train_images, torch.cat([split.members, split.external]), chunk)
     for memory in pair.head.memories.values():
@@ -326,6 +327,11 @@ def write_memories(pair: AuditedPair, bench: Benchmark, split: MembershipSplit, 
         distributed.or_across_ranks(memory.members, ranks)
         distributed.or_across_ranks(memory.externals, ranks)
     return {name: m.occupancy() for name, m in pair.head.memories.items()}
+
+
+def _memory_chunk(shape: torch.Size, budget: int = 2**26) -> int:
+    """Images per chunk: 4096 for small images, fewer for large ones (about 64 MiB of uint8 a chunk)."""
+    return max(64, min(4096, budget // max(1, shape[1] * shape[2] * shape[3])))
 
 
 def _fit_projections(pair: AuditedPair, images, train: torch.Tensor, chunk: int) -> None:

@@ -1,6 +1,7 @@
 """Write a synthetic image folder (class subfolders of PNG files) for the streaming benchmark.
 
     python benchmarks/make_imagefolder.py /tmp/amint-stream --n 24000 --size 128
+    python benchmarks/make_imagefolder.py /tmp/amint-stream --n 24000 --size 128 --seed 1 --offset 24000
 
 Each image is a smooth random colour field (a 16x16 grid, enlarged) with a bright square whose corner
 says the class: learnable, unique per file, and compressible, so the PNGs stay small on disk while
@@ -32,16 +33,17 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=24000, help="number of PNG files (default: 24000)")
     parser.add_argument("--size", type=int, default=128, help="side in pixels (default: 128)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--offset", type=int, default=0, help="first file number (to add files to a folder)")
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     for name in CLASSES:
         (args.folder / name).mkdir(parents=True, exist_ok=True)
-    for i in range(args.n):
+    for i in range(args.offset, args.offset + args.n):
         label = i % len(CLASSES)
         make_image(rng, label, args.size).save(args.folder / CLASSES[label] / f"{i:06d}.png")
-    decoded = args.n * 3 * args.size * args.size
-    on_disk = sum(p.stat().st_size for p in args.folder.rglob("*.png"))
-    print(f"{args.n} files in {args.folder}: {on_disk / 2**20:.0f} MiB on disk, {decoded / 2**20:.0f} MiB decoded")
+    files = list(args.folder.rglob("*.png"))
+    on_disk, decoded = sum(p.stat().st_size for p in files), len(files) * 3 * args.size * args.size
+    print(f"{len(files)} files in {args.folder}: {on_disk / 2**20:.0f} MiB on disk, {decoded / 2**20:.0f} MiB decoded")
 
 
 if __name__ == "__main__":
