@@ -406,7 +406,8 @@ def _load_data(cfg: TrainConfig, device: torch.device) -> tuple[Benchmark, bool,
     if streamed:
         folder = Path(cfg.dataset.split(":", 1)[1])
         return streaming.load_imagefolder_streamed(folder, cfg.image_size), True, why
-    return load_benchmark(cfg.dataset, cfg.data_root, image_size=cfg.image_size), False, why
+    sized = {"image_size": cfg.image_size} if cfg.image_size is not None else {}
+    return load_benchmark(cfg.dataset, cfg.data_root, **sized), False, why
 
 
 def _train(cfg: TrainConfig, callback: Callback, should_stop: Callable[[], bool], bench: Benchmark | None,
