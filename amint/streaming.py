@@ -21,9 +21,10 @@ from torch.utils.data import DataLoader, Dataset
 from .data import IMAGEFOLDER_DEFAULT_SIZE, Benchmark
 from .imagefolder import decode_image, is_gray, list_imagefolder
 
-# Stream when the decoded dataset would take more than this share of the free memory: the resident
-# load briefly holds it twice (decoded arrays, then the stacked tensor), and training needs the rest.
-RESIDENT_SHARE = 0.25
+# Stream when the decoded dataset would take more than this share of the free memory: loading a folder
+# resident peaks at about 4.4 times its decoded size (arrays, stacked, made contiguous: 9.9 GB for
+# 2.2 GB measured, benchmarks/README.md), and training needs room beside it.
+RESIDENT_SHARE = 0.125
 STATS_SAMPLE = 2000  # images the streamed path's normalisation (mean, std) is measured on
 
 

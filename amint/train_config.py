@@ -23,7 +23,7 @@ class TrainConfig:
     data_root: str | None = option(None, "where the dataset files are; None = the registry's default places")
     image_size: int | None = option(None, "resize the images to this square size; None = the dataset's own "
                                           "(an image folder: 64)")
-    stream: str = option("auto", "auto: stream an image folder whose decoded size exceeds a quarter of the free "
+    stream: str = option("auto", "auto: stream an image folder whose decoded size exceeds an eighth of the free "
                                  "memory (RAM, and the GPU's when on CUDA); on / off: always / never")
     data_workers: int = option(4, "DataLoader processes (per rank) decoding a streamed image folder's batches")
     backbone: str = option("resnet18", "any timm model name")

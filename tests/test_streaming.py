@@ -62,7 +62,10 @@ def test_the_path_is_chosen_by_size(tiny_folder, monkeypatch):
     cpu = torch.device("cpu")
     assert not streaming.choose_data_path(f"imagefolder:{tiny_folder}", "auto", 16, cpu)[0]
     assert not streaming.choose_data_path("fashion-mnist", "on", None, cpu)[0]  # only image folders stream
-    monkeypatch.setattr(streaming, "free_memory_bytes", lambda device: 4 * 160 * 3 * 16 * 16 - 1)
+    decoded = 160 * 3 * 16 * 16
+    monkeypatch.setattr(streaming, "free_memory_bytes", lambda device: int(decoded / streaming.RESIDENT_SHARE) + 1)
+    assert not streaming.choose_data_path(f"imagefolder:{tiny_folder}", "auto", 16, cpu)[0]
+    monkeypatch.setattr(streaming, "free_memory_bytes", lambda device: int(decoded / streaming.RESIDENT_SHARE) - 1)
     streamed, why = streaming.choose_data_path(f"imagefolder:{tiny_folder}", "auto", 16, cpu)
     assert streamed and why.startswith("streamed: 160 files")
 
