@@ -136,10 +136,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, train_pair
 
     cfg = TrainConfig.from_dict({f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
-    pair = train_pair(cfg, callback=_ProgressPrinter())
-    print(f"saved to {cfg.out}", file=sys.stderr)
-    print(json.dumps(_without_roc(pair.config.metrics), indent=2))
+    rank = int(os.environ.get("RANK", "0"))  # set by torchrun: one process per rank runs this
+    if args.progress_json:
+        callback = _JsonProgress(rank)
+    else:
+        callback = _ProgressPrinter() if rank == 0 else None  # one progress bar, not one per rank
+    pair = train_pair(cfg, callback=callback)
+    if rank == 0:
+        print(f"saved to {cfg.out}", file=sys.stderr)
+        print(json.dumps(_without_roc(pair.config.metrics), indent=2))
     return 0
+
+
+class _JsonProgress:
+    """Every report as one JSON line on stdout, with the rank: what amint.launch reads and merges."""
+
+    def __init__(self, rank: int):
+        self.rank = rank
+
+    def __call__(self, p) -> None:
+        from .launch import progress_line
+
+        # One write per line: the ranks share the pipe, and print() writes the newline separately.
+        sys.stdout.write(progress_line(self.rank, p) + "\n")
+        sys.stdout.flush()
 
 
 def _without_roc(metrics: dict) -> dict:
@@ -334,9 +354,13 @@ def build_parser() -> argparse.ArgumentParser:
                    f"  {PROG} train --dataset fashion-mnist --backbone resnet18 --epochs 10 --out runs/fmnist\n"
                    f"  {PROG} train --dataset cifar10 --setup entry --augment --out runs/c10\n"
                    f"  {PROG} train --backbone resnet18 --backbone-kwargs '{{\"channels\": [16, 32, 64, 128]}}' "
-                   f"--mode passive --out runs/passive")
+                   f"--mode passive --out runs/passive\n"
+                   f"  torchrun --nproc_per_node 4 -m {PROG} train --dataset cifar10 --out runs/c10  "
+                   f"# one process per GPU")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="save the finished pair here")
+    p.add_argument("--progress-json", action="store_true",
+                   help="report progress as JSON lines on stdout, one per event and rank (for programs)")
     _add_dataclass_flags(p, TrainConfig, skip=("out",))
     p.set_defaults(func=cmd_train)
 

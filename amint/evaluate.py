@@ -16,6 +16,7 @@ from .data import Benchmark
 from .edits import random_edits
 from .pair import eval_mode
 from .splits import MembershipSplit
+from .streaming import take
 
 HIST_BINS = 50
 
@@ -215,8 +216,8 @@ def calibration_images(bench: Benchmark, split: MembershipSplit, spec, seed: int
     The readout and the threshold are fitted on both, so the probability and the false-positive
     rate hold for uploads as people make them, not only for the exact training bytes.
     """
-    members = bench.train_images[split.calibration_members]
-    nonmembers = bench.train_images[split.calibration_nonmembers]
+    members = take(bench.train_images, split.calibration_members)
+    nonmembers = take(bench.train_images, split.calibration_nonmembers)
     return (torch.cat([members, random_edits(members, spec, seed, moves=True)]),
             torch.cat([nonmembers, random_edits(nonmembers, spec, seed + 1, moves=True)]))
 
@@ -302,9 +303,9 @@ def _calibration_errors(pair, bench: Benchmark, members: torch.Tensor, nonmember
                         exact_m: torch.Tensor, exact_n: torch.Tensor, device) -> dict[str, float]:
     """Expected calibration error on held-out images made like the calibration set (each as is and once
     randomly edited), and on the exact and the edited halves alone."""
-    edited_m = score_images(pair, random_edits(bench.train_images[members], pair.config, 101, moves=True),
+    edited_m = score_images(pair, random_edits(take(bench.train_images, members), pair.config, 101, moves=True),
                             device=device).member_probability
-    edited_n = score_images(pair, random_edits(bench.test_images[nonmembers], pair.config, 102, moves=True),
+    edited_n = score_images(pair, random_edits(take(bench.test_images, nonmembers), pair.config, 102, moves=True),
                             device=device).member_probability
 
     def ece(m: torch.Tensor, n: torch.Tensor) -> float:

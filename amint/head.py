@@ -191,6 +191,25 @@ class HashedMemory(nn.Module):
         self.projection.zero_()
         self.projection[:, :k] = v[:k].T / scale
 
+    @torch.no_grad()
+    def moments(self, images: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
+        """(count, sum, sum of outer products) of one chunk's features: fit_from_moments adds chunks up."""
+        feats = self._features(images)
+        return len(feats), feats.sum(0), feats.T @ feats
+
+    @torch.no_grad()
+    def fit_from_moments(self, count: int, total: torch.Tensor, outer: torch.Tensor) -> None:
+        """fit_projection's whitening from summed moments, for images streamed a chunk at a time
+        (the covariance's eigenvectors are the SVD's right singular vectors, up to sign)."""
+        center = total / count
+        evals, evecs = torch.linalg.eigh(outer / count - torch.outer(center, center))
+        evals, evecs = evals.flip(0).clamp(min=0), evecs.flip(1)  # descending, as the SVD's
+        k = min(self.dims, count)
+        scale = evals[:k].sqrt().clamp(min=1e-12 * float(evals[0].sqrt()) + 1e-300)
+        self.center.copy_(center)
+        self.projection.zero_()
+        self.projection[:, :k] = evecs[:, :k] / scale
+
     # bits
 
     @staticmethod

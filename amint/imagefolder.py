@@ -23,6 +23,18 @@ def _image_files(class_dir: Path) -> list[Path]:
 
 
 def load_imagefolder(folder: Path, size: int) -> Benchmark:
+    class_names, train_files, test_files = list_imagefolder(folder)
+    (xtr, ytr), (xte, yte) = _read_images([train_files, test_files], size, folder)
+    if len(xtr) == 0 or len(xte) == 0:
+        raise ValueError(
+            f"{folder}: no readable images in the {'train' if len(xtr) == 0 else 'test'} split; "
+            f"add images (the automatic 80/20 split needs at least 3 per class)"
+        )
+    return _make_benchmark(f"imagefolder:{folder}", xtr, ytr, xte, yte, class_names)
+
+
+def list_imagefolder(folder: Path) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path, int]]]:
+    """Class names, and the (file, label) pairs of the train and the test split (train/ and test/, or 80/20)."""
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist or is not a directory")
     train_dir = folder / "train"
@@ -39,13 +51,7 @@ def load_imagefolder(folder: Path, size: int) -> Benchmark:
         class_names = [d.name for d in _class_dirs(folder)]
         _require_classes(folder, class_names)
         train_files, test_files = _split_files(_labelled_files(folder, class_names))
-    (xtr, ytr), (xte, yte) = _read_images([train_files, test_files], size, folder)
-    if len(xtr) == 0 or len(xte) == 0:
-        raise ValueError(
-            f"{folder}: no readable images in the {'train' if len(xtr) == 0 else 'test'} split; "
-            f"add images (the automatic 80/20 split needs at least 3 per class)"
-        )
-    return _make_benchmark(f"imagefolder:{folder}", xtr, ytr, xte, yte, class_names)
+    return class_names, train_files, test_files
 
 
 def _require_classes(folder: Path, class_names: list[str]) -> None:
@@ -70,18 +76,28 @@ def _split_files(files: list[tuple[Path, int]]) -> tuple[list, list]:
     return train, test
 
 
-def _read_images(splits: list[list[tuple[Path, int]]], size: int, folder: Path) -> list:
+def is_gray(mode: str) -> bool:
+    return mode in _GRAY_MODES
+
+
+def decode_image(path: Path, size: int, rgb: bool | None = None) -> np.ndarray:
+    """One file as a (size, size) uint8 array, (size, size, 3) if colour or ``rgb``: the one decoder of
+    both the resident and the streamed path, so that they see the same pixels."""
     from PIL import Image
 
+    with Image.open(path) as im:
+        a = np.asarray(im.convert("L" if is_gray(im.mode) else "RGB").resize((size, size), Image.BILINEAR))
+    return np.repeat(a[..., None], 3, axis=2) if rgb and a.ndim == 2 else a
+
+
+def _read_images(splits: list[list[tuple[Path, int]]], size: int, folder: Path) -> list:
     decoded, bad = [], []
     for files in splits:
         arrays, labels = [], []
         for path, label in files:
             try:
-                with Image.open(path) as im:
-                    gray = im.mode in _GRAY_MODES
-                    arrays.append(np.asarray(im.convert("L" if gray else "RGB").resize((size, size), Image.BILINEAR)))
-                    labels.append(label)
+                arrays.append(decode_image(path, size))
+                labels.append(label)
             except Exception as err:  # PIL raises many types for a broken file
                 bad.append(f"{path} ({type(err).__name__})")
         decoded.append((arrays, labels))

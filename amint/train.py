@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,7 +25,9 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from . import distributed, streaming
 from .data import Benchmark, default_split_sizes, load_benchmark
 from .edits import random_edits
 from .evaluate import balanced_accuracy, calibrate, evaluate_pair, fit_threshold, roc_auc
@@ -119,17 +123,23 @@ def _scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
 
 
-def _augment(x: torch.Tensor, flip: bool, generator: torch.Generator) -> torch.Tensor:
-    """Random 2-pixel translation (and horizontal flip) per sample, on the device, no Python per sample."""
+def _augment(x: torch.Tensor, flip: bool, generator: torch.Generator, rows: torch.Tensor | None = None,
+             n_global: int | None = None) -> torch.Tensor:
+    """Random 2-pixel translation (and horizontal flip) per sample, on the device, no Python per sample.
+
+    Under torchrun the draws are made for the whole global batch (``n_global``) and each rank keeps its
+    ``rows`` of them: every sample moves as it would in the single-process run."""
     n, _, h, w = x.shape
+    n_global = n if n_global is None else n_global
+    rows = torch.arange(n) if rows is None else rows
     padded = F.pad(x, (2, 2, 2, 2), mode="reflect")
-    dx = torch.randint(0, 5, (n,), generator=generator).to(x.device)
-    dy = torch.randint(0, 5, (n,), generator=generator).to(x.device)
-    rows = (torch.arange(h, device=x.device).view(1, h) + dy.view(n, 1)).view(n, 1, h, 1).expand(n, x.shape[1], h, w + 4)
-    cols = (torch.arange(w, device=x.device).view(1, w) + dx.view(n, 1)).view(n, 1, 1, w).expand(n, x.shape[1], h, w)
-    out = padded.gather(2, rows).gather(3, cols)
+    dx = torch.randint(0, 5, (n_global,), generator=generator)[rows].to(x.device)
+    dy = torch.randint(0, 5, (n_global,), generator=generator)[rows].to(x.device)
+    ys = (torch.arange(h, device=x.device).view(1, h) + dy.view(n, 1)).view(n, 1, h, 1).expand(n, x.shape[1], h, w + 4)
+    xs = (torch.arange(w, device=x.device).view(1, w) + dx.view(n, 1)).view(n, 1, 1, w).expand(n, x.shape[1], h, w)
+    out = padded.gather(2, ys).gather(3, xs)
     if flip:
-        mask = (torch.rand(n, generator=generator) < 0.5).to(x.device).view(n, 1, 1, 1)
+        mask = (torch.rand(n_global, generator=generator) < 0.5)[rows].to(x.device).view(n, 1, 1, 1)
         out = torch.where(mask, out.flip(3), out)
     return out
 
@@ -156,14 +166,60 @@ class _Monitor:
 # --- the two training phases ---------------------------------------------------------------------
 
 
-def _run_epochs(phase: str, cfg: TrainConfig, pair: AuditedPair, data: dict[str, torch.Tensor], monitor: _Monitor,
-                device: torch.device, callback: Callback, should_stop: Callable[[], bool], history: list[dict]) -> None:
+class _PhaseModel(nn.Module):
+    """What one phase trains, as one module: DistributedDataParallel averages exactly these gradients."""
+
+    def __init__(self, pair: AuditedPair, phase: str):
+        super().__init__()
+        self.backbone = pair.backbone if phase != "head" else None  # head: frozen, outside DDP
+        self.trace = pair.head.trace if phase != "task" else None
+        self._classify = pair.classify
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        with torch.no_grad() if self.backbone is None else contextlib.nullcontext():
+            logits, maps = self._classify(x)
+        return logits, self.trace(maps) if self.trace is not None else None
+
+
+@dataclass
+class _Step:
+    """One step's rows on this rank: member and external indices, and where they sit in the global batch."""
+
+    members: torch.Tensor
+    externals: torch.Tensor
+    rows: torch.Tensor  # positions in the global batch [members, externals] (the augmentation's draws)
+    n_global: int
+
+    @property
+    def indices(self) -> torch.Tensor:
+        return torch.cat([self.members, self.externals])
+
+
+def _plan_step(step: int, perm_m: torch.Tensor, perm_e: torch.Tensor, batch: int, uses_mint: bool,
+               ranks: distributed.Ranks) -> _Step:
+    g_m = perm_m[step * batch : (step + 1) * batch]
+    g_e = perm_e[step * batch : step * batch + len(g_m)] if uses_mint else g_m[:0]
+    rows = torch.arange(len(g_m) + len(g_e))
+    mine = torch.cat([distributed.shard(rows[:len(g_m)], ranks), distributed.shard(rows[len(g_m):], ranks)])
+    return _Step(distributed.shard(g_m, ranks), distributed.shard(g_e, ranks), mine, len(rows))
+
+
+def _steps_per_epoch(n_members: int, batch: int, world_size: int) -> int:
+    # A last batch with fewer members than processes would leave a rank with none: drop it.
+    steps = math.ceil(n_members / batch)
+    return steps - 1 if steps > 1 and 0 < n_members % batch < world_size else steps
+
+
+def _run_epochs(phase: str, cfg: TrainConfig, pair: AuditedPair, data: dict, monitor: _Monitor | None,
+                device: torch.device, callback: Callback, should_stop: Callable[[], bool], history: list[dict],
+                ranks: distributed.Ranks = distributed.SINGLE) -> None:
     """phase: joint (task + membership loss, backbone and trace head), task (task loss, backbone),
-    head (membership loss, trace head on the frozen backbone)."""
+    head (membership loss, trace head on the frozen backbone). Under torchrun every rank runs this with
+    the same permutations and takes its shard of each global batch of ``cfg.batch_size`` members."""
     epochs = cfg.head_epochs if phase == "head" else cfg.epochs
     trains_backbone, uses_task, uses_mint = phase != "head", phase != "head", phase != "task"
     members, externals = data["members"], data["externals"]
-    steps = math.ceil(len(members) / cfg.batch_size)
+    steps = _steps_per_epoch(len(members), cfg.batch_size, ranks.world_size)
     groups = [{"params": list(pair.backbone.parameters()), "lr": cfg.lr}] if trains_backbone else []
     if uses_mint:
         groups.append({"params": list(pair.head.trace.parameters()), "lr": cfg.lr * cfg.head_lr_mult})
@@ -171,6 +227,8 @@ def _run_epochs(phase: str, cfg: TrainConfig, pair: AuditedPair, data: dict[str,
     sched = _scheduler(cfg, opt, epochs * steps)
     gen = torch.Generator().manual_seed(cfg.seed + {"joint": 0, "task": 1, "head": 2}[phase])
     flip = cfg.augment and cfg.dataset not in ("mnist", "svhn")
+    phase_model = _PhaseModel(pair, phase)
+    model = distributed.wrap(phase_model, ranks, device)
     norms: dict[str, float] = {}
     callback(Progress("phase", phase, 0, epochs, message=f"{phase} training: {epochs} epochs of {steps} steps"))
 
@@ -183,31 +241,35 @@ def _run_epochs(phase: str, cfg: TrainConfig, pair: AuditedPair, data: dict[str,
         # Externals are drawn without replacement and wrap around when pool E is smaller than D.
         perm_e = externals[torch.randperm(len(externals), generator=gen).to(externals.device)]
         perm_e = perm_e.repeat(math.ceil(len(members) / len(externals)))
-        sums = dict.fromkeys(("task_loss", "mint_loss", "task_correct", "mint_correct"), 0.0)
-        seen = 0
-        for step in range(steps):
-            if should_stop():
+        plan = [_plan_step(step, perm_m, perm_e, cfg.batch_size, uses_mint, ranks) for step in range(steps)]
+        images = streaming.batches(data["images"], [p.indices for p in plan], cfg.data_workers, device.type == "cuda")
+        sums = [0.0] * 6  # task loss, mint loss (both times their rows), members, mint rows, correct: task, mint
+        for step, (p, raw) in enumerate(zip(plan, images)):
+            if distributed.any_rank(should_stop(), ranks, device):
                 raise TrainingCancelled(f"stopped at {phase} epoch {epoch}, step {step}")
-            m_idx = perm_m[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            nm = len(m_idx)
-            idx = torch.cat([m_idx, perm_e[step * cfg.batch_size : step * cfg.batch_size + nm]]) if uses_mint else m_idx
-            x = pair.normalize(data["images"][idx])
+            nm, n = len(p.members), len(p.members) + len(p.externals)
+            x = pair.normalize(raw.to(device, non_blocking=True))
             if cfg.augment:
-                x = _augment(x, flip, gen)
+                x = _augment(x, flip, gen, p.rows, p.n_global)
             x = x.contiguous(memory_format=torch.channels_last)
-            y = data["labels"][m_idx]
-            target = torch.cat([torch.ones(nm, device=device), torch.zeros(len(idx) - nm, device=device)])
+            y = data["labels"][p.members.to(data["labels"].device)].to(device)
+            target = torch.cat([torch.ones(nm, device=device), torch.zeros(n - nm, device=device)])
 
             with training_autocast(device, cfg.dtype), torch.set_grad_enabled(True):
-                with torch.no_grad() if not trains_backbone else contextlib.nullcontext():
-                    logits, maps = pair.classify(x)
-                trace = pair.head.trace(maps) if uses_mint else None
+                logits, trace = model(x)
             task_loss = F.cross_entropy(logits[:nm].float(), y)
             mint_loss = F.binary_cross_entropy_with_logits(trace.float(), target) if uses_mint else torch.zeros(())
+            # The global batch's mean losses and counts: each rank's sums added over the ranks.
+            g = distributed.all_sum([task_loss.item() * nm, mint_loss.item() * n, nm, n,
+                                     (logits[:nm].argmax(1) == y).sum().item(),
+                                     ((trace > 0).float() == target).sum().item() if uses_mint else 0.0],
+                                    ranks, device)
+            step_task, step_mint = g[0] / g[2], g[1] / g[3]
             if not norms:
                 initial = cfg.loss_norm == "initial"
-                norms = {"task": task_loss.item() if initial else 1.0, "mint": mint_loss.item() if initial else 1.0}
+                norms = {"task": step_task if initial else 1.0, "mint": step_mint if initial else 1.0}
             # The joint loss, visible: each term divided by its first-step value (paper) or raw.
+            # (DDP averages the ranks' gradients: with equal shards, the gradient of the global batch's mean.)
             loss = (task_loss / norms["task"] if uses_task else 0.0) + \
                    (cfg.mint_weight * mint_loss / norms["mint"] if uses_mint else 0.0)
             opt.zero_grad(set_to_none=True)
@@ -215,48 +277,79 @@ def _run_epochs(phase: str, cfg: TrainConfig, pair: AuditedPair, data: dict[str,
             opt.step()
             sched.step()
 
-            sums["task_loss"] += task_loss.item() * nm
-            sums["mint_loss"] += mint_loss.item() * nm
-            sums["task_correct"] += (logits[:nm].argmax(1) == y).sum().item()
-            if uses_mint:
-                sums["mint_correct"] += ((trace > 0).float() == target).float().mean().item() * nm
-            seen += nm
+            sums = [a + b for a, b in zip(sums, g)]
             callback(Progress("step", phase, epoch, epochs, step + 1, steps,
-                              {"task_loss": task_loss.item(), "mint_loss": mint_loss.item()}))
+                              {"task_loss": step_task, "mint_loss": step_mint}))
+        # Rank 0's BatchNorm running statistics everywhere; rank 0 monitors, every rank records the same.
+        distributed.sync_state(phase_model, ranks)
         record = {"phase": phase, "epoch": epoch,
-                  "task_loss": sums["task_loss"] / seen, "mint_loss": sums["mint_loss"] / seen,
-                  "train_task_accuracy": sums["task_correct"] / seen, "train_mint_accuracy": sums["mint_correct"] / seen,
-                  **monitor(pair), "seconds": time.perf_counter() - t0}
+                  "task_loss": sums[0] / sums[2], "mint_loss": sums[1] / sums[3] if uses_mint else 0.0,
+                  "train_task_accuracy": sums[4] / sums[2], "train_mint_accuracy": sums[5] / sums[3],
+                  **(monitor(pair) if ranks.is_main else {}), "seconds": time.perf_counter() - t0}
+        record = distributed.broadcast_object(record, ranks)
         history.append(record)
         callback(Progress("epoch", phase, epoch, epochs, steps, steps, record))
 
 
 @torch.no_grad()
 def write_memories(pair: AuditedPair, bench: Benchmark, split: MembershipSplit, views: int, seed: int,
-                   callback: Callback, chunk: int = 4096) -> dict:
-    """Fit each memory's whitening on the training images, then write members and externals, as is and edited."""
+                   callback: Callback, chunk: int | None = None, ranks: distributed.Ranks = distributed.SINGLE) -> dict:
+    """Fit each memory's whitening on the training images, then write members and externals, as is and edited.
+
+    Under torchrun rank 0 fits the whitening; the writing is shared out as (pool, chunk, view) jobs in a fixed
+    order, each with the edit seed it has in one process, and the ranks' bit tables are OR-ed together:
+    every rank ends with the single-process memories."""
     if not pair.head.memories:
         return {}
     device = pair.mean.device
-    train = torch.cat([split.members, split.external])
+    chunk = chunk or _memory_chunk(bench.train_images.shape)
+    if ranks.is_main:
+        _fit_projections(pair, bench.train_images, torch.cat([split.members, split.external]), chunk)
     for memory in pair.head.memories.values():
-        memory.fit_projection(pair.normalize(bench.train_images[train].to(device)))
-    batches = ((bench.train_images[split.members], True), (bench.train_images[split.external], False))
-    total = (1 + views) * len(train)
-    done = 0
-    for images, member in batches:
-        for start in range(0, len(images), chunk):
-            part = images[start : start + chunk]
-            # A member's edited views are members, an external's non-members (amint.edits.random_edit).
-            versions = [part] + [random_edits(part, pair.config, seed=seed + 7919 * v + start + (0 if member else 1 << 20))
-                                 for v in range(views)]
-            for v in versions:
-                x = pair.normalize(v.to(device))
-                for memory in pair.head.memories.values():
-                    memory.write(x, member)
-                done += len(v)
-            callback(Progress("step", "memory", 1, 1, done, total, message="writing the memories"))
+        distributed.sync_state(memory, ranks)
+    jobs = [(member, start, v) for member, pool in ((True, split.members), (False, split.external))
+            for start in range(0, len(pool), chunk) for v in range(1 + views)]
+    mine = distributed.shard(torch.arange(len(jobs)), ranks).tolist()  # contiguous: a chunk is decoded once
+    loaded, part = None, None
+    for done, j in enumerate(mine, 1):
+        member, start, v = jobs[j]
+        if loaded != (member, start):
+            pool = split.members if member else split.external
+            loaded, part = (member, start), streaming.take(bench.train_images, pool[start : start + chunk])
+        # A member's edited views are members, an external's non-members (amint.edits.random_edit).
+        version = part if v == 0 else random_edits(
+            part, pair.config, seed=seed + 7919 * (v - 1) + start + (0 if member else 1 << 20))
+        x = pair.normalize(version.to(device))
+        for memory in pair.head.memories.values():
+            memory.write(x, member)
+        callback(Progress("step", "memory", 1, 1, done, len(mine), message="writing the memories"))
+    for memory in pair.head.memories.values():
+        distributed.or_across_ranks(memory.members, ranks)
+        distributed.or_across_ranks(memory.externals, ranks)
     return {name: m.occupancy() for name, m in pair.head.memories.items()}
+
+
+def _memory_chunk(shape: torch.Size, budget: int = 2**26) -> int:
+    """Images per chunk: 4096 for small images, fewer for large ones (about 64 MiB of uint8 a chunk)."""
+    return max(64, min(4096, budget // max(1, shape[1] * shape[2] * shape[3])))
+
+
+def _fit_projections(pair: AuditedPair, images, train: torch.Tensor, chunk: int) -> None:
+    device = pair.mean.device
+    if isinstance(images, torch.Tensor):
+        x = pair.normalize(images[train].to(device))
+        for memory in pair.head.memories.values():
+            memory.fit_projection(x)
+        return
+    # Streamed: the same whitening from second moments, one decoded chunk at a time.
+    sums: dict[str, list] = {}
+    for part in streaming.chunks(images, train, chunk):
+        x = pair.normalize(part.to(device))
+        for name, memory in pair.head.memories.items():
+            m = memory.moments(x)
+            sums[name] = [a + b for a, b in zip(sums[name], m)] if name in sums else list(m)
+    for name, memory in pair.head.memories.items():
+        memory.fit_from_moments(*sums[name])
 
 
 def _load_backbone(pair: AuditedPair, source: str) -> dict:
@@ -295,40 +388,83 @@ def train_pair(
     should_stop: Callable[[], bool] | None = None,
     bench: Benchmark | None = None,
 ) -> AuditedPair:
-    """Train a pair as ``cfg`` says, calibrate it, evaluate it, and save it to ``cfg.out``."""
-    cfg.validate()
-    callback = callback or (lambda p: None)
-    should_stop = should_stop or (lambda: False)
-    torch.manual_seed(cfg.seed)
-    device = resolve_device(cfg.device)
+    """Train a pair as ``cfg`` says, calibrate it, evaluate it, and save it to ``cfg.out``.
 
-    bench = bench or load_benchmark(cfg.dataset, cfg.data_root)
+    Under torchrun (or inside an initialised process group) every rank calls this; they train one pair
+    with DistributedDataParallel, every rank returns the same pair and rank 0 alone saves it."""
+    cfg.validate()
+    ranks, device, created = distributed.setup(resolve_device(cfg.device))
+    try:
+        return _train(cfg, callback or (lambda p: None), should_stop or (lambda: False), bench, ranks, device)
+    finally:
+        distributed.teardown(created)
+
+
+def _load_data(cfg: TrainConfig, device: torch.device) -> tuple[Benchmark, bool, str]:
+    """The benchmark, whether it is streamed, and why (said in the log)."""
+    streamed, why = streaming.choose_data_path(cfg.dataset, cfg.stream, cfg.image_size, device)
+    if streamed:
+        folder = Path(cfg.dataset.split(":", 1)[1])
+        return streaming.load_imagefolder_streamed(folder, cfg.image_size), True, why
+    sized = {"image_size": cfg.image_size} if cfg.image_size is not None else {}
+    return load_benchmark(cfg.dataset, cfg.data_root, **sized), False, why
+
+
+def _train(cfg: TrainConfig, callback: Callback, should_stop: Callable[[], bool], bench: Benchmark | None,
+           ranks: distributed.Ranks, device: torch.device) -> AuditedPair:
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+    if bench is None:
+        bench, streamed, data_path = _load_data(cfg, device)
+    else:
+        streamed = not isinstance(bench.train_images, torch.Tensor)
+        data_path = "streamed: given" if streamed else "resident: given"
     split = build_split(cfg, bench)
-    # Small benchmarks live on the device: one copy, uint8, normalised per batch.
+    # Small benchmarks live on the device: one copy, uint8, normalised per batch. Streamed: files, decoded per step.
+    home = torch.device("cpu") if streamed else device
     data = {
-        "images": bench.train_images.to(device),
-        "labels": bench.train_labels.to(device),
-        "members": split.members.to(device),
-        "externals": split.external.to(device),
+        "images": bench.train_images if streamed else bench.train_images.to(device),
+        "labels": bench.train_labels.to(home),
+        "members": split.members.to(home),
+        "externals": split.external.to(home),
     }
-    monitor = _Monitor(bench, split, cfg.monitor_samples, device)
+    monitor = _Monitor(bench, split, cfg.monitor_samples, device) if ranks.is_main else None
 
     pair = build_pair(cfg, bench, split)
     origin = _load_backbone(pair, cfg.init_from) if cfg.init_from else None
     # channels_last: faster convolutions on CUDA and, for these small nets, on CPU too (benchmarks/).
     pair = pair.to(device, memory_format=torch.channels_last)
+    callback(Progress("phase", "data", 0, 0, message=f"data {data_path}; {ranks.world_size} process(es), "
+                                                     f"{cfg.batch_size} members + as many externals per step"))
     history: list[dict] = []
     t0 = time.perf_counter()
     if cfg.epochs:
         phase = "joint" if cfg.mode == "active" else "task"
-        _run_epochs(phase, cfg, pair, data, monitor, device, callback, should_stop, history)
+        _run_epochs(phase, cfg, pair, data, monitor, device, callback, should_stop, history, ranks)
     if cfg.head_epochs and pair.head.trace is not None:
-        _run_epochs("head", cfg, pair, data, monitor, device, callback, should_stop, history)
+        _run_epochs("head", cfg, pair, data, monitor, device, callback, should_stop, history, ranks)
     pair.eval()
-    occupancy = write_memories(pair, bench, split, cfg.memory_views, cfg.seed, callback)
+    distributed.sync_state(pair, ranks)
+    occupancy = write_memories(pair, bench, split, cfg.memory_views, cfg.seed, callback, ranks=ranks)
     train_seconds = time.perf_counter() - t0
 
     callback(Progress("phase", "calibrate", 0, 0, message="calibrating the readout and threshold, evaluating"))
+    if ranks.is_main:  # deterministic work, done once; the result goes to every rank below
+        with _threads_of_waiting_ranks(device):
+            _calibrate_and_record(pair, cfg, bench, split, device, ranks, history, occupancy, origin, streamed,
+                                  train_seconds)
+    _share_from_rank0(pair, ranks)
+    pair = pair.cpu().to(memory_format=torch.contiguous_format)
+    if cfg.out and ranks.is_main:
+        save_atomically(pair, Path(cfg.out))
+    distributed.barrier(ranks)  # the pair is on disk before any rank returns
+    callback(Progress("done", "done", cfg.epochs, cfg.epochs, metrics=pair.config.metrics))
+    return pair
+
+
+def _calibrate_and_record(pair: AuditedPair, cfg: TrainConfig, bench: Benchmark, split: MembershipSplit,
+                          device: torch.device, ranks: distributed.Ranks, history: list[dict], occupancy: dict,
+                          origin: dict | None, streamed: bool, train_seconds: float) -> None:
+    """Calibrate, evaluate and write the training record into the pair's config (rank 0)."""
     fitted = calibrate(pair, bench, split, cfg.target_fpr)
     pair.config.threshold = fitted["threshold"]
     pair.config.threshold_fpr = fitted["threshold_fpr"]
@@ -340,6 +476,9 @@ def train_pair(
         "history": history,
         "memory_occupancy": occupancy,
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "world_size": ranks.world_size,
+        "global_batch_size": cfg.batch_size,  # members per step over all ranks (and as many externals)
+        "data": "streamed" if streamed else "resident",
         "train_seconds": round(train_seconds, 1),
         "init_from": origin,
         "parameters": {
@@ -347,8 +486,41 @@ def train_pair(
             "head": sum(p.numel() for p in pair.head.parameters()),
         },
     }
-    pair = pair.cpu().to(memory_format=torch.contiguous_format)
-    if cfg.out:
-        pair.save_pretrained(cfg.out)
-    callback(Progress("done", "done", cfg.epochs, cfg.epochs, metrics=pair.config.metrics))
-    return pair
+
+
+@contextlib.contextmanager
+def _threads_of_waiting_ranks(device: torch.device):
+    """On CPU, rank 0 alone calibrates while this machine's other ranks wait: lend it their threads."""
+    before, local = torch.get_num_threads(), int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if device.type == "cpu" and local > 1:
+        torch.set_num_threads(before * local)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _share_from_rank0(pair: AuditedPair, ranks: distributed.Ranks) -> None:
+    """Rank 0's weights, memories, readout and results on every rank: any rank would save the same pair."""
+    distributed.sync_state(pair, ranks)
+    keys = ("threshold", "threshold_fpr", "calibration", "metrics", "training")
+    shared = distributed.broadcast_object({k: getattr(pair.config, k) for k in keys}, ranks)
+    for k, v in shared.items():
+        setattr(pair.config, k, v)
+
+
+def save_atomically(pair: AuditedPair, out: Path) -> Path:
+    """Write into a hidden sibling folder, then rename it into place: ``out`` is never half written."""
+    out = out.expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    pair.save_pretrained(partial)
+    if out.exists():  # replacing an earlier pair: move it aside first (rename cannot replace a folder)
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        out.rename(old)
+        partial.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        partial.rename(out)
+    return out

@@ -21,6 +21,11 @@ def option(default: Any = MISSING, help: str = "", factory: Callable[[], Any] | 
 class TrainConfig:
     dataset: str = option("fashion-mnist", "a name from amint.data.available_benchmarks(), or imagefolder:PATH")
     data_root: str | None = option(None, "where the dataset files are; None = the registry's default places")
+    image_size: int | None = option(None, "resize the images to this square size; None = the dataset's own "
+                                          "(an image folder: 64)")
+    stream: str = option("auto", "auto: stream an image folder whose decoded size exceeds an eighth of the free "
+                                 "memory (RAM, and the GPU's when on CUDA); on / off: always / never")
+    data_workers: int = option(4, "DataLoader processes (per rank) decoding a streamed image folder's batches")
     backbone: str = option("resnet18", "any timm model name")
     backbone_kwargs: dict[str, Any] = option(factory=dict, help='e.g. {"channels": [16, 32, 64, 128]}')
     setup: str = option("entry", "entry / middle / output: where the trace head's two taps sit")
@@ -35,7 +40,8 @@ class TrainConfig:
     epochs: int = option(8, "backbone epochs (joint or task-only); 0 with init_from keeps that backbone")
     head_epochs: int = option(3, "trace-head epochs on the frozen backbone (the memories are written once)")
     memory_views: int = option(2, "random edited views of each training image written into the memories")
-    batch_size: int = option(128, "members per step; each step also takes as many externals")
+    batch_size: int = option(128, "members per step, over all processes (torchrun: the global batch); "
+                                  "each step also takes as many externals")
     optimizer: str = option("adamw", "adamw or sgd (Nesterov momentum 0.9)")
     lr: float = option(2e-3, "peak learning rate of the backbone")
     head_lr_mult: float = option(1.0, "the trace head's learning rate relative to lr, in both phases")
@@ -69,6 +75,7 @@ class TrainConfig:
             "loss_norm": (self.loss_norm, ("initial", "fixed")),
             "dtype": (self.dtype, ("auto", "bf16", "fp32")),
             "setup": (self.setup, ("entry", "middle", "output", "custom")),
+            "stream": (self.stream, ("auto", "on", "off")),
         }
         for name, (value, allowed) in checks.items():
             if value not in allowed:
@@ -76,6 +83,8 @@ class TrainConfig:
         head = self.head_config()
         if self.epochs < 0 or self.head_epochs < 0 or self.memory_views < 0 or self.batch_size < 2:
             raise ValueError("epochs, head_epochs and memory_views must be >= 0, batch_size >= 2")
+        if self.data_workers < 0 or (self.image_size is not None and self.image_size < 1):
+            raise ValueError("data_workers must be >= 0 and image_size a positive size (or None)")
         if self.mode == "active" and self.epochs and not head.trace:
             raise ValueError("mode=active trains the backbone through the MINT head, but this head has no trace head: "
                              "its memories pass no gradient, so active would equal passive. Add a trace head "

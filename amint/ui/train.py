@@ -27,6 +27,7 @@ from amint.pair import check_repo_id
 from amint.audit import is_archive_junk
 from amint.backbones import KNOWN_BACKBONES, SETUPS
 from amint.data import available_benchmarks, default_split_sizes, load_benchmark
+from amint.launch import train_multiprocess, visible_gpus
 from amint.train import Progress, TrainConfig, TrainingCancelled, resolve_device, train_pair
 
 from amint import plots
@@ -52,6 +53,9 @@ except ImportError:  # elsewhere a no-op
 
 @_gpu
 def _run_training(cfg: TrainConfig, callback, should_stop, bench):
+    gpus = visible_gpus()
+    if gpus > 1 and resolve_device(cfg.device).type == "cuda":  # one process per GPU, progress merged
+        return train_multiprocess(cfg, gpus, callback, should_stop)
     return train_pair(cfg, callback=callback, should_stop=should_stop, bench=bench)
 
 
@@ -249,7 +253,9 @@ def train(dataset: str, upload: Any, backbone: str, setup: str, epochs: float, h
 
 def _stream(job: Job, thread: threading.Thread, cfg: TrainConfig, device, progress):
     history: list[dict] = []
-    log: list[str] = [f"training {job.name} on {device.type.upper()}: {cfg.backbone}, {cfg.setup} setup, "
+    gpus = visible_gpus() if device.type == "cuda" else 0
+    where = f"{gpus} GPUs, one process each" if gpus > 1 else device.type.upper()
+    log: list[str] = [f"training {job.name} on {where}: {cfg.backbone}, {cfg.setup} setup, "
                       f"{cfg.epochs} epochs, batch {cfg.batch_size}"]
     status = f"Training **{job.name}**…"
     last = 0.0
@@ -269,7 +275,9 @@ def _stream(job: Job, thread: threading.Thread, cfg: TrainConfig, device, progre
             if event.kind == "step" and time.time() - last < UPDATE_SECONDS:
                 continue
             last = time.time()
-            progress(event.fraction, desc=f"{event.phase} · epoch {event.epoch}/{event.epochs}")
+            # Several GPUs: the message says each rank's step (amint.launch.MergedProgress).
+            where = f" · {event.message}" if event.kind == "step" and event.message else ""
+            progress(event.fraction, desc=f"{event.phase} · epoch {event.epoch}/{event.epochs}{where}")
             if event.kind == "epoch":
                 history.append(event.metrics)
                 yield status, plots.plot_history(history), "\n".join(log), *([gr.skip()] * 4)
