@@ -1,4 +1,4 @@
-"""``python -m amint {train,evaluate,verify,push,bench}``: the only layer that parses argv and prints.
+"""``python -m amint {train,evaluate,verify,audit,push,bench}``: the only layer that parses argv and prints.
 
 Each command is a thin wrapper over library functions; ``run_evaluate`` and ``run_bench`` are the
 testable cores of ``evaluate`` and ``bench``. User mistakes end in one ``amint: error: ...`` line and a
@@ -230,6 +230,34 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_BAD_INPUT if bad else 0
 
 
+# --- audit --------------------------------------------------------------------------------------
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .audit import audit_images, expand_uploads
+
+    pair = _load_pair(args.pair, args.device)
+    items = expand_uploads(list(args.files))  # zips checked against amint.uploads' limits
+    if not items:
+        raise ValueError("no images found in the files given (zips are searched for image files)")
+    result = audit_images(pair, items, batch_size=args.batch_size)
+    if args.csv:
+        result.to_csv(args.csv)
+    v = result.verdict
+    unreadable = [r for r in result.rows if r.error]
+    if args.json:
+        print(json.dumps({"n_images": v.n_images, "n_flagged": v.n_flagged, "expected_by_chance": v.expected_by_chance,
+                          "fpr": v.fpr, "p_value": v.p_value, "reading": v.reading, "n_unreadable": len(unreadable)},
+                         indent=2))
+    else:
+        print(f"{v.n_flagged} of {v.n_images} images flagged as members (about {v.expected_by_chance:.1f} expected "
+              f"by chance); p-value {v.p_value:.3g}. {v.reading}")
+    sys.stdout.flush()  # the result first, then the files it left out
+    for r in unreadable:
+        _error(" ".join(str(r.error).splitlines()))
+    return EXIT_BAD_INPUT if unreadable else 0
+
+
 # --- push ---------------------------------------------------------------------------------------
 
 
@@ -330,6 +358,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per readable image")
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
     p.set_defaults(func=cmd_verify)
+
+    p = _subparser(sub, "audit", "test whether a set of images was in a pair's training set",
+                   "Score every image (files, or the images inside .zip files) and test the whole set: are more "
+                   "flagged than the detector's false-positive rate explains? Unreadable files are reported on "
+                   "stderr (exit status 2); a zip that breaks a safety limit is refused with one line.",
+                   f"  {PROG} audit runs/fmnist photos/*.png\n  {PROG} audit runs/fmnist photos.zip --json --csv audit.csv")
+    _add_pair_args(p)
+    p.add_argument("files", nargs="+", metavar="FILE", help="image files and .zip archives of images")
+    p.add_argument("--json", action="store_true", help="print the set's verdict as one JSON object")
+    p.add_argument("--csv", metavar="PATH", help="also write the per-image table as CSV")
+    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
+    p.set_defaults(func=cmd_audit)
 
     p = _subparser(sub, "push", "upload a pair to the Hugging Face Hub",
                    "Create the Hub model repo if needed and upload the pair folder (config, weights, model card).",

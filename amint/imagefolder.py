@@ -73,12 +73,14 @@ def _split_files(files: list[tuple[Path, int]]) -> tuple[list, list]:
 def _read_images(splits: list[list[tuple[Path, int]]], size: int, folder: Path) -> list:
     from PIL import Image
 
+    from .uploads import open_image  # size and pixel limits checked before decoding
+
     decoded, bad = [], []
     for files in splits:
         arrays, labels = [], []
         for path, label in files:
             try:
-                with Image.open(path) as im:
+                with open_image(path) as im:
                     gray = im.mode in _GRAY_MODES
                     arrays.append(np.asarray(im.convert("L" if gray else "RGB").resize((size, size), Image.BILINEAR)))
                     labels.append(label)

@@ -13,7 +13,8 @@ import numpy as np
 from amint.verify import ImageError, decision_words, explain_image, load_image
 
 from . import plots
-from .common import Selector, examples_dir, get_pair, selector_update, user_errors
+from .common import (MODEL_CONCURRENCY_ID, Selector, examples_dir, get_pair, limits_note, selector_update,
+                     user_errors)
 
 DISPLAY_SIDE = 224  # pixels: small inputs (28x28) are upscaled to about this for display
 
@@ -172,6 +173,7 @@ def build(sel: Selector) -> None:
                 elem_id="verify-image",
             )
             button = gr.Button("Check this image", variant="primary", elem_id="verify-button")
+            limits_note()
             model_view = gr.Image(label="What the model sees (its input, enlarged)", interactive=False,
                                   height=240, elem_classes=["pixelated"], buttons=[])
         with gr.Column(scale=2, min_width=300):
@@ -196,7 +198,8 @@ def build(sel: Selector) -> None:
     outputs = [model_view, verdict, score_plot, top, maps, saliency, details]
     # Preprocessing off: the handler reads the upload itself, so an unreadable file gets a plain
     # message from amint.verify instead of a generic error from the image component.
-    button.click(verify, [sel.dropdown, image], outputs, api_name="verify", preprocess=False)
+    button.click(verify, [sel.dropdown, image], outputs, api_name="verify", preprocess=False,
+                 concurrency_id=MODEL_CONCURRENCY_ID)
 
     data = load_examples()
     if data["examples"]:
@@ -212,7 +215,9 @@ def build(sel: Selector) -> None:
             show_label=False, elem_classes=["pixelated"], elem_id="verify-examples", interactive=False,
         )
         example_outputs = [image, *outputs, sel.dropdown]
-        gallery.select(_on_example_select, None, example_outputs, api_visibility="private")
+        gallery.select(_on_example_select, None, example_outputs, api_visibility="private",
+                       concurrency_id=MODEL_CONCURRENCY_ID)
         # The same, by number, for API clients.
         index = gr.Number(visible=False, precision=0)
-        index.submit(verify_example, index, example_outputs, api_name="verify_example")
+        index.submit(verify_example, index, example_outputs, api_name="verify_example",
+                     concurrency_id=MODEL_CONCURRENCY_ID)
