@@ -163,8 +163,8 @@ def check_zip(zf: zipfile.ZipFile, name: str, max_files: int) -> list[zipfile.Zi
     images = [i for i in infos if not i.is_dir() and not is_archive_junk(i.filename) and is_image_name(i.filename)]
     if len(images) > max_files:
         raise UploadError(f"{name} holds {len(images):,} images; the limit is {max_files:,}")
-    for info in images:
-        check_image_bytes(info.file_size, f"{name}/{info.filename}")
+    # A single empty or oversized image is that file's problem, not the archive's: it is refused
+    # when read (an audit row, a skipped training image), and the rest are used.
     return images
 
 
@@ -195,13 +195,15 @@ def zip_image_entries(path: str | Path, max_files: int = MAX_AUDIT_FILES) -> lis
 def extract_images(path: str | Path, dest: str | Path, max_files: int = MAX_TRAIN_FILES) -> int:
     """Write the image entries of a checked zip under ``dest`` and nothing else; returns how many.
 
-    Only image files are written (no links, no other members), each to a path proved to lie inside
-    ``dest``, copied in chunks so no entry is ever whole in memory.
+    Only image files are written (no links, no other members, none past MAX_ZIP_ENTRY_BYTES), each to
+    a path proved to lie inside ``dest``, copied in chunks so no entry is ever whole in memory.
     """
     path, dest = Path(path), Path(dest).resolve()
     with open_zip(path) as zf:
         images = check_zip(zf, path.name, max_files)
         for info in images:
+            if info.file_size > MAX_ZIP_ENTRY_BYTES:
+                continue  # would be refused when read (open_image); never written
             target = (dest / info.filename).resolve()
             if dest not in target.parents:  # check_zip refused such names; this is the belt to its braces
                 raise UploadError(f"{path.name} was refused: {info.filename!r} would land outside the dataset folder")
