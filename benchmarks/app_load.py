@@ -103,6 +103,8 @@ def run_load(url: str, pid: int, pair: str, files: list[Path], sequential: int, 
         seq_times.append(verify_once(client, pair, files[i % len(files)])[1])
         if i + 1 == min(50, sequential):
             rss_after_50 = rss_mb(pid)
+        if (i + 1) % 100 == 0:  # progress on stderr: a long run that is cut short still tells something
+            print(f"sequential {i + 1}/{sequential}: server RSS {rss_mb(pid):.0f} MB", file=sys.stderr, flush=True)
     rss_after_sequential = rss_mb(pid)
 
     results: list[tuple[int, str, bool, float, int | None]] = []
@@ -128,6 +130,7 @@ def run_load(url: str, pid: int, pair: str, files: list[Path], sequential: int, 
         t.start()
     for t in threads:
         t.join()
+    print(f"concurrent done: server RSS {rss_mb(pid):.0f} MB", file=sys.stderr, flush=True)
     wall = time.perf_counter() - t0
     waits = sorted(r[3] for r in results)
     ranks = [r[4] for r in results if r[4] is not None]
