@@ -11,7 +11,8 @@ Starts ``python app.py`` as a separate process (so its memory is measured alone,
    recording each request's wait, the best queue place each client was shown, and whether every
    verdict equals the one-client verdict for the same file;
 3. prints JSON: requests/s, median / p90 seconds per request, RSS after 50 / after the sequential run /
-   after the concurrent run, and what gradio's temporary folder and the uploads folder hold at the end.
+   right after the concurrent run / after ``--settle`` idle seconds (what the server keeps), and what
+   gradio's temporary folder and the uploads folder hold at the end.
 
 The example images (examples/*.png) are the uploads. Figures on a shared CPU are noisy.
 """
@@ -91,7 +92,7 @@ def verify_once(client, pair: str, path: Path) -> tuple[bool, float, int | None]
 
 
 def run_load(url: str, pid: int, pair: str, files: list[Path], sequential: int, clients: int,
-             requests: int) -> dict:
+             requests: int, settle_s: float = 15.0) -> dict:
     from gradio_client import Client
 
     client = Client(url, verbose=False, download_files=False)
@@ -130,13 +131,16 @@ def run_load(url: str, pid: int, pair: str, files: list[Path], sequential: int, 
         t.start()
     for t in threads:
         t.join()
-    print(f"concurrent done: server RSS {rss_mb(pid):.0f} MB", file=sys.stderr, flush=True)
     wall = time.perf_counter() - t0
+    rss_right_after = rss_mb(pid)
+    print(f"concurrent done: server RSS {rss_right_after:.0f} MB", file=sys.stderr, flush=True)
+    time.sleep(settle_s)  # idle: what the server keeps, not its peak (it trims its heap every 10 s)
     waits = sorted(r[3] for r in results)
     ranks = [r[4] for r in results if r[4] is not None]
     return {
         "rss_mb": {"start": round(rss_start), "after_first_50": round(rss_after_50 or rss_start),
-                   "after_sequential": round(rss_after_sequential), "after_concurrent": round(rss_mb(pid))},
+                   "after_sequential": round(rss_after_sequential), "right_after_concurrent": round(rss_right_after),
+                   "after_concurrent": round(rss_mb(pid)), "settle_s": settle_s},
         "sequential": {"n": sequential, "median_s": _r(statistics.median(seq_times)) if seq_times else None,
                        "requests_per_s": _r(len(seq_times) / sum(seq_times)) if seq_times else None},
         "concurrent": {"clients": clients, "requests_each": requests, "answered": len(results),
@@ -162,6 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--requests", type=int, default=10)
     ap.add_argument("--models-dir", default=None, help="AMINT_MODELS_DIR for the app (default: models/)")
     ap.add_argument("--examples", default=str(ROOT / "examples"), help="folder of .png files to upload")
+    ap.add_argument("--settle", type=float, default=15.0, help="idle seconds before the last memory reading")
     ap.add_argument("--out", default=None, help="also write the JSON here")
     args = ap.parse_args(argv)
 
@@ -177,7 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         wait_until_up(f"http://127.0.0.1:{port}/", server)
         report = run_load(f"http://127.0.0.1:{port}/", server.pid, args.pair, files, args.sequential, args.clients,
-                          args.requests)
+                          args.requests, args.settle)
         # Measured while the server runs: on shutdown gradio deletes its temporary files anyway.
         report["gradio_temp_dir_at_end"] = folder_usage(work / "gradio")
         report["uploads_dir_at_end"] = folder_usage(work / "uploads")

@@ -25,7 +25,7 @@ def _app_load():
 def test_ten_clients_five_requests_each(app_env):
     root, _ = app_env
     report = _app_load().main(["--pair", "tiny", "--models-dir", str(root / "models"), "--examples",
-                               str(root / "examples"), "--sequential", "20", "--clients", "10", "--requests", "5"])
+                               str(root / "examples"), "--sequential", "20", "--clients", "10", "--requests", "5", "--settle", "12"])
     concurrent = report["concurrent"]
     assert concurrent["answered"] == 50 and concurrent["failed"] == 0, concurrent["first_errors"]
     assert concurrent["verdicts_match_one_client"]

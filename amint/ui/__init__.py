@@ -72,12 +72,13 @@ class AmintBlocks(gr.Blocks):
     def launch(self, *args, **kwargs):
         from amint.uploads import MAX_UPLOAD_BYTES
 
-        from .common import configure_serving
+        from .common import MAX_THREADS, configure_serving
 
         kwargs.setdefault("theme", theme())
         kwargs.setdefault("css", CSS)
         # Gradio refuses a larger upload (HTTP 413) before it is written to disk or reaches a handler.
         kwargs.setdefault("max_file_size", MAX_UPLOAD_BYTES)
+        kwargs.setdefault("max_threads", MAX_THREADS)
         configure_serving()
         return super().launch(*args, **kwargs)
 
