@@ -27,7 +27,7 @@ from tests.data.bad import make_corpus  # noqa: E402
 from tests.data.bad.make_corpus import IMAGES, SCORED, ZIPS  # noqa: E402
 
 from .hubserver import DEFAULT_TOKEN, fake_hub  # noqa: E402,F401  (fixture)
-from .test_app import TRAIN_ARGS, _imagefolder_zip, _train_args, app_env, client  # noqa: E402,F401  (fixtures)
+from .test_app import _imagefolder_zip, _train_args, app_env, client  # noqa: E402,F401  (fixtures)
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:DeprecationWarning"),
