@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -192,6 +193,7 @@ def main(argv: list[str] | None = None) -> dict:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+        shutil.rmtree(work, ignore_errors=True)
     report = {"pair": args.pair, "date": time.strftime("%Y-%m-%d %H:%M"), "cpu_count": os.cpu_count(),
               "load_average_at_end": [round(x, 2) for x in os.getloadavg()], **report}
     text = json.dumps(report, indent=1)
