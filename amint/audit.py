@@ -7,20 +7,17 @@ false-positive rate explains is evidence that the set (or part of it) was used i
 from __future__ import annotations
 
 import csv
-import zipfile
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from .data import IMAGE_EXTENSIONS
 from .evaluate import DatasetVerdict, dataset_membership_test
 from .pair import AuditedPair
+from .uploads import MAX_AUDIT_FILES, UploadError, ZipEntry, is_archive_junk, zip_image_entries  # noqa: F401
 from .verify import ImageError, Verdict, verify_images
-
-MAX_ZIP_ENTRY_BYTES = 64 * 2**20  # an entry larger than this is not a photo: refuse it before inflating it
 
 
 @dataclass
@@ -65,43 +62,23 @@ class AuditResult:
 # --- uploads ----------------------------------------------------------------------------------
 
 
-def expand_uploads(paths: list[str | Path]) -> list[tuple[str, bytes | Path]]:
-    """Files as they are, .zip archives as their image entries; (display name, source) pairs.
+def expand_uploads(paths: list[str | Path]) -> list[tuple[str, Path | ZipEntry]]:
+    """Files as they are, .zip archives as their image entries (read lazily); (display name, source) pairs.
 
-    Plain files are kept whatever their extension, so a wrong file gets its own error row.
+    Plain files are kept whatever their extension, so a wrong file gets its own error row. Zips are
+    checked against amint.uploads' limits (UploadError names the one broken), and so is the total:
+    at most MAX_AUDIT_FILES images per audit.
     """
-    items: list[tuple[str, bytes | Path]] = []
+    items: list[tuple[str, Path | ZipEntry]] = []
     for p in map(Path, paths):
         if p.suffix.lower() == ".zip":
-            items += _zip_images(p)
+            items += zip_image_entries(p, MAX_AUDIT_FILES)
         else:
             items.append((p.name, p))
+        if len(items) > MAX_AUDIT_FILES:
+            raise UploadError(f"The upload holds more than {MAX_AUDIT_FILES:,} images; the limit is "
+                              f"{MAX_AUDIT_FILES:,} per audit: split the set")
     return items
-
-
-def _zip_images(path: Path) -> list[tuple[str, bytes]]:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return [(f"{path.name}/{info.filename}", _read_entry(zf, info, path))
-                    for info in zf.infolist() if _is_image_entry(info)]
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
-        raise ImageError(f"{path.name} is not a readable zip archive ({type(err).__name__}: {err})") from err
-
-
-def is_archive_junk(name: str) -> bool:
-    """macOS resource forks (__MACOSX/, ._name) and hidden files: in archives, never data."""
-    return any(p == "__MACOSX" or p.startswith(".") for p in PurePosixPath(name).parts)
-
-
-def _is_image_entry(info: zipfile.ZipInfo) -> bool:
-    name = PurePosixPath(info.filename)
-    return not info.is_dir() and not is_archive_junk(info.filename) and name.suffix.lower() in IMAGE_EXTENSIONS
-
-
-def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> bytes:
-    if info.file_size > MAX_ZIP_ENTRY_BYTES:
-        raise ImageError(f"{path.name}/{info.filename} is too large ({info.file_size / 2**20:.0f} MB) to be an image")
-    return zf.read(info)
 
 
 # --- the audit --------------------------------------------------------------------------------

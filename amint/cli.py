@@ -1,4 +1,4 @@
-"""``python -m amint {train,evaluate,verify,push,bench}``: the only layer that parses argv and prints.
+"""``python -m amint {train,evaluate,verify,audit,push,bench}``: the only layer that parses argv and prints.
 
 Each command is a thin wrapper over library functions; ``run_evaluate`` and ``run_bench`` are the
 testable cores of ``evaluate`` and ``bench``. User mistakes end in one ``amint: error: ...`` line and a
@@ -264,16 +264,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
         raise ValueError(f"--report must end in {' or '.join(REPORT_SUFFIXES)}: {args.report}")
     folder = resolve_pair_folder(args.pair)
     pair = AuditedPair.from_pretrained(folder).to(resolve_device(args.device))
-    items = expand_uploads(list(args.files))
+    items = expand_uploads(list(args.files))  # zips checked against amint.uploads' limits
     if not items:
-        raise ValueError("no images found in the given files (zips are searched for image files)")
+        raise ValueError("no images found in the files given (zips are searched for image files)")
     with _tqdm(total=len(items), desc="auditing", unit="img") as bar:
         result = audit_images(pair, items, batch_size=args.batch_size, progress=lambda done, _: bar.update(done - bar.n))
     v = result.verdict
     if args.json:
         print(json.dumps({"pair": args.pair, "n_images": v.n_images, "n_flagged": v.n_flagged,
                           "expected_by_chance": v.expected_by_chance, "fpr": v.fpr, "p_value": v.p_value,
-                          "reading": v.reading,
+                          "reading": v.reading, "n_unreadable": sum(1 for r in result.rows if r.error),
                           "images": [dict(zip(("file", "member_probability", "decision", "predicted_class", "error"), row))
                                      for row in result.table()]}, indent=2))
     else:
@@ -283,6 +283,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         result.to_csv(args.csv)
     if args.report:
         print(f"report: {write_audit_report(pair, result, args.pair, folder, args.report)}", file=sys.stderr)
+    sys.stdout.flush()  # the result first, then the files it left out
     for row in result.rows:
         if row.error:
             _error(" ".join(row.error.splitlines()))
@@ -397,7 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _subparser(sub, "audit", "test whether a set of images was used to train a pair",
                    "Score every image (files, or the images inside .zip archives), then test the whole set: are more "
                    "images flagged as members than the pair's false-positive rate explains? Prints the set's verdict "
-                   "with its p-value; --report writes a self-contained HTML or PDF report to keep.",
+                   "with its p-value; --report writes a self-contained HTML or PDF report to keep. Unreadable files are "
+                   "reported on stderr (exit status 2); a zip that breaks a safety limit is refused with one line.",
                    f"  {PROG} audit runs/fmnist photos/*.png\n  {PROG} audit owner/amint-fmnist@v1 set.zip --report audit.html\n"
                    f"  {PROG} audit runs/fmnist set.zip --report audit.pdf --csv audit.csv")
     _add_pair_args(p)

@@ -85,7 +85,9 @@ def decode_image(path: Path, size: int, rgb: bool | None = None) -> np.ndarray:
     both the resident and the streamed path, so that they see the same pixels."""
     from PIL import Image
 
-    with Image.open(path) as im:
+    from .uploads import open_image  # size and pixel limits checked before decoding
+
+    with open_image(path) as im:
         a = np.asarray(im.convert("L" if is_gray(im.mode) else "RGB").resize((size, size), Image.BILINEAR))
     return np.repeat(a[..., None], 3, axis=2) if rgb and a.ndim == 2 else a
 

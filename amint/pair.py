@@ -10,6 +10,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple
@@ -29,6 +32,14 @@ CARD_NAME = "README.md"
 
 
 PRECISIONS = ("float32", "bfloat16")
+
+# A pair's config.json comes from strangers (any Hub repo): these bounds are checked before anything
+# is built, so an absurd value fails in words instead of in a multi-GB allocation.
+MAX_IMAGE_SIZE = 1024  # pixels a side; the paper's inputs are 28-224
+MAX_CLASSES = 100_000  # ImageNet-21k has 21,841
+MAX_PARAMETERS = 500_000_000  # 2 GB in float32; the default pair has 0.7M
+# Weights in these formats are unpickled by torch.load: loading them can run any code the file holds.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
 
 @dataclass
@@ -57,6 +68,24 @@ class PairConfig:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
+
+    def check_sizes(self) -> None:
+        """Refuse sizes no real pair has, before a model is built from them (ValueError names the field)."""
+        import timm
+
+        if not isinstance(self.backbone, str) or not timm.is_model(self.backbone):
+            raise ValueError(f"Unknown backbone {self.backbone!r}: not a timm model name")
+        for name, value, low, high in (("image_size", self.image_size, 8, MAX_IMAGE_SIZE),
+                                       ("num_classes", self.num_classes, 1, MAX_CLASSES),
+                                       ("in_chans", self.in_chans, 1, 3)):
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise ValueError(f"{name} is {value!r}; a pair's must be a whole number from {low} to {high:,}")
+        if self.in_chans not in (1, 3):
+            raise ValueError(f"in_chans is {self.in_chans}; a pair reads gray (1) or RGB (3) images")
+        if len(self.mean) != self.in_chans or len(self.std) != self.in_chans:
+            raise ValueError(f"mean and std need {self.in_chans} value(s) each, one per channel")
+        if len(self.class_names) not in (0, self.num_classes):
+            raise ValueError(f"class_names has {len(self.class_names)} names for {self.num_classes} classes")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -155,13 +184,30 @@ class AuditedPair(nn.Module):
     # --- persistence -------------------------------------------------------------------------
 
     def save_pretrained(self, folder: str | Path, card: str | None = None) -> Path:
-        """Write config.json, model.safetensors and README.md (the model card) into ``folder``."""
+        """Write config.json, model.safetensors and README.md (the model card) into ``folder``, atomically.
+
+        The files are written into a hidden temporary folder beside ``folder``, then moved: a new folder
+        appears whole with one rename; in an existing folder each file is replaced by a rename, config.json
+        last (its presence is what marks a pair). A crash or a reader never sees half a pair.
+        """
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.config.save(folder / CONFIG_NAME)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": "pt", "amint_version": __version__})
-        (folder / CARD_NAME).write_text(card if card is not None else render_model_card(self.config))
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.saving-", dir=folder.parent))
+        try:
+            state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+            save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "amint_version": __version__})
+            (tmp / CARD_NAME).write_text(card if card is not None else render_model_card(self.config))
+            self.config.save(tmp / CONFIG_NAME)
+            os.chmod(tmp, 0o755)  # mkdtemp makes it private; a saved pair is an ordinary folder
+            if not folder.exists():
+                os.rename(tmp, folder)
+                return folder
+            for name in (WEIGHTS_NAME, CARD_NAME, CONFIG_NAME):
+                os.replace(tmp / name, folder / name)
+            tmp.rmdir()
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         return folder
 
     @classmethod
@@ -173,7 +219,9 @@ class AuditedPair(nn.Module):
         config = PairConfig.load(folder / CONFIG_NAME)
         weights = folder / WEIGHTS_NAME
         if not weights.is_file():
-            raise FileNotFoundError(f"{folder} has a config.json but no {WEIGHTS_NAME}")
+            raise FileNotFoundError(_no_safetensors_words(str(folder), [p.name for p in folder.iterdir()]))
+        config.check_sizes()
+        _check_weights_fit(config, weights)  # on the meta device: nothing large is allocated yet
         pair = cls(config)
         state = load_file(str(weights))
         missing, unexpected = pair.load_state_dict(state, strict=False)
@@ -186,19 +234,71 @@ class AuditedPair(nn.Module):
     def push_to_hub(self, repo_id: str, *, commit_message: str = "Upload aMINT pair", private: bool | None = None,
                     branch: str | None = None, token: str | None = None) -> str:
         """Create (if needed) the Hub repo and upload the pair folder (to ``branch``); returns the repo URL."""
-        import tempfile
-
         from huggingface_hub import HfApi
 
         check_repo_id(repo_id)
         api = HfApi(token=token)
-        url = api.create_repo(repo_id, exist_ok=True, private=private)
-        if branch:
-            api.create_branch(repo_id, branch=branch, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            self.save_pretrained(tmp)
-            api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message, revision=branch)
+        try:
+            url = api.create_repo(repo_id, exist_ok=True, private=private)
+            if branch:
+                api.create_branch(repo_id, branch=branch, exist_ok=True)
+            with tempfile.TemporaryDirectory() as tmp:
+                self.save_pretrained(tmp)
+                api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message, revision=branch)
+        except Exception as e:
+            # Error texts travel to logs and pages: one that quotes the token loses it here.
+            if token and token in str(e):
+                raise type(e)(redact(str(e), token)) if _rebuildable(e) else RuntimeError(redact(str(e), token)) from None
+            raise
         return str(url)
+
+
+def _no_safetensors_words(where: str, files: list[str]) -> str:
+    pickled = sorted(f for f in files if f.lower().endswith(PICKLE_SUFFIXES))
+    if pickled:
+        return (f"{where} holds only pickled weights ({', '.join(pickled[:3])}), which amint refuses to load: "
+                f"unpickling can run any code the file contains. Convert them to {WEIGHTS_NAME}.")
+    return f"{where} has a config.json but no {WEIGHTS_NAME}"
+
+
+def _check_weights_fit(config: PairConfig, weights: Path) -> None:
+    """Build the pair on the meta device (shapes only, no memory) and compare every tensor's shape with
+    the safetensors header (read without the data); ValueError before any real allocation."""
+    from safetensors import safe_open
+
+    try:
+        with torch.device("meta"):
+            skeleton = AuditedPair(config)
+    except (TypeError, RuntimeError, AssertionError, KeyError, IndexError) as e:
+        raise ValueError(f"config.json describes a model that cannot be built ({type(e).__name__}: {e})") from e
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    n_params = sum(math.prod(s) for s in expected.values())
+    if n_params > MAX_PARAMETERS:
+        raise ValueError(f"config.json describes a model of {n_params:,} parameters; the limit is {MAX_PARAMETERS:,}")
+    try:
+        with safe_open(str(weights), "pt") as f:
+            found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own error types for a damaged header
+        raise ValueError(f"{weights.name} is not a readable safetensors file ({e})") from e
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    wrong = [f"{k} {found[k]} (config: {expected[k]})" for k in expected if k in found and found[k] != expected[k]]
+    if missing or unexpected or wrong:
+        raise ValueError(f"Weights in {weights} do not match the config: missing {missing[:5]}, unexpected "
+                         f"{unexpected[:5]}" + (f", wrong shapes {wrong[:3]}" if wrong else ""))
+
+
+def redact(text: str, secret: str | None) -> str:
+    """``text`` with every occurrence of ``secret`` (a Hub token) replaced by a marker."""
+    return text.replace(secret, "[token hidden]") if secret else text
+
+
+def _rebuildable(e: BaseException) -> bool:
+    try:
+        type(e)("")
+    except Exception:  # noqa: BLE001 - any failure means: fall back to RuntimeError
+        return False
+    return True
 
 
 def check_repo_id(repo_id: str) -> str:
@@ -266,4 +366,9 @@ def _download(repo_id: str, revision: str | None, token: str | bool | None, cach
         raise ConnectionError(f"Could not download {where} from the Hub (offline or unreachable): {e}") from e
     if not (folder / CONFIG_NAME).is_file():
         raise FileNotFoundError(f"Hub repo {where} holds no aMINT pair: {CONFIG_NAME} is missing")
+    if not (folder / WEIGHTS_NAME).is_file():  # only the allowed files were fetched: ask what else is there
+        from huggingface_hub import HfApi
+
+        files = HfApi().list_repo_files(repo_id, revision=revision, token=token)
+        raise FileNotFoundError(_no_safetensors_words(f"Hub repo {where}", files))
     return folder

@@ -33,8 +33,15 @@ def _resize_nearest(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return a[rows][:, cols]
 
 
-def _figure(width: float = 6.0, height: float = 3.6, ncols: int = 1) -> tuple[Figure, list]:
-    fig = Figure(figsize=(width, height), layout="constrained")
+# Margins (fractions of the figure) for plots drawn on every request: matplotlib's constrained layout
+# solver took ~70% of a score plot's rendering time (250 of 345 ms on the loaded 2-core CPU).
+FIXED_MARGINS = {"left": 0.11, "right": 0.98, "bottom": 0.15, "top": 0.9}
+
+
+def _figure(width: float = 6.0, height: float = 3.6, ncols: int = 1, fixed_margins: bool = False) -> tuple[Figure, list]:
+    fig = Figure(figsize=(width, height), layout=None if fixed_margins else "constrained")
+    if fixed_margins:
+        fig.subplots_adjust(**FIXED_MARGINS)
     FigureCanvasAgg(fig)  # an Agg canvas of its own: savefig works without pyplot or a display
     axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
     return fig, axes
@@ -55,7 +62,7 @@ def plot_score_distribution(
     calibration: dict, scores: Sequence[float] | float, threshold: float, title: str = ""
 ) -> Figure:
     """Member vs never-seen histograms from calibration, the threshold, and where ``scores`` fall."""
-    fig, (ax,) = _figure()
+    fig, (ax,) = _figure(fixed_margins=True)  # drawn on every verify: the cheap layout
     edges = np.asarray(calibration.get("edges") or np.linspace(0, 1, 51), dtype=np.float64)
     for key, label, color in (("members", "training members", MEMBER_COLOR),
                               ("nonmembers", "never-seen images", NONMEMBER_COLOR)):

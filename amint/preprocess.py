@@ -35,19 +35,23 @@ def _to_mode(im: Image.Image, mode: str) -> Image.Image:
 
 
 def _to_8bit(im: Image.Image) -> Image.Image:
-    a = np.asarray(im).astype(np.float64)
+    # NaN and inf (float TIFFs) carry no brightness: they read as black instead of poisoning the max.
+    a = np.nan_to_num(np.asarray(im).astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     top = a.max() if a.size else 0
     scale = 255.0 if top <= 1.0 and im.mode == "F" else (255.0 / 65535.0 if top > 255 else 1.0)
     return Image.fromarray(np.clip(a * scale, 0, 255).round().astype(np.uint8))
 
 
 def _resize_crop(im: Image.Image, size: int) -> Image.Image:
+    """Short side to ``size``, centre square kept: the same pixels as resize-then-crop, computed
+    for the kept square only (PIL's ``box``), so a 40,000 x 1 strip never becomes a huge image."""
     w, h = im.size
     if (w, h) != (size, size):
         s = size / min(w, h)
         nw, nh = max(size, round(w * s)), max(size, round(h * s))
-        # PIL's bilinear resize widens its filter when shrinking, i.e. it is antialiased.
-        im = im.resize((nw, nh), Image.BILINEAR)
         left, top = (nw - size) // 2, (nh - size) // 2
-        im = im.crop((left, top, left + size, top + size))
+        sx, sy = w / nw, h / nh
+        # PIL's bilinear resize widens its filter when shrinking, i.e. it is antialiased; with a box it
+        # still reads source pixels outside the box, so the edges match a full resize exactly.
+        im = im.resize((size, size), Image.BILINEAR, box=(left * sx, top * sy, (left + size) * sx, (top + size) * sy))
     return im

@@ -20,6 +20,7 @@ from .edits import apply_edit_at
 from .evaluate import score_images
 from .preprocess import preprocess
 from .pair import AuditedPair, PairConfig
+from .uploads import UploadError, ZipEntry, bomb_words, check_image_bytes, check_image_header
 
 TOP_K = 5
 
@@ -31,25 +32,49 @@ class ImageError(ValueError):
 # --- loading and preprocessing ---------------------------------------------------------------
 
 
-def load_image(source: str | Path | bytes | Image.Image | np.ndarray, name: str | None = None) -> Image.Image:
-    """Decode ``source`` fully (so a truncated file fails here, not later) or raise ImageError naming it."""
+def load_image(source: str | Path | bytes | Image.Image | np.ndarray | ZipEntry, name: str | None = None) -> Image.Image:
+    """Decode ``source`` fully (so a truncated file fails here, not later) or raise ImageError naming it.
+
+    The upload limits (amint.uploads: bytes, then pixels from the header) are checked before decoding.
+    """
     if isinstance(source, Image.Image):
         return source
     if isinstance(source, np.ndarray):
         return _from_array(source, name or "array")
+    try:
+        return _decode(source, name)
+    except UploadError as err:
+        raise ImageError(str(err)) from err
+
+
+def _decode(source: str | Path | bytes | ZipEntry, name: str | None) -> Image.Image:
+    if isinstance(source, ZipEntry):
+        name = name or f"{source.archive.name}/{source.member}"
+        source = source.read_bytes()
     if isinstance(source, (str, Path)):
         name = name or Path(source).name
+        try:
+            check_image_bytes(Path(source).stat().st_size, name)
+        except FileNotFoundError:
+            raise ImageError(f"{name} is not a readable image (file not found)") from None
     elif isinstance(source, (bytes, bytearray)):
-        name, source = name or "image", io.BytesIO(source)
+        name = name or "image"
+        check_image_bytes(len(source), name)
+        source = io.BytesIO(source)
     else:
         raise ImageError(f"{name or 'input'} is not a readable image (unsupported type {type(source).__name__})")
     try:
         with Image.open(source) as im:
+            check_image_header(im, name)
             im.load()
             # Upright now: the copy is detached from the file, and EXIF orientation would not survive it.
             return ImageOps.exif_transpose(im)
+    except UploadError:
+        raise
     except FileNotFoundError:
         raise ImageError(f"{name} is not a readable image (file not found)") from None
+    except Image.DecompressionBombError as err:  # PIL's own guard, past 179 MP in the header
+        raise ImageError(bomb_words(name, err)) from err
     except UnidentifiedImageError as err:  # its own message shows a temp path or a BytesIO repr
         raise ImageError(f"{name} is not a readable image (unknown or unsupported format)") from err
     except Exception as err:  # PIL raises many types for a broken file

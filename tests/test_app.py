@@ -35,6 +35,7 @@ pytestmark = [  # raised inside gradio's queue by pandas 3, not by this code
 ]
 N_EACH = 12  # members and non-members sent one by one through /verify
 VERIFY_DETAILS = 4  # /verify: model input, verdict, score chart, top classes, details, maps, saliency, why
+AUDIT_VERDICT = 4  # /audit: summary, plot, table, CSV, dataset verdict, HTML report, PDF report
 
 
 def _png(image, path: Path) -> Path:

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from amint.audit import audit_images, expand_uploads
+from amint.uploads import UploadError
 from amint.data import MembershipSplit
-from amint.verify import ImageError
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -39,13 +39,14 @@ def test_expand_uploads_walks_zips_and_keeps_plain_files(tmp_path):
     (tmp_path / "photo.txt").write_text("x")
     items = expand_uploads([tmp_path / "c.png", str(archive), tmp_path / "photo.txt"])
     assert [name for name, _ in items] == ["c.png", "set.zip/a.png", "set.zip/sub/b.JPG", "photo.txt"]
-    assert items[1][1] == image and items[0][1] == tmp_path / "c.png"
+    # Zip entries are read when decoded, not when listed: an audit holds one at a time.
+    assert items[1][1].read_bytes() == image and items[0][1] == tmp_path / "c.png"
 
 
-def test_corrupt_zip_is_an_image_error_naming_it(tmp_path):
+def test_corrupt_zip_is_an_upload_error_naming_it(tmp_path):
     bad = tmp_path / "holiday.zip"
     bad.write_bytes(b"PK\x03\x04 definitely not a zip")
-    with pytest.raises(ImageError, match="holiday.zip"):
+    with pytest.raises(UploadError, match="holiday.zip is not a readable zip archive"):
         expand_uploads([bad])
 
 

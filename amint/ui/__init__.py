@@ -71,6 +71,7 @@ CSS = """
 :focus-visible { outline: 3px solid #E69F00 !important; outline-offset: 2px; }
 .notice { padding: 8px 12px; border-radius: 8px; background: var(--background-fill-secondary); }
 .prose-narrow { max-width: 760px; }
+.limits-note { font-size: 0.8em; color: var(--body-text-color-subdued); }
 @media (max-width: 640px) {
   .verdict-word { font-size: 1.5em; }
   #app-header h1 { font-size: 1.45em; }
@@ -89,8 +90,16 @@ class AmintBlocks(gr.Blocks):
     """gr.Blocks whose launch() applies the app's theme and CSS (Gradio 6 takes them in launch)."""
 
     def launch(self, *args, **kwargs):
+        from amint.uploads import MAX_UPLOAD_BYTES
+
+        from .common import MAX_THREADS, configure_serving
+
         kwargs.setdefault("theme", theme())
         kwargs.setdefault("css", CSS)
+        # Gradio refuses a larger upload (HTTP 413) before it is written to disk or reaches a handler.
+        kwargs.setdefault("max_file_size", MAX_UPLOAD_BYTES)
+        kwargs.setdefault("max_threads", MAX_THREADS)
+        configure_serving()
         return super().launch(*args, **kwargs)
 
 
@@ -98,7 +107,7 @@ def build_app() -> gr.Blocks:
     """The whole app: header, pair selector, and the Verify / Audit / Train / Model / About tabs."""
     from . import about, audit, common, models, train, verify
 
-    with AmintBlocks(title="aMINT: Active Membership Inference Test") as demo:
+    with AmintBlocks(title="aMINT: Active Membership Inference Test", delete_cache=common.DELETE_CACHE) as demo:
         gr.Markdown(
             f"# {TITLE}\n"
             "An image classifier trained together with a *membership detector* that reads its internal "
@@ -119,5 +128,8 @@ def build_app() -> gr.Blocks:
                 about.build()
         common.wire_selector(demo, sel)
         models.wire_refresh(model_tab.select, sel, model_outputs)
-    demo.queue(default_concurrency_limit=2)
+    # Handlers that run the model share common.MODEL_CONCURRENCY slots (their listeners name
+    # MODEL_CONCURRENCY_ID); the rest (page load, pair selector, stop) are light. A queued client is
+    # sent its place in line, which the page shows on the waiting component.
+    demo.queue(default_concurrency_limit=common.MODEL_CONCURRENCY, max_size=common.QUEUE_MAX_SIZE)
     return demo

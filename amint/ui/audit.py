@@ -16,7 +16,8 @@ from amint.audit import audit_images, expand_uploads
 from amint.report import AuditReport, pair_identity
 
 from amint import plots
-from .common import Selector, get_pair, user_errors
+
+from .common import MODEL_CONCURRENCY_ID, Selector, get_pair, limits_note, scratch_dir, user_errors
 
 MAX_THUMBNAILS = 300  # rows beyond this get no thumbnail (keeps the page light)
 THUMB_SIDE = 40
@@ -85,7 +86,7 @@ def audit(pair_name: str, files: Any, progress=gr.Progress()) -> tuple:
     n_errors = sum(1 for r in result.rows if r.error)
     if n_errors == len(result.rows):
         raise gr.Error("None of the uploaded files could be read as an image.", title="No readable images")
-    out = Path(tempfile.mkdtemp(prefix="amint-audit-"))
+    out = Path(tempfile.mkdtemp(prefix="audit-", dir=scratch_dir("audit")))
     csv_path = result.to_csv(out / "audit.csv")
     progress(1, desc="Writing the reports")
     with user_errors("The report could not be written"):
@@ -110,6 +111,7 @@ def build(sel: Selector) -> None:
             files = gr.File(file_count="multiple", file_types=["image", ".zip"], label="Images or zip files",
                             height=200, elem_id="audit-files")
             button = gr.Button("Audit these images", variant="primary", elem_id="audit-button")
+            limits_note()
         with gr.Column(scale=2, min_width=300):
             summary = gr.HTML('<div class="verdict empty">The answer for the whole set appears here.</div>',
                               elem_id="audit-summary")
@@ -129,4 +131,4 @@ def build(sel: Selector) -> None:
     with gr.Accordion("Dataset verdict (JSON)", open=False):
         verdict = gr.JSON(elem_id="audit-json")
     button.click(audit, [sel.dropdown, files], [summary, plot, table, csv, verdict, report_html, report_pdf],
-                 api_name="audit")
+                 api_name="audit", concurrency_id=MODEL_CONCURRENCY_ID)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +24,103 @@ from amint.pair import CARD_NAME, CONFIG_NAME, AuditedPair, check_repo_id, resol
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE_SIZE = 4  # pairs kept in memory; the default pair is small, Hub pairs may not be
+
+# --- serving many users at once (chosen on the 2-core CPU: benchmarks/app_load.py) -------------
+# Every handler that runs the model (verify, its examples, audit) shares one concurrency group of
+# this many slots: one per core, each scoring with one torch thread. Two threads per request on two
+# shared cores ran a verify 10x slower than one (oversubscribed intra-op pools spin against each
+# other), and more slots than cores only make every request in flight slower.
+MODEL_CONCURRENCY_ID = "model"
+MODEL_CONCURRENCY = max(1, int(os.environ.get("AMINT_CONCURRENCY") or (os.cpu_count() or 1)))
+TORCH_THREADS = max(1, int(os.environ.get("AMINT_TORCH_THREADS") or 1))
+# Gradio runs every synchronous handler (and upload and output processing) on one thread pool of
+# this size (launch(max_threads), gradio's default 40). Each thread that ever runs the model keeps its
+# own native scratch buffers (oneDNN, malloc), so a large pool that lets any thread pick up a verify
+# grows the server's memory with the number of threads, not with the load. Model slots, plus room for
+# a training stream and uploads, page loads and the pair selector.
+MAX_THREADS = int(os.environ.get("AMINT_MAX_THREADS") or MODEL_CONCURRENCY + 6)
+# Requests waiting beyond this are refused at once ("queue full") instead of waiting minutes: at
+# 2-4 verifies a second on two cores, the 100th in line waits about 30-50 s.
+QUEUE_MAX_SIZE = int(os.environ.get("AMINT_QUEUE_MAX") or 100)
+# Gradio's cache (uploads and the images it serves back): every 5 minutes, delete what is older than
+# 15 minutes. Long enough to download an audit's CSV after it finishes; under a full queue it bounds
+# the cache to about 15 minutes of results (tens of MB) instead of growing for ever.
+DELETE_CACHE = (300, 900)
+# The app's own scratch files (audit CSVs) live here, pruned to this age on every write.
+SCRATCH_MAX_AGE_S = DELETE_CACHE[1]
+
+
+# How often the server hands freed heap pages back to the system (glibc keeps them otherwise).
+HEAP_TRIM_SECONDS = 10.0
+
+
+def configure_serving() -> None:
+    """Process-wide settings for a server: one torch thread per request, bounded malloc arenas, and a
+    background thread that returns freed heap memory to the system."""
+    import torch
+
+    torch.set_num_threads(TORCH_THREADS)
+    _limit_malloc_arenas()
+    _start_heap_trimmer()
+
+
+_trimmer_started = threading.Event()
+
+
+def _start_heap_trimmer(interval: float = HEAP_TRIM_SECONDS) -> None:
+    """glibc's free() keeps pages in its arenas; after a burst of concurrent requests (decoded uploads,
+    occlusion batches, PNGs) they stay resident: +280 MB after 50 x 10 concurrent verifies. malloc_trim
+    returns them; it takes milliseconds and runs off the request path. No-op off glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return
+    if _trimmer_started.is_set():
+        return
+    _trimmer_started.set()
+
+    def loop() -> None:
+        while True:
+            time.sleep(interval)
+            trim(0)
+
+    threading.Thread(target=loop, name="amint-heap-trim", daemon=True).start()
+
+
+def _limit_malloc_arenas(arenas: int = 2) -> None:
+    """glibc gives each worker thread its own heap arena (up to 8 per core) and rarely returns their
+    free pages: under gradio's thread pool the server's memory grew by ~600 MB over 500 requests.
+    Two arenas (as MALLOC_ARENA_MAX=2 would) keep freed memory reusable. No-op off glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-8, arenas)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
+
+
+def scratch_dir(kind: str) -> Path:
+    """A folder for files the app writes itself (not gradio's cache), pruned of old files on each call."""
+    from amint.uploads import prune_folder
+
+    import tempfile
+
+    folder = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio") / "amint" / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    prune_folder(folder, keep=1000, max_age_s=SCRATCH_MAX_AGE_S)
+    return folder
+
+
+def limits_note() -> gr.Markdown:
+    """The upload limits in small print under an upload box."""
+    from amint.uploads import limits_words
+
+    return gr.Markdown(limits_words(), elem_classes=["limits-note"])
 
 
 def models_dir() -> Path:

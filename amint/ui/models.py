@@ -13,6 +13,7 @@ from amint.card import METRIC_COLUMNS, method_rows
 
 
 from amint import plots
+
 from .common import Selector, get_pair
 
 METRIC_HEADERS = ["method", *(label for _, label in METRIC_COLUMNS)]

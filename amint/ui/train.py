@@ -16,27 +16,27 @@ import re
 import shutil
 import threading
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from amint.pair import check_repo_id
-from amint.audit import is_archive_junk
+from amint.pair import check_repo_id, redact
 from amint.backbones import KNOWN_BACKBONES, SETUPS
 from amint.data import available_benchmarks, default_split_sizes, load_benchmark
 from amint.launch import train_multiprocess, visible_gpus
 from amint.train import Progress, TrainConfig, TrainingCancelled, resolve_device, train_pair
+from amint.uploads import MB, extract_images, prune_folder
 
 from amint import plots
-from .common import (Selector, forget_pair, get_pair, models_dir, selector_update, training_enabled,
+
+from .common import (Selector, forget_pair, get_pair, limits_note, models_dir, selector_update, training_enabled,
                      user_errors)
 from .models import METRIC_HEADERS, metrics_table
 
 UPLOAD = "upload"  # dataset choice: an uploaded zip of class folders
-MAX_ZIP_BYTES = 2 << 30  # uncompressed
+MAX_EXTRACTED_DATASETS = 3  # unpacked uploads kept, so training again on the same zip skips unpacking it
 # The default pair's narrow ResNet-18: trains on a 2-core CPU in minutes per epoch.
 CPU_FRIENDLY_BACKBONE = {"channels": [16, 32, 64, 128], "stem_type": "deep", "stem_width": 8}
 CPU_LIMIT = int(os.environ.get("AMINT_CPU_TRAIN_LIMIT", "60000"))  # member-epochs allowed without a GPU
@@ -126,20 +126,25 @@ def _uploads_dir() -> Path:
 
 
 def extract_imagefolder(zip_path: str) -> Path:
-    """Unpack an uploaded zip of class folders (once per distinct zip); returns the dataset root."""
-    digest = hashlib.sha256(Path(zip_path).read_bytes()).hexdigest()[:16]
-    dest = _uploads_dir() / digest
+    """Unpack an uploaded zip of class folders (once per distinct zip); returns the dataset root.
+
+    amint.uploads checks the zip (size, ratio, paths, links) and writes its images only; the uploads
+    folder keeps the MAX_EXTRACTED_DATASETS most recently used datasets, so it cannot grow without bound.
+    """
+    dest = _uploads_dir() / _file_digest(Path(zip_path))
     if not (dest / ".complete").is_file():
         shutil.rmtree(dest, ignore_errors=True)
         try:
-            with zipfile.ZipFile(zip_path) as zf:
-                members = [m for m in zf.infolist() if not is_archive_junk(m.filename)]
-                if sum(m.file_size for m in members) > MAX_ZIP_BYTES:
-                    raise gr.Error("The zip unpacks to more than 2 GB; upload a smaller dataset.", title="Too large")
-                zf.extractall(dest, members)  # extractall drops absolute paths and '..' parts
-        except zipfile.BadZipFile as e:
-            raise gr.Error("The uploaded file is not a valid zip archive.", title="Not a zip") from e
+            with user_errors("The uploaded zip cannot be used"):
+                if extract_images(zip_path, dest) == 0:
+                    raise gr.Error("The zip holds no images (zips inside it are not opened): put one folder per "
+                                   "class of .png or .jpg files in it.", title="No images")
+        except BaseException:
+            shutil.rmtree(dest, ignore_errors=True)  # never leave half a dataset behind
+            raise
         (dest / ".complete").write_text("")
+    os.utime(dest)  # just used: pruning keeps it
+    prune_folder(_uploads_dir(), keep=MAX_EXTRACTED_DATASETS)
     root = dest
     # A zip of one folder (the usual way to zip a dataset) has that folder as its only entry.
     while True:
@@ -149,6 +154,15 @@ def extract_imagefolder(zip_path: str) -> Path:
             root = subdirs[0]
         else:
             return root
+
+
+def _file_digest(path: Path) -> str:
+    """sha256 of a file, read in chunks (an upload may be hundreds of MB)."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(MB), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
 
 
 def _optional_int(value: Any, label: str) -> int | None:
@@ -328,7 +342,8 @@ def publish(pair_name: str, repo_id: str, token: str, private: bool = False) -> 
     try:
         url = loaded.pair.push_to_hub(repo_id, token=token, private=bool(private))
     except Exception as e:  # noqa: BLE001 - huggingface_hub raises many types; the message is what matters
-        raise gr.Error(f"Publishing to {repo_id} failed: {e}", title="Publish failed") from e
+        # Never echo the token: the message is shown on the page and may be logged.
+        raise gr.Error(f"Publishing to {repo_id} failed: {redact(str(e), token)}", title="Publish failed") from None
     return f"Published **{loaded.name}** to [{repo_id}]({url})."
 
 
@@ -352,6 +367,7 @@ def build(sel: Selector) -> None:
             dataset = gr.Dropdown(datasets, value="fashion-mnist", label="Dataset", elem_id="train-dataset")
             upload = gr.File(file_types=[".zip"], label="Zip of images: one folder per class", visible=False,
                              elem_id="train-upload")
+            limits_note()
             backbone = gr.Dropdown(list(KNOWN_BACKBONES), value="resnet18", allow_custom_value=True,
                                    label="Backbone (audited model)", elem_id="train-backbone",
                                    info="Any timm model name works.")

@@ -18,7 +18,8 @@ from amint.verify import verify_edited as lib_verify_edited
 from amint import plots
 
 from . import svg
-from .common import Selector, examples_dir, get_pair, pair_choices, selector_update, user_errors
+from .common import (MODEL_CONCURRENCY_ID, Selector, examples_dir, get_pair, limits_note, pair_choices,
+                     selector_update, user_errors)
 
 DISPLAY_SIDE = 224  # pixels: small inputs (28x28) are upscaled to about this for display
 DEFAULT_EDIT = "jpeg"
@@ -264,6 +265,7 @@ def build(sel: Selector) -> None:
                 elem_id="verify-image",
             )
             button = gr.Button("Check this image", variant="primary", elem_id="verify-button")
+            limits_note()
             model_view = gr.Image(label="What the model sees (its input, enlarged)", interactive=False,
                                   height=240, elem_classes=["pixelated"], buttons=[])
         with gr.Column(scale=2, min_width=300):
@@ -318,12 +320,13 @@ def build(sel: Selector) -> None:
     outputs = [model_view, verdict, score, top, details, maps, saliency, why]
     # Preprocessing off: the handlers read the upload themselves, so an unreadable file gets a plain
     # message from amint.verify instead of a generic error from the image component.
-    button.click(verify, [sel.dropdown, image], outputs, api_name="verify", preprocess=False)
+    button.click(verify, [sel.dropdown, image], outputs, api_name="verify", preprocess=False,
+                 concurrency_id=MODEL_CONCURRENCY_ID)
     edit.change(edit_slider, edit, strength, api_visibility="private", show_progress="hidden")
     edit_button.click(verify_edited, [sel.dropdown, image, edit, strength], [before, after, edit_result, edit_details],
-                      api_name="verify_edited", preprocess=False)
+                      api_name="verify_edited", preprocess=False, concurrency_id=MODEL_CONCURRENCY_ID)
     compare_button.click(compare, [sel.dropdown, other, image], [comparison, compare_details], api_name="compare",
-                         preprocess=False)
+                         preprocess=False, concurrency_id=MODEL_CONCURRENCY_ID)
     # A pair trained or loaded meanwhile (the main selector changes then) appears in the second list too.
     sel.dropdown.change(lambda: gr.Dropdown(choices=pair_choices()), None, other, api_visibility="private",
                         show_progress="hidden")
@@ -342,7 +345,9 @@ def build(sel: Selector) -> None:
             show_label=False, elem_classes=["pixelated"], elem_id="verify-examples", interactive=False,
         )
         example_outputs = [image, *outputs, sel.dropdown]
-        gallery.select(_on_example_select, None, example_outputs, api_visibility="private")
+        gallery.select(_on_example_select, None, example_outputs, api_visibility="private",
+                       concurrency_id=MODEL_CONCURRENCY_ID)
         # The same, by number, for API clients.
         index = gr.Number(visible=False, precision=0)
-        index.submit(verify_example, index, example_outputs, api_name="verify_example")
+        index.submit(verify_example, index, example_outputs, api_name="verify_example",
+                     concurrency_id=MODEL_CONCURRENCY_ID)
