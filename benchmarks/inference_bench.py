@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> dict:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "command": "python benchmarks/inference_bench.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, "
-                   f"{torch.get_num_threads()} threads, shared with other jobs",
+                   f"{torch.get_num_threads()} threads, shared with other jobs (load average {os.getloadavg()[0]:.1f})",
         "pair": args.pair,
         "images": "uniform noise, seed 0" if args.random_images else f"{pair.config.dataset} test split, first images",
         "verdict_ms": time_each(lambda im: verify_image(pair, im), images[: args.n]),

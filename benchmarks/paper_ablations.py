@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 
-from paper_grid import SMALL_BACKBONES, SUMMARY_KEYS, run_one  # noqa: E402
+from paper_grid import SMALL_BACKBONES, SUMMARY_KEYS, run_one, with_test_subset  # noqa: E402
 
-from amint.data import Benchmark  # noqa: E402
+from amint.data import Benchmark, load_benchmark  # noqa: E402
 
 # name -> (what it tests, TrainConfig overrides)
 VARIANTS: dict[str, tuple[str, dict]] = {
@@ -38,6 +38,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "published_optim": ("the published settings in our loop: Adam(W) 1e-4 constant, no decay, batch 64+64",
                         {"lr": 1e-4, "schedule": "constant", "weight_decay": 0.0, "batch_size": 64}),
     "epochs_12": ("12 joint epochs instead of 4", {"epochs": 12}),
+    "epochs_24": ("24 joint epochs instead of 4", {"epochs": 24}),
 }
 
 
@@ -75,6 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--members", type=int, default=1000)
     p.add_argument("--calibration", type=int, default=300)
     p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--test-subset", type=int, default=0, help="score only the first N test images; 0 = all")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--runs", default=str(ROOT / "runs" / "paper_ablations"))
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "paper_ablations.json"))
@@ -87,9 +89,12 @@ def main(argv: list[str] | None = None, bench: Benchmark | None = None) -> dict:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.test_subset:
+        bench = with_test_subset(bench or load_benchmark(args.dataset), args.test_subset)
     runs = Path(args.runs) / args.dataset
     command = "python benchmarks/paper_ablations.py " + " ".join(sys.argv[1:])
-    results = {"dataset": args.dataset, "base": base_settings(args), "runs": {}}
+    results = {"dataset": args.dataset, "test_subset": args.test_subset or "all", "base": base_settings(args),
+               "runs": {}}
     for name in args.only.split(","):
         results["runs"][name] = run_variant(name, args, runs, bench, command)
         Path(args.results).write_text(json.dumps(results, indent=1) + "\n")

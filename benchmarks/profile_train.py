@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None, bench: Benchmark | None = None) -> dict:
     result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "command": "python benchmarks/profile_train.py " + " ".join(sys.argv[1:]),
               "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, "
-                         f"{torch.get_num_threads()} threads, shared with other jobs",
+                         f"{torch.get_num_threads()} threads, shared with other jobs (load average {os.getloadavg()[0]:.1f})",
               "settings": {"members": args.members, "batch_size": args.batch_size, "seed": 0, **BACKBONE,
                            "train": json.loads(args.train)},
               **summarise(prof, wall, steps)}

@@ -126,7 +126,7 @@ def run(args: argparse.Namespace, bench: Benchmark | None = None) -> dict:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "command": "python benchmarks/published_loop.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, "
-                   f"{torch.get_num_threads()} threads, shared with other jobs",
+                   f"{torch.get_num_threads()} threads, shared with other jobs (load average {os.getloadavg()[0]:.1f})",
         "settings": {"members": args.members, "externals_per_epoch": args.members, "epochs": args.epochs,
                      "seed": args.seed, "backbone": BACKBONE, "setup": "middle", "head": PAPER_HEAD,
                      "dataloader_workers": args.workers},

@@ -31,7 +31,7 @@ def grid(synthetic, tmp_path_factory):
     train = json.dumps({"backbone_kwargs": TINY_BACKBONE["backbone_kwargs"], "monitor_samples": 40,
                         "head": {"trace": TINY_TRACE, "memories": {}}})
     argv = [*TINY, "--backbones", "resnet18", "--setups", "entry,output", "--members", "100", "--external", "120",
-            "--head-epochs", "1", "--train", train, "--runs", str(tmp / "runs"), "--results", str(tmp / "grid.json")]
+            "--head-epochs", "1", "--test-subset", "150", "--train", train, "--runs", str(tmp / "runs"), "--results", str(tmp / "grid.json")]
     return argv, paper_grid.main(argv, bench=synthetic), tmp
 
 
@@ -52,8 +52,15 @@ def test_grid_trains_active_and_passive_on_one_split_and_budget(grid):
             assert set(run["metrics"]["baselines"]) == {"loss_attack", "confidence_attack", "entropy_attack"}
     assert cell_taps(results, "entry") != cell_taps(results, "output")
     assert json.loads((tmp / "grid.json").read_text())["cells"] == results["cells"]
+    assert results["test_subset"] == 150
     table = paper_grid.markdown(results)
     assert table.count("\n") == 3 and "0.51-0.66" in table  # header, rule, two rows; the paper beside
+
+
+def test_test_subset_keeps_the_first_test_images(synthetic):
+    small = paper_grid.with_test_subset(synthetic, 50)
+    assert torch.equal(small.test_images, synthetic.test_images[:50]) and len(small.test_labels) == 50
+    assert small.train_images is synthetic.train_images and paper_grid.with_test_subset(synthetic, 0) is synthetic
 
 
 def cell_taps(results: dict, setup: str) -> list[str]:
