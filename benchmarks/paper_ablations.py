@@ -4,8 +4,8 @@
     python benchmarks/paper_ablations.py --only base,loss_fixed --members 300
 
 Base: the narrow ResNet-18 of benchmarks/paper_grid.py, Middle taps, the paper's head alone,
-``--members`` members and 1.5x as many externals, 4 joint epochs and 1 head epoch (active), the
-threshold at the best balanced accuracy on the calibration split. Each variant changes one
+``--members`` members and 1.5x as many externals, batches of 32 + 32, 4 joint epochs and 1 head
+epoch (active), the threshold at the best balanced accuracy on the calibration split. Each variant changes one
 TrainConfig field (or a few that belong together, e.g. the published optimizer settings). Each
 finished run writes its JSON under ``--runs`` and is skipped on a rerun, like the grid.
 """
@@ -35,10 +35,14 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "head_wide": ("trace head width 128, MLP 1024", {"head": {"trace": {"width": 128, "hidden": 1024}, "memories": {}}}),
     "entry_taps": ("Entry taps (act1, layer1) instead of Middle", {"setup": "entry"}),
     "augment": ("random 2-px shifts and flips for members and externals", {"augment": True}),
-    "published_optim": ("the published settings in our loop: Adam(W) 1e-4 constant, no decay, batch 64+64",
+    "published_optim": ("the published settings in our loop: Adam 1e-4 constant, no weight decay, batch 64+64",
                         {"lr": 1e-4, "schedule": "constant", "weight_decay": 0.0, "batch_size": 64}),
     "epochs_12": ("12 joint epochs instead of 4", {"epochs": 12}),
     "epochs_24": ("24 joint epochs instead of 4", {"epochs": 24}),
+    "passive_epochs_12": ("passive with 12 task epochs (then 13 head epochs): the control for epochs_12",
+                          {"mode": "passive", "epochs": 12}),
+    "passive_epochs_24": ("passive with 24 task epochs (then 25 head epochs): the control for epochs_24",
+                          {"mode": "passive", "epochs": 24}),
 }
 
 
@@ -46,6 +50,7 @@ def base_settings(args: argparse.Namespace) -> dict:
     return dict(dataset=args.dataset, backbone="resnet18", backbone_kwargs=SMALL_BACKBONES["resnet18"],
                 setup="middle", head={"trace": {}, "memories": {}}, n_members=args.members,
                 n_external=args.members * 3 // 2, n_calibration=args.calibration, epochs=args.epochs,
+                batch_size=args.batch_size,
                 head_epochs=1, memory_views=0, target_fpr=None, monitor_samples=min(500, args.calibration), seed=0)
 
 
@@ -54,8 +59,8 @@ def run_variant(name: str, args: argparse.Namespace, runs: Path, bench: Benchmar
     if settings.get("mode") != "passive":
         return run_one(name, settings | {"mode": "active"}, runs, bench, command)
     # Passive: the backbone on the task alone, then the head on it, frozen, for as many epochs as active's head saw.
-    backbone_dir = runs / "passive-backbone"
-    run_one("passive-backbone", settings | dict(head_epochs=0, out=str(backbone_dir)), runs, bench, command)
+    backbone_dir = runs / f"{name}-backbone"
+    run_one(f"{name}-backbone", settings | dict(head_epochs=0, out=str(backbone_dir)), runs, bench, command)
     return run_one(name, settings | dict(epochs=0, init_from=str(backbone_dir),
                                          head_epochs=settings["epochs"] + settings["head_epochs"]), runs, bench, command)
 
@@ -76,6 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--members", type=int, default=1000)
     p.add_argument("--calibration", type=int, default=300)
     p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=32, help="members per step (small pools need small batches)")
     p.add_argument("--test-subset", type=int, default=0, help="score only the first N test images; 0 = all")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--runs", default=str(ROOT / "runs" / "paper_ablations"))

@@ -80,6 +80,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="torch threads; 0 = torch's default")
     p.add_argument("--runs", default=str(ROOT / "runs" / "paper_grid"), help="per-run JSON and the passive backbones")
     p.add_argument("--results", default=None, help="combined JSON; default benchmarks/results/paper_grid_DATASET.json")
+    p.add_argument("--only-finished", action="store_true",
+                   help="train nothing: collect the runs already finished under --runs into --results")
     p.add_argument("--table", default=None, metavar="RESULTS_JSON", help="print the Markdown table of a results file")
     return p.parse_args(argv)
 
@@ -96,11 +98,14 @@ def recipe(args: argparse.Namespace, backbone: str) -> dict[str, Any]:
     return base | json.loads(args.train)
 
 
-def run_one(name: str, settings: dict[str, Any], runs: Path, bench: Benchmark | None, command: str) -> dict:
-    """Train one pair (skipped when its JSON exists) and return its record."""
+def run_one(name: str, settings: dict[str, Any], runs: Path, bench: Benchmark | None, command: str,
+            train: bool = True) -> dict | None:
+    """Train one pair (skipped when its JSON exists) and return its record; None if unfinished and not ``train``."""
     record_path = runs / f"{name}.json"
     if record_path.exists():
         return json.loads(record_path.read_text())
+    if not train:
+        return None
     cfg = TrainConfig(**settings)
     t0 = time.time()
 
@@ -130,20 +135,23 @@ def run_grid(args: argparse.Namespace, bench: Benchmark | None = None) -> dict:
     command = "python benchmarks/paper_grid.py " + " ".join(sys.argv[1:])
     epochs = 30 if args.paper_scale else args.epochs
     cells = []
+    train = not args.only_finished
     for backbone in args.backbones.split(","):
         base = recipe(args, backbone)
         # Passive: one task-only backbone per backbone (the setup only moves the taps), saved for the heads.
         backbone_dir = runs / backbone / "passive-backbone"
         run_one(f"{backbone}/passive-backbone", base | dict(mode="passive", epochs=epochs, head_epochs=0,
                                                             setup="middle", out=str(backbone_dir)),
-                runs, bench, command)
+                runs, bench, command, train)
         for setup in args.setups.split(","):
             active = run_one(f"{backbone}/{setup}-active", base | dict(mode="active", setup=setup, epochs=epochs,
                                                                        head_epochs=args.head_epochs),
-                             runs, bench, command)
+                             runs, bench, command, train)
             passive = run_one(f"{backbone}/{setup}-passive", base | dict(
                 mode="passive", setup=setup, epochs=0, init_from=str(backbone_dir),
-                head_epochs=epochs + args.head_epochs), runs, bench, command)
+                head_epochs=epochs + args.head_epochs), runs, bench, command, train)
+            if active is None or passive is None:
+                continue  # --only-finished: this cell has not finished
             cells.append({"backbone": backbone, "setup": setup, "active": active, "passive": passive})
             save(args, cells)
     return save(args, cells)
