@@ -41,6 +41,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "epochs_24": ("24 joint epochs instead of 4", {"epochs": 24}),
     "passive_epochs_12": ("passive with 12 task epochs (then 13 head epochs): the control for epochs_12",
                           {"mode": "passive", "epochs": 12}),
+    "untrained_head_25": ("a random backbone never trained, the head on it for 25 epochs: what the head memorises alone",
+                          {"mode": "untrained", "epochs": 0, "head_epochs": 25}),
     "passive_epochs_24": ("passive with 24 task epochs (then 25 head epochs): the control for epochs_24",
                           {"mode": "passive", "epochs": 24}),
 }
@@ -57,7 +59,7 @@ def base_settings(args: argparse.Namespace) -> dict:
 def run_variant(name: str, args: argparse.Namespace, runs: Path, bench: Benchmark | None, command: str) -> dict:
     settings = base_settings(args) | VARIANTS[name][1]
     if settings.get("mode") != "passive":
-        return run_one(name, settings | {"mode": "active"}, runs, bench, command)
+        return run_one(name, {"mode": "active"} | settings, runs, bench, command)
     # Passive: the backbone on the task alone, then the head on it, frozen, for as many epochs as active's head saw.
     backbone_dir = runs / f"{name}-backbone"
     run_one(f"{name}-backbone", settings | dict(head_epochs=0, out=str(backbone_dir)), runs, bench, command)
