@@ -60,19 +60,21 @@ class PerSampleImages(Dataset):
 
 
 def published_epochs(pair: AuditedPair, bench: Benchmark, split: MembershipSplit, epochs: int, seed: int,
-                     workers: int = 0) -> float:
-    """Train ``pair`` as the published notebooks did; returns the training seconds."""
+                     workers: int = 0, device: str = "cpu") -> tuple[float, float]:
+    """Train ``pair`` as the published notebooks did; returns the training seconds, wall and CPU (this process)."""
     g = torch.Generator().manual_seed(seed)
     loader = lambda idx: DataLoader(  # noqa: E731
         PerSampleImages(bench.train_images[idx], bench.train_labels[idx], bench.mean, bench.std),
         batch_size=64, shuffle=True, num_workers=workers, generator=g)
     members, externals = loader(split.members), loader(split.external)
+    pair.to(device)
     opt = torch.optim.Adam(pair.parameters(), lr=1e-4)
     norms: dict[str, float] = {}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(epochs):
         pair.train()
         for (xm, ym), (xe, _) in zip(members, externals):
+            xm, ym, xe = xm.to(device), ym.to(device), xe.to(device)  # each batch copied from the CPU loader
             logits, maps_m = pair.classify(xm)  # members ...
             _, maps_e = pair.classify(xe)  # ... and externals in separate forward passes
             pm, pe = torch.sigmoid(pair.head.trace(maps_m)), torch.sigmoid(pair.head.trace(maps_e))
@@ -84,17 +86,28 @@ def published_epochs(pair: AuditedPair, bench: Benchmark, split: MembershipSplit
             opt.zero_grad()
             loss.backward()
             opt.step()
-    return time.perf_counter() - t0
+    if device != "cpu":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 @torch.no_grad()
 def quality(pair: AuditedPair, bench: Benchmark, split: MembershipSplit, n: int = 1000) -> dict[str, float]:
     """Task accuracy on the test split, trace-head AUC on calibration members vs calibration non-members."""
     pair.eval()
+    pair.cpu()
     x = pair.normalize(bench.test_images[:n])
     acc = float((pair.classify(x)[0].argmax(1) == bench.test_labels[:n]).double().mean())
     score = lambda idx: pair.head.trace(pair.classify(pair.normalize(bench.train_images[idx[:n]]))[1])  # noqa: E731
     return {"task_accuracy": acc, "trace_auc": roc_auc(score(split.calibration_members), score(split.calibration_nonmembers))}
+
+
+def joint_clock(p, cpu: dict[str, float]) -> None:
+    """CPU time of the joint phase (one thread: what an idle core would take), from the loop's own reports."""
+    if p.phase == "joint" and p.kind == "phase":
+        cpu["start"] = time.process_time()
+    elif p.phase == "joint" and p.kind == "epoch":
+        cpu["end"] = time.process_time()
 
 
 def run(args: argparse.Namespace, bench: Benchmark | None = None) -> dict:
@@ -103,22 +116,26 @@ def run(args: argparse.Namespace, bench: Benchmark | None = None) -> dict:
     cfg = TrainConfig(dataset=args.dataset, **BACKBONE, setup="middle", head=PAPER_HEAD, mode="active",
                       epochs=args.epochs, head_epochs=0, memory_views=0, n_members=args.members,
                       n_external=args.members, n_calibration=args.calibration, monitor_samples=64,
-                      target_fpr=None, device="cpu", seed=args.seed)
+                      target_fpr=None, device=args.device, seed=args.seed)
     bench = bench or load_benchmark(args.dataset)
     split = build_split(cfg, bench)
     images = 2 * args.members * args.epochs  # members + as many externals, per epoch
     ours, published = [], []
     for r in range(args.repeats):
+        cpu: dict[str, float] = {}
         t0 = time.perf_counter()
-        pair = train_pair(cfg, bench=bench)
+        pair = train_pair(cfg, bench=bench, callback=lambda p: joint_clock(p, cpu))
         end_to_end = time.perf_counter() - t0
         train_s = sum(h["seconds"] for h in pair.config.training["history"])
+        cpu_s = cpu["end"] - cpu["start"]
         ours.append({"train_seconds": round(train_s, 2), "images_per_second": round(images / train_s, 1),
+                     "cpu_seconds": round(cpu_s, 2), "images_per_cpu_second": round(images / cpu_s, 1),
                      "finished_pair_seconds": round(end_to_end, 2), **quality(pair, bench, split)})
         torch.manual_seed(args.seed)
         theirs = build_pair(cfg, bench, split)
-        train_s = published_epochs(theirs, bench, split, args.epochs, args.seed + r, args.workers)
+        train_s, cpu_s = published_epochs(theirs, bench, split, args.epochs, args.seed + r, args.workers, args.device)
         published.append({"train_seconds": round(train_s, 2), "images_per_second": round(images / train_s, 1),
+                          "cpu_seconds": round(cpu_s, 2), "images_per_cpu_second": round(images / cpu_s, 1),
                           **quality(theirs, bench, split)})
         print(f"repeat {r}: ours {ours[-1]} | published {published[-1]}", flush=True)
     med = lambda runs, k: statistics.median(x[k] for x in runs)  # noqa: E731
@@ -132,6 +149,7 @@ def run(args: argparse.Namespace, bench: Benchmark | None = None) -> dict:
                      "dataloader_workers": args.workers},
         "ours": ours, "published": published,
         "ratio_images_per_second": round(med(ours, "images_per_second") / med(published, "images_per_second"), 2),
+        "ratio_images_per_cpu_second": round(med(ours, "images_per_cpu_second") / med(published, "images_per_cpu_second"), 2),
         "ratio_training_time": round(med(published, "train_seconds") / med(ours, "train_seconds"), 2),
         "ratio_finished_pair": round(med(published, "train_seconds") / med(ours, "finished_pair_seconds"), 2),
     }
@@ -149,6 +167,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers of the published loop")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda, for both loops")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="write the JSON here")
     return p.parse_args(argv)
