@@ -1,0 +1,142 @@
+"""Seconds-long smoke versions of the benchmark scripts (benchmarks/), on the synthetic benchmark."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import inference_bench  # noqa: E402
+import paper_ablations  # noqa: E402
+import paper_grid  # noqa: E402
+import profile_train  # noqa: E402
+import published_loop  # noqa: E402
+
+from amint.splits import make_split  # noqa: E402
+from amint.train import TrainConfig, build_pair  # noqa: E402
+from tests.conftest import TINY_BACKBONE, TINY_TRACE  # noqa: E402
+
+TINY = ["--dataset", "synthetic", "--calibration", "40", "--epochs", "1"]
+
+
+@pytest.fixture(scope="module")
+def grid(synthetic, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("grid")
+    train = json.dumps({"backbone_kwargs": TINY_BACKBONE["backbone_kwargs"], "monitor_samples": 40,
+                        "head": {"trace": TINY_TRACE, "memories": {}}})
+    argv = [*TINY, "--backbones", "resnet18", "--setups", "entry,output", "--members", "100", "--external", "120",
+            "--head-epochs", "1", "--test-subset", "150", "--train", train, "--runs", str(tmp / "runs"), "--results", str(tmp / "grid.json")]
+    return argv, paper_grid.main(argv, bench=synthetic), tmp
+
+
+def test_grid_trains_active_and_passive_on_one_split_and_budget(grid):
+    _, results, tmp = grid
+    assert [(c["backbone"], c["setup"]) for c in results["cells"]] == [("resnet18", "entry"), ("resnet18", "output")]
+    for cell in results["cells"]:
+        active, passive = cell["active"]["config"], cell["passive"]["config"]
+        assert (active["mode"], passive["mode"]) == ("active", "passive")
+        same = ("n_members", "n_external", "n_calibration", "seed", "backbone_kwargs", "setup", "head", "batch_size")
+        assert all(active[k] == passive[k] for k in same)
+        assert active["head"]["memories"] == {}  # the paper's head alone
+        # Passive: a task-only backbone shared by the setups, then the head for as many epochs as active's saw.
+        assert passive["epochs"] == 0 and passive["init_from"].endswith("resnet18/passive-backbone")
+        assert passive["head_epochs"] == active["epochs"] + active["head_epochs"]
+        for run in (cell["active"], cell["passive"]):
+            assert {"mint_accuracy", "auc", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr", "task_accuracy"} <= run["metrics"].keys()
+            assert set(run["metrics"]["baselines"]) == {"loss_attack", "confidence_attack", "entropy_attack"}
+    assert cell_taps(results, "entry") != cell_taps(results, "output")
+    assert json.loads((tmp / "grid.json").read_text())["cells"] == results["cells"]
+    assert results["test_subset"] == 150
+    table = paper_grid.markdown(results)
+    assert table.count("\n") == 3 and "0.51-0.66" in table  # header, rule, two rows; the paper beside
+
+
+def test_test_subset_keeps_the_first_test_images(synthetic):
+    small = paper_grid.with_test_subset(synthetic, 50)
+    assert torch.equal(small.test_images, synthetic.test_images[:50]) and len(small.test_labels) == 50
+    assert small.train_images is synthetic.train_images and paper_grid.with_test_subset(synthetic, 0) is synthetic
+
+
+def cell_taps(results: dict, setup: str) -> list[str]:
+    return next(c for c in results["cells"] if c["setup"] == setup)["active"]["taps"]
+
+
+def test_grid_rerun_skips_finished_runs(grid, synthetic, monkeypatch):
+    argv, results, _ = grid
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(paper_grid, "train_pair", no_training)
+    assert paper_grid.main(argv, bench=synthetic)["cells"] == results["cells"]
+    # --only-finished collects what is done and trains nothing: a setup never run is left out.
+    collected = paper_grid.main([*argv, "--setups", "entry,middle", "--only-finished"], bench=synthetic)
+    assert [c["setup"] for c in collected["cells"]] == ["entry"]
+
+
+def test_published_loop_runs_separate_member_and_external_passes_of_64(synthetic):
+    cfg = TrainConfig(dataset="synthetic", **TINY_BACKBONE, setup="entry", head={"trace": TINY_TRACE, "memories": {}},
+                      n_members=100, n_external=100, n_calibration=40)
+    split = make_split(len(synthetic.train_images), len(synthetic.test_images), 100, 100, 40)
+    pair = build_pair(cfg, synthetic, split)
+    batches: list[int] = []
+    pair.backbone.conv1.register_forward_pre_hook(lambda m, inp: batches.append(len(inp[0])))
+    before = [p.detach().clone() for p in pair.parameters()]
+    wall, cpu = published_loop.published_epochs(pair, synthetic, split, epochs=1, seed=0)
+    assert wall > 0 and cpu > 0
+    assert batches == [64, 64, 36, 36]  # member batch, external batch, each its own forward pass
+    assert any(not torch.equal(a, b) for a, b in zip(before, pair.parameters()))
+
+
+def test_published_loop_reports_both_loops_and_their_ratio(synthetic, tmp_path):
+    out = tmp_path / "speed.json"
+    result = published_loop.main([*TINY, "--members", "64", "--repeats", "1", "--out", str(out)], bench=synthetic)
+    assert json.loads(out.read_text()) == result
+    for loop in ("ours", "published"):
+        run = result[loop][0]
+        assert run["images_per_second"] > 0 and 0 <= run["task_accuracy"] <= 1 and 0 <= run["trace_auc"] <= 1
+        assert run["images_per_cpu_second"] > 0
+    ours, theirs = result["ours"][0], result["published"][0]
+    assert result["ratio_images_per_second"] == pytest.approx(ours["images_per_second"] / theirs["images_per_second"],
+                                                              rel=0.02)
+    assert ours["finished_pair_seconds"] >= ours["train_seconds"]
+
+
+def test_profile_buckets_the_loop(synthetic):
+    assert profile_train.bucket("aten::convolution_backward") == "arithmetic"
+    assert profile_train.bucket("aten::index") == "data movement"
+    result = profile_train.main(["--dataset", "synthetic", "--members", "64", "--calibration", "16",
+                                 "--batch-size", "32"], bench=synthetic)
+    assert result["steps"] == 2
+    assert sum(result["share_of_wall"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert result["share_of_wall"]["arithmetic"] > 0 and result["top_ops"]
+
+
+def test_inference_bench_reports_latency_throughput_and_memory(tiny_pair, tmp_path):
+    _, folder = tiny_pair
+    result = inference_bench.main([str(folder), "--n", "4", "--n-explain", "2", "--batch-n", "10", "--batch-size", "4",
+                                   "--random-images", "--out", str(tmp_path / "inf.json")])
+    for key in ("verdict_ms", "verdict_with_maps_ms", "verdict_maps_saliency_ms"):
+        assert 0 < result[key]["p50"] <= result[key]["p95"] and 0 < result[key]["cpu_p50"] <= result[key]["cpu_p95"]
+    assert result["verdict_ms"]["n"] == 4 and result["verdict_maps_saliency_ms"]["n"] == 2
+    assert result["batch"]["images"] == 10 and result["batch"]["images_per_second"] > 0
+    rss = result["rss_mb"]
+    assert rss["peak"] >= max(rss["after_imports"], rss["pair_loaded"], rss["after_batch"]) > 0
+
+
+def test_ablations_change_one_thing_against_the_base(synthetic, tmp_path):
+    argv = [*TINY, "--only", "base,passive,loss_fixed", "--members", "100", "--runs", str(tmp_path / "runs"),
+            "--results", str(tmp_path / "abl.json")]
+    results = paper_ablations.main(argv, bench=synthetic)
+    base, passive, fixed = (results["runs"][k]["config"] for k in ("base", "passive", "loss_fixed"))
+    assert (base["mode"], base["loss_norm"], fixed["loss_norm"]) == ("active", "initial", "fixed")
+    changed = {k for k in base if base[k] != fixed[k]}
+    assert changed == {"loss_norm"}
+    assert passive["mode"] == "passive" and passive["head_epochs"] == base["epochs"] + base["head_epochs"]
+    assert "| loss_fixed |" in paper_ablations.markdown(results)
