@@ -16,14 +16,16 @@ DISPLAY_MIN_SIDE = 224  # small benchmark images (28 px) are unreadable at their
 MEMBER_COLOR, NONMEMBER_COLOR, THIS_COLOR = "#D55E00", "#0072B2", "#000000"
 
 
-def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5, cmap: str = "inferno") -> np.ndarray:
-    """Heat map blended over the image: RGB uint8, upscaled (nearest) to at least 224 px for display."""
+def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5, cmap: str = "inferno",
+            min_side: int = DISPLAY_MIN_SIDE) -> np.ndarray:
+    """Heat map blended over the image: RGB uint8, upscaled (nearest) to at least ``min_side`` px for display
+    (1 keeps the image's own size, for a page that scales it with CSS)."""
     rgb = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image[..., :3]
     if heat.shape != rgb.shape[:2]:
         heat = _resize_nearest(heat, rgb.shape[:2])
     colored = matplotlib.colormaps[cmap](np.clip(heat, 0, 1))[..., :3] * 255.0
     blend = (1 - alpha) * rgb.astype(np.float64) + alpha * colored
-    k = max(1, math.ceil(DISPLAY_MIN_SIDE / min(rgb.shape[:2])))
+    k = max(1, math.ceil(min_side / min(rgb.shape[:2])))
     return np.clip(blend, 0, 255).round().astype(np.uint8).repeat(k, axis=0).repeat(k, axis=1)
 
 

@@ -199,14 +199,33 @@ class Explained:
     evidence: list[explain.EvidencePart]  # what each part of the head contributed to the decision
 
 
-def explain_image(pair: AuditedPair, image: Any, name: str | None = None) -> Explained:
-    """Verdict, activation maps, trace attribution, edit saliency and evidence of one image."""
+@dataclass
+class Forwarded:
+    """One image through the pair once: its model input, the pair's output and the verdict."""
+
+    x: torch.Tensor  # uint8 (C, H, W), as the model sees it
+    output: Any  # PairOutput of the batch of one
+    verdict: Verdict
+
+
+def forward_image(pair: AuditedPair, image: Any, name: str | None = None) -> Forwarded:
+    """Decode, preprocess and run one image: the verdict now, and what ``explain_forwarded`` reuses later."""
     x = preprocess(load_image(image, name), pair.config)
     out = explain.forward_one(pair, x)
-    verdict = _verdict(pair.config, x, float(out.member_probability[0]), out.class_logits[0].cpu())
+    return Forwarded(x, out, _verdict(pair.config, x, float(out.member_probability[0]), out.class_logits[0].cpu()))
+
+
+def explain_forwarded(pair: AuditedPair, fwd: Forwarded) -> Explained:
+    """Activation maps, trace attribution, edit saliency and evidence of an image already run once."""
+    x, out = fwd.x, fwd.output
     maps = explain.heat_maps(pair.config.taps, out.maps, tuple(x.shape[1:]))
-    return Explained(verdict, maps, explain.trace_attribution(pair, x, out.maps), explain.edit_saliency(pair, x),
+    return Explained(fwd.verdict, maps, explain.trace_attribution(pair, x, out.maps), explain.edit_saliency(pair, x),
                      explain.evidence_parts(pair, out.evidence[0]))
+
+
+def explain_image(pair: AuditedPair, image: Any, name: str | None = None) -> Explained:
+    """Verdict, activation maps, trace attribution, edit saliency and evidence of one image."""
+    return explain_forwarded(pair, forward_image(pair, image, name))
 
 
 # --- edit and watch; two pairs on one image ------------------------------------------------------

@@ -25,8 +25,7 @@ CSS = """
 .pixelated img, .pixelated canvas { image-rendering: pixelated; }
 /* Galleries: as many columns as fit, so a phone gets 3-4 and a desktop 8-10. */
 #verify-examples .grid-container { grid-template-columns: repeat(auto-fill, minmax(88px, 1fr)) !important; }
-#verify-maps .grid-container { grid-template-columns: repeat(auto-fill, minmax(140px, 1fr)) !important; }
-#verify-examples .fixed-height, #verify-maps .fixed-height { min-height: 0 !important; max-height: none !important; }
+#verify-examples .fixed-height { min-height: 0 !important; max-height: none !important; }
 /* Wide tables scroll inside their box instead of widening the page on a phone. */
 #audit-table, #train-metrics, #model-metrics, #model-settings, #model-card { min-width: 0; max-width: 100%; }
 #audit-table .table-wrap, #train-metrics .table-wrap, #model-metrics .table-wrap, #model-settings .table-wrap {
@@ -56,6 +55,13 @@ CSS = """
 .why p { margin: 4px 0 8px; }
 .why-row { display: grid; grid-template-columns: minmax(120px, 30%) 1fr; gap: 10px; align-items: center;
            margin: 4px 0; }
+.model-view { margin: 0; text-align: center; font-size: 0.85em; color: var(--body-text-color-subdued); }
+.model-view img { width: 100%; max-width: 240px; aspect-ratio: 1; object-fit: contain; image-rendering: pixelated;
+                  border-radius: 4px; }
+.why-figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(130px, 1fr)); gap: 10px;
+               margin-top: 6px; }
+.why-figure { margin: 0; text-align: center; font-size: 0.85em; }
+.why-figure img { width: 100%; max-width: 200px; aspect-ratio: 1; image-rendering: pixelated; border-radius: 4px; }
 .why-bar { position: relative; height: 14px; border-radius: 3px; background: var(--background-fill-secondary); }
 .why-bar::after { content: ""; position: absolute; top: 0; bottom: 0; width: var(--w); border-radius: 3px; }
 .why-bar.pos::after { left: 50%; background: #D55E00; }

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import html
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,8 @@ import numpy as np
 
 from amint.edits import ADJUSTABLE
 from amint.explain import percent
-from amint.verify import ImageError, comparison_words, decision_words, explain_image, load_image, verify_image
+from amint.verify import (ImageError, comparison_words, decision_words, explain_forwarded, forward_image, load_image,
+                          verify_image)
 from amint.verify import verify_edited as lib_verify_edited
 
 from amint import plots
@@ -117,30 +120,60 @@ def run_verify(loaded, image: Any, name: str | None = None, truth: str | None = 
     """Verdict first (one forward pass), then the "why" (maps, attribution, edit saliency) as a second update."""
     pair = loaded.pair
     with user_errors("This image cannot be checked"):
-        img = _read(image, name)
-        verdict = verify_image(pair, img)
+        forwarded = forward_image(pair, _read(image, name))
+    verdict = forwarded.verdict
     score = _score_html(loaded, [svg.Mark("this image", verdict.member_probability)],
                         "This image's score against the calibration images")
     top = {str(n): float(p) for n, p in verdict.top_classes}
-    first = (upscale(verdict.model_input), verdict_html(verdict, truth), score, top,
+    first = (model_view_html(verdict.model_input), verdict_html(verdict, truth), score, top,
              _details(loaded, verdict, name, truth))
-    yield (*first, gr.skip(), gr.skip(), gr.skip())
+    yield (*first, gr.skip())
     with user_errors("This image cannot be explained"):
-        explained = explain_image(pair, img)
-    yield (*first, *why_outputs(explained))
+        explained = explain_forwarded(pair, forwarded)
+    # The verdict's outputs again (unchanged; cheap) so that the final result of an API call is complete.
+    yield (*first, why_html(explained))
 
 
-def why_outputs(explained) -> tuple[list, Any, str]:
-    """Gallery of per-tap maps, the edit-saliency overlay, and the evidence in words."""
+def model_view_html(image: np.ndarray) -> str:
+    """What the model sees, inline at its own size and enlarged by the page (pixels kept sharp)."""
+    return (f'<figure class="model-view"><img src="{png_data_uri(image)}" alt="The image as the model receives '
+            f'it: {image.shape[1]} by {image.shape[0]} pixels"><figcaption>What the model sees: its input, '
+            f"{image.shape[1]}×{image.shape[0]} px, enlarged</figcaption></figure>")
+
+
+def png_data_uri(image: np.ndarray) -> str:
+    """A small uint8 image as an inline PNG: no file written, no second download; the page scales it."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _figure(image: np.ndarray, caption: str, alt: str) -> str:
+    return (f'<figure class="why-figure"><img src="{png_data_uri(image)}" alt="{html.escape(alt)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def why_figures(explained) -> str:
+    """Per tap: where the layer responds and where the trace head reads evidence; then the edit saliency.
+
+    Inline images at the model's own size (28 px for the default pair), enlarged by the page: the
+    whole "why" is one small HTML update instead of six image files to write and fetch.
+    """
     base = explained.verdict.model_input
-    gallery = [(upscale(plots.overlay(base, heat)), f"{tap} · activity") for tap, heat in explained.maps]
-    for tap, heat in explained.attribution or []:
-        gallery.append((upscale(plots.overlay(base, heat, cmap="cividis")), f"{tap} · trace evidence"))
-    return gallery, upscale(plots.overlay(base, explained.saliency.heat)), why_html(explained)
+    figs = [_figure(plots.overlay(base, heat, min_side=1), f"{tap} · activity",
+                    f"Activity of layer {tap}: bright where the layer responds") for tap, heat in explained.maps]
+    figs += [_figure(plots.overlay(base, heat, cmap="cividis", min_side=1), f"{tap} · trace evidence",
+                     f"Layer {tap}: bright where the trace head reads signs of membership")
+             for tap, heat in explained.attribution or []]
+    figs.append(_figure(plots.overlay(base, explained.saliency.heat, min_side=1), "edits that move the score",
+                        "Parts of the image whose edits move the member probability: brighter moves it more"))
+    return f'<div class="why-figures">{"".join(figs)}</div>'
 
 
 def why_html(explained) -> str:
-    """Each part of the detector's evidence as a bar with its sentence, then what the edits showed."""
+    """Each part of the detector's evidence as a bar with its sentence, the maps, then what the edits showed."""
     parts = explained.evidence
     scale = max((abs(p.contribution) for p in parts), default=1.0) or 1.0
     rows = []
@@ -152,12 +185,15 @@ def why_html(explained) -> str:
     return ('<div class="why"><p><b>What decided it.</b> Each bar is one part of the membership detector: '
             'to the right (orange) pushes towards “member”, to the left (blue) towards “not a member”.</p>'
             + "".join(rows)
-            + f'<p><b>Which parts of the image matter.</b> {html.escape(explained.saliency.words)}</p></div>')
+            + f'<p><b>Which parts of the image matter.</b> {html.escape(explained.saliency.words)}</p>'
+            + "<p>Per tapped layer: <i>activity</i> is where the layer responds; <i>trace evidence</i> is where "
+              "the trace head reads signs of membership. The last map shows which parts' edits move the score.</p>"
+            + why_figures(explained) + "</div>")
 
 
 def verify(pair_name: str, image: Any):
-    """API ``verify``: (pair, image) -> model input, verdict, score chart, top classes, details; then maps,
-    saliency and the evidence in words as a second update."""
+    """API ``verify``: (pair, image) -> model input, verdict, score chart, top classes, details; then, as a
+    second update, the why (evidence per part, per-tap maps and edit saliency as inline images, in words)."""
     source, name = _payload_source(image)
     yield from run_verify(get_pair(pair_name), source, name)
 
@@ -266,26 +302,19 @@ def build(sel: Selector) -> None:
             )
             button = gr.Button("Check this image", variant="primary", elem_id="verify-button")
             limits_note()
-            model_view = gr.Image(label="What the model sees (its input, enlarged)", interactive=False,
-                                  height=240, elem_classes=["pixelated"], buttons=[])
         with gr.Column(scale=2, min_width=300):
+            # On a phone the columns stack: the verdict comes right after the button.
             verdict = gr.HTML(
                 '<div class="verdict empty">Upload an image or pick an example below: the verdict says '
                 "whether the selected model was trained on it.</div>",
                 elem_id="verify-verdict",
             )
             score = gr.HTML(elem_id="verify-score")
-            top = gr.Label(label="The model's prediction", num_top_classes=5, elem_id="verify-top")
+            with gr.Row(equal_height=False):
+                model_view = gr.HTML(elem_id="verify-model-view", min_width=160)
+                top = gr.Label(label="The model's prediction", num_top_classes=5, elem_id="verify-top", min_width=200)
     with gr.Accordion("Why: what decided it, and which parts of the image matter", open=True):
         why = gr.HTML(elem_id="verify-why")
-        with gr.Row():
-            maps = gr.Gallery(label="Per tapped layer: activity (where the layer responds) and trace evidence "
-                                    "(where the trace head reads signs of membership)",
-                              columns=4, height="auto", allow_preview=True, object_fit="contain",
-                              elem_classes=["pixelated"], scale=2, elem_id="verify-maps")
-            saliency = gr.Image(label="Parts whose edits move the score (brighter = more)",
-                                interactive=False, height=280, elem_classes=["pixelated"], buttons=[], scale=1,
-                                elem_id="verify-saliency")
     with gr.Accordion("Edit it and watch the verdict", open=True, elem_id="verify-edit"):
         gr.Markdown("Do what people do to a photo before they upload it, and see whether the verdict holds.")
         with gr.Row(equal_height=False):
@@ -317,7 +346,7 @@ def build(sel: Selector) -> None:
     with gr.Accordion("Details (JSON)", open=False):
         details = gr.JSON(label="Verdict", elem_id="verify-json")
 
-    outputs = [model_view, verdict, score, top, details, maps, saliency, why]
+    outputs = [model_view, verdict, score, top, details, why]
     # Preprocessing off: the handlers read the upload themselves, so an unreadable file gets a plain
     # message from amint.verify instead of a generic error from the image component.
     button.click(verify, [sel.dropdown, image], outputs, api_name="verify", preprocess=False,
