@@ -3,6 +3,8 @@ never pyplot's state. Imported only where a picture is drawn, so plain verdicts 
 
 from __future__ import annotations
 
+import base64
+import io
 import math
 from typing import Sequence
 
@@ -27,6 +29,19 @@ def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5, cmap: str =
     blend = (1 - alpha) * rgb.astype(np.float64) + alpha * colored
     k = max(1, math.ceil(min_side / min(rgb.shape[:2])))
     return np.clip(blend, 0, 255).round().astype(np.uint8).repeat(k, axis=0).repeat(k, axis=1)
+
+
+def png_data_uri(image: np.ndarray, max_side: int | None = None) -> str:
+    """A uint8 image as an inline PNG (``data:`` URI), shrunk to ``max_side`` if given: no file to write,
+    nothing to fetch; the page enlarges small images itself."""
+    from PIL import Image
+
+    im = Image.fromarray(np.asarray(image))
+    if max_side:
+        im.thumbnail((max_side, max_side))
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def _resize_nearest(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

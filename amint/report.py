@@ -227,13 +227,9 @@ never-seen images, with the decision threshold" src="data:image/png;base64,{self
 def _thumb_tag(thumb: np.ndarray | None) -> str:
     if thumb is None:
         return ""
-    from PIL import Image
+    from .plots import png_data_uri
 
-    im = Image.fromarray(thumb)
-    im.thumbnail((40, 40))
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    return f'<img class="thumb" alt="" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+    return f'<img class="thumb" alt="" src="{png_data_uri(thumb, 40)}">'
 
 
 def _p(p: float) -> str:

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import numpy as np
-
-from amint.audit import audit_images, expand_uploads
-from amint.report import AuditReport, pair_identity
 
 from amint import plots
+from amint.audit import audit_images, expand_uploads
+from amint.report import AuditReport, pair_identity
 
 from .common import MODEL_CONCURRENCY_ID, Selector, get_pair, limits_note, scratch_dir, user_errors
 
@@ -33,15 +29,8 @@ def _paths(files: Any) -> list[str]:
 def _thumbnail_html(thumb: Any) -> str:
     if thumb is None:
         return ""
-    from PIL import Image
-
-    im = thumb if isinstance(thumb, Image.Image) else Image.fromarray(np.asarray(thumb))
-    im = im.copy()
-    im.thumbnail((THUMB_SIDE, THUMB_SIDE))
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    data = base64.b64encode(buf.getvalue()).decode()
-    return f'<img src="data:image/png;base64,{data}" alt="" style="height:{THUMB_SIDE}px;image-rendering:pixelated">'
+    return (f'<img src="{plots.png_data_uri(thumb, THUMB_SIDE)}" alt="" '
+            f'style="height:{THUMB_SIDE}px;image-rendering:pixelated">')
 
 
 def _table(result) -> list[list[Any]]:

@@ -9,10 +9,8 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from amint.card import METRIC_COLUMNS, method_rows
-
-
 from amint import plots
+from amint.card import METRIC_COLUMNS, method_rows
 
 from .common import Selector, get_pair
 

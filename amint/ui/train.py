@@ -22,14 +22,13 @@ from typing import Any
 
 import gradio as gr
 
-from amint.pair import check_repo_id, redact
+from amint import plots
 from amint.backbones import KNOWN_BACKBONES, SETUPS
 from amint.data import available_benchmarks, default_split_sizes, load_benchmark
 from amint.launch import train_multiprocess, visible_gpus
+from amint.pair import check_repo_id, redact
 from amint.train import Progress, TrainConfig, TrainingCancelled, resolve_device, train_pair
 from amint.uploads import MB, extract_images, prune_folder
-
-from amint import plots
 
 from .common import (Selector, forget_pair, get_pair, limits_note, models_dir, selector_update, training_enabled,
                      user_errors)

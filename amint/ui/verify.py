@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -12,13 +10,12 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+from amint import plots
 from amint.edits import ADJUSTABLE
 from amint.explain import percent
 from amint.verify import (ImageError, comparison_words, decision_words, explain_forwarded, forward_image, load_image,
                           verify_image)
 from amint.verify import verify_edited as lib_verify_edited
-
-from amint import plots
 
 from . import svg
 from .common import (MODEL_CONCURRENCY_ID, Selector, examples_dir, get_pair, limits_note, pair_choices,
@@ -136,22 +133,13 @@ def run_verify(loaded, image: Any, name: str | None = None, truth: str | None = 
 
 def model_view_html(image: np.ndarray) -> str:
     """What the model sees, inline at its own size and enlarged by the page (pixels kept sharp)."""
-    return (f'<figure class="model-view"><img src="{png_data_uri(image)}" alt="The image as the model receives '
+    return (f'<figure class="model-view"><img src="{plots.png_data_uri(image)}" alt="The image as the model receives '
             f'it: {image.shape[1]} by {image.shape[0]} pixels"><figcaption>What the model sees: its input, '
             f"{image.shape[1]}×{image.shape[0]} px, enlarged</figcaption></figure>")
 
 
-def png_data_uri(image: np.ndarray) -> str:
-    """A small uint8 image as an inline PNG: no file written, no second download; the page scales it."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
 def _figure(image: np.ndarray, caption: str, alt: str) -> str:
-    return (f'<figure class="why-figure"><img src="{png_data_uri(image)}" alt="{html.escape(alt)}">'
+    return (f'<figure class="why-figure"><img src="{plots.png_data_uri(image)}" alt="{html.escape(alt)}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
