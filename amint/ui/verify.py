@@ -14,7 +14,7 @@ from amint import plots
 from amint.edits import ADJUSTABLE
 from amint.explain import percent
 from amint.verify import (ImageError, comparison_words, decision_words, explain_forwarded, forward_image, load_image,
-                          verify_image)
+                          verdict_word, verify_image)
 from amint.verify import verify_edited as lib_verify_edited
 
 from . import svg
@@ -68,7 +68,7 @@ def _without_prefix(words: str, word: str) -> str:
 def verdict_html(verdict, truth: str | None = None) -> str:
     """The verdict card: the decision in large type, the probability, and how often it is wrong."""
     member = bool(verdict.is_member)
-    word = "Member" if member else "Not a member"
+    word = verdict_word(verdict)
     cls = "member" if member else "nonmember"
     p, t = percent(verdict.member_probability), f"{verdict.threshold:.1%}"
     if p == t:  # show the difference that decided it
