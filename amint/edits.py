@@ -218,3 +218,23 @@ def random_edits(images: torch.Tensor, spec: InputSpec, seed: int, moves: bool =
     """One ``random_edit`` view of each image, reproducible from ``seed``."""
     rng = np.random.default_rng(seed)
     return edit_images(images, lambda im: random_edit(im, rng, moves), spec)
+
+
+# --- edit families: what a pair's false-positive rate is measured on ----------------------------------
+
+# The images as they are, each suite edit, and the random chains calibration draws (``random_edit``
+# with moves): a pair states its false-positive bound for each (amint.pvalue.FprRecord).
+EDIT_FAMILIES = ("exact", *EDIT_NAMES, "random")
+FAMILY_DESCRIPTIONS = {"exact": "the images as they are", **EDIT_DESCRIPTIONS,
+                       "random": "a random chain of re-encodings and small moves (random_edit)"}
+
+
+def family_images(images: torch.Tensor, family: str, spec: InputSpec, seed: int = 0) -> torch.Tensor:
+    """uint8 (N, C, H, W) images at the model's size, as the edit family makes them (``random``: from ``seed``)."""
+    if family == "exact":
+        return images
+    if family == "random":
+        return random_edits(images, spec, seed, moves=True)
+    if family not in EDITS:
+        raise ValueError(f"Unknown edit family {family!r}: choose one of {', '.join(EDIT_FAMILIES)}")
+    return edit_images(images, family, spec)

@@ -1,8 +1,9 @@
 """Membership splits: index tensors into a benchmark, regenerated exactly from a seed and sizes.
 
 Members (pool D) train the audited model; externals (pool E) train the MINT head as non-members;
-calibration members and non-members fit the threshold; held-out members and the official test split
-are what the pair is scored on.
+calibration members and half of the calibration non-members fit the readout and the threshold, the
+other half only measures the threshold's false-positive rate (``calibration_halves``); held-out
+members and the official test split are what the pair is scored on.
 """
 
 from __future__ import annotations
@@ -67,6 +68,21 @@ class MembershipSplit:
     def _config_keys() -> list[str]:
         return ["seed", "n_train", "n_test", "n_members", "n_external", "n_calibration",
                 "n_eval_members", "n_eval_nonmembers", "members_sha256"]
+
+
+def calibration_halves(split: MembershipSplit) -> tuple[torch.Tensor, torch.Tensor]:
+    """The calibration non-members in two disjoint halves, (fit, measure), drawn from the split's seed.
+
+    Half A (the first, ceil(n/2) images) fits the readout and the threshold beside the calibration
+    members; half B (floor(n/2)) is never fitted on and only measures the false-positive rate at that
+    threshold. The permutation has its own generator, derived from the seed, so it is the same
+    wherever the split is regenerated and does not disturb the split's own draws.
+    """
+    seed = int.from_bytes(hashlib.sha256(f"amint calibration halves {split.seed}".encode()).digest()[:8], "little")
+    g = torch.Generator().manual_seed(seed >> 1)  # manual_seed takes a non-negative int64
+    order = torch.randperm(len(split.calibration_nonmembers), generator=g)
+    n_fit = len(order) - len(order) // 2
+    return split.calibration_nonmembers[order[:n_fit]], split.calibration_nonmembers[order[n_fit:]]
 
 
 def _digest(indices: torch.Tensor) -> str:
