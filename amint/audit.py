@@ -1,12 +1,16 @@
 """Audit a set of images: one verdict per image, then a test of the whole set.
 
 A single verdict can be a false alarm; a set where many more images are flagged than the threshold's
-false-positive rate explains is evidence that the set (or part of it) was used in training.
+false-positive bound explains is evidence that the set (or part of it) was used in training
+(amint.pvalue: the bound, measured on never-seen images nothing was fitted on, and the test).
+Identical model inputs count once.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -14,8 +18,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .evaluate import DatasetVerdict, dataset_membership_test
-from .pair import AuditedPair
+from .pair import AuditedPair, PairConfig
+from .pvalue import DatasetVerdict, FprRecord, NullRate, clopper_pearson_upper, dataset_membership_test
 from .uploads import MAX_AUDIT_FILES, UploadError, ZipEntry, is_archive_junk, zip_image_entries  # noqa: F401
 from .verify import ImageError, Verdict, verify_images
 
@@ -89,18 +93,52 @@ def audit_images(
     items: list[tuple[str, Any]],
     batch_size: int = 256,
     progress: Callable[[int, int], None] | None = None,
+    family: str | None = None,
 ) -> AuditResult:
-    """Verdict per (name, source) item and the dataset-level test over the readable ones."""
+    """Verdict per (name, source) item and the dataset-level test over the readable ones.
+
+    The test's null rate is the pair's stated false-positive bound: the worst edit family's, or
+    ``family``'s own when the caller knows how every image of the set was made (``FAMILY_DESCRIPTIONS``).
+    """
+    null = null_rate(pair.config, family)  # before the work: an unknown family fails at once
     names = [name for name, _ in items]
     results = verify_images(pair, [src for _, src in items], batch_size, progress, names=names)
     rows = [_row(name, r) for name, r in zip(names, results)]
-    scores = [r.member_probability for r in rows if r.member_probability is not None]
-    cfg = pair.config
-    # An FPR of 0 was measured, not missing: only an unmeasured one falls back to 5%.
-    fpr = 0.05 if cfg.threshold_fpr is None else cfg.threshold_fpr
-    verdict = dataset_membership_test(torch.tensor(scores, dtype=torch.float64), cfg.threshold, fpr,
-                                      n_calibration=cfg.calibration.get("n_nonmembers", 0))
+    readable = [r for r in rows if r.member_probability is not None]
+    scores = [r.member_probability for r in readable]
+    verdict = dataset_membership_test(torch.tensor(scores, dtype=torch.float64), pair.config.threshold, null,
+                                      keys=[input_digest(r.thumbnail) for r in readable])
     return AuditResult(rows, verdict, scores)
+
+
+def input_digest(model_input: np.ndarray) -> str:
+    """SHA-256 of the preprocessed model input (uint8 pixels and shape): equal inputs are one image to the test."""
+    a = np.ascontiguousarray(model_input)
+    return hashlib.sha256(repr((a.shape, a.dtype.str)).encode() + a.tobytes()).hexdigest()
+
+
+def null_rate(config: PairConfig, family: str | None = None) -> NullRate:
+    """The false-positive rate a pair's audits test against, and where it comes from.
+
+    A pair calibrated by this version states a bound per edit family (``fpr_record``). An older pair
+    states one rate measured on the images its threshold was fitted on: that is bounded here the same
+    way, on that count, and said to be in sample. A pair that states nothing is tested against 5%.
+    """
+    if config.fpr_record:
+        return FprRecord.from_config(config.fpr_record).null_rate(family)
+    if family is not None:
+        raise ValueError(f"This pair states no false-positive rate per edit family, so {family!r} cannot be chosen; "
+                         "recalibrate it with this version of amint")
+    if config.threshold_fpr is None:
+        return NullRate(0.05, "assumed: this pair states no false-positive rate", "not measured", 0, 0)
+    n = int(config.calibration.get("n_nonmembers") or 0)
+    if not n:
+        return NullRate(max(config.threshold_fpr, 0.05), "as stated by this pair, with no count: at least 5% assumed",
+                        "not measured here", 0, 0)
+    flagged = min(n, math.ceil(config.threshold_fpr * n - 1e-9))
+    return NullRate(clopper_pearson_upper(flagged, n), "in sample: measured on the images the threshold was fitted "
+                    "on, so possibly optimistic; recalibrate this pair", "one-sided 95% Clopper-Pearson upper bound",
+                    n, flagged)
 
 
 def _row(name: str, result: Verdict | ImageError) -> AuditRow:

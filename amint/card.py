@@ -112,12 +112,28 @@ def _head_lines(cfg: PairConfig) -> list[str]:
 
 def _edits_table(m: dict[str, Any]) -> str:
     ref = m.get("references", {}).get("pixel_nearest_member", {})
-    rows = ["| edit | accuracy | AUC | TPR @ 1% FPR | TPR @ 0.1% FPR | FPR at threshold | pixel reference AUC |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| edit | accuracy | AUC | TPR @ 1% FPR | TPR @ 0.1% FPR | FPR at threshold | stated FPR bound | "
+            "pixel reference AUC |",
+            "|---|---|---|---|---|---|---|---|"]
     for name, r in m["edits"].items():
+        bound = _fmt(r["fpr_bound"]) if "fpr_bound" in r else ""
         rows.append(f"| {name} | {_fmt(r['mint_accuracy'])} | {_fmt(r['auc'])} | {_fmt(r['tpr_at_1pct_fpr'])} | "
-                    f"{_fmt(r['tpr_at_0_1pct_fpr'])} | {_fmt(r['fpr_at_threshold'])} | {_fmt(ref.get(name, {}).get('auc'))} |")
+                    f"{_fmt(r['tpr_at_0_1pct_fpr'])} | {_fmt(r['fpr_at_threshold'])} | {bound} | "
+                    f"{_fmt(ref.get(name, {}).get('auc'))} |")
     return "\n".join(rows)
+
+
+def _fpr_sentence(cfg: PairConfig) -> str:
+    """Where the threshold and its false-positive rate come from, in words."""
+    record = cfg.fpr_record
+    if not record:
+        return (f"Decision threshold {cfg.threshold:.4f}, fitted on a separate calibration split, where its "
+                f"false-positive rate was {_fmt(cfg.threshold_fpr)} (measured on the images it was fitted on).")
+    return (f"Decision threshold {cfg.threshold:.4f}, fitted on the calibration members and half of the calibration "
+            f"non-members. Its false-positive rate, measured on the other half ({record.get('n') or 'some'} never-seen "
+            f"images per edit family, none fitted on), is at most {_fmt(cfg.threshold_fpr)}: the one-sided "
+            f"{record['confidence']:.0%} Clopper-Pearson upper bound of the worst of {len(record['per_family'])} edit "
+            f"families ({record['worst_family']}). Every decision and audit uses that bound.")
 
 
 def render_model_card(cfg: PairConfig, notes: str = "") -> str:
@@ -140,8 +156,7 @@ def render_model_card(cfg: PairConfig, notes: str = "") -> str:
         lines += [
             f"Held-out evaluation: {m.get('n_members')} training members (never used for calibration) against "
             f"{m.get('n_nonmembers')} images from the official test split (never seen by either head). "
-            f"Decision threshold {cfg.threshold:.4f}, fitted on a separate calibration split, where its false-positive "
-            f"rate was {_fmt(cfg.threshold_fpr)}.",
+            + _fpr_sentence(cfg),
             "",
             _metrics_table(m),
             "",

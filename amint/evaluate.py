@@ -1,7 +1,8 @@
-"""Membership metrics, the calibrated threshold, baseline attacks and the dataset-level test.
+"""Membership metrics, the calibrated threshold and its false-positive bound, baseline attacks.
 
-Every threshold is fitted on the calibration split (members the model trained on vs non-members it
-never saw) and reported on held-out evaluation data: never tuned on what it is scored on.
+Every threshold is fitted on the calibration members and half A of the calibration non-members, its
+false-positive rate is bounded on half B (never fitted on; amint.pvalue), and it is reported on
+held-out evaluation data: never tuned on what it is scored on. The dataset-level test is amint.pvalue's.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from .data import Benchmark
-from .edits import random_edits
+from .edits import EDIT_FAMILIES, family_images, random_edits
 from .pair import eval_mode
-from .splits import MembershipSplit
+from .pvalue import FprRecord, fpr_bound
+from .splits import MembershipSplit, calibration_halves
 from .streaming import take
 
 HIST_BINS = 50
@@ -211,21 +213,41 @@ def calibration_error(probabilities: torch.Tensor, labels: torch.Tensor, bins: i
 
 
 def calibration_images(bench: Benchmark, split: MembershipSplit, spec, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Calibration members and non-members, each image as is and once more after a random edit.
+    """What the readout and the threshold are fitted on: the calibration members and half A of the
+    calibration non-members (``calibration_halves``), each image as is and once more after a random edit.
 
-    The readout and the threshold are fitted on both, so the probability and the false-positive
-    rate hold for uploads as people make them, not only for the exact training bytes.
+    Fitting on both views makes the probability and the threshold hold for uploads as people make
+    them, not only for the exact training bytes. Half B is left for ``measure_fpr``.
     """
+    fit, _ = calibration_halves(split)
     members = take(bench.train_images, split.calibration_members)
-    nonmembers = take(bench.train_images, split.calibration_nonmembers)
+    nonmembers = take(bench.train_images, fit)
     return (torch.cat([members, random_edits(members, spec, seed, moves=True)]),
             torch.cat([nonmembers, random_edits(nonmembers, spec, seed + 1, moves=True)]))
 
 
-def calibrate(pair, bench: Benchmark, split: MembershipSplit, target_fpr: float | None = None, device=None) -> dict:
-    """Fit the readout (Platt), its isotonic probability map and the threshold on the calibration split.
+FPR_SEED = 2  # the random family's edits of half B: drawn apart from the fitting views (seeds 0 and 1)
+FPR_IMAGES = "calibration half B: training-split images the model never saw, none used to fit the readout or threshold"
 
-    Writes the readout and the map into the pair; returns the config fields (threshold, FPR, calibration).
+
+def measure_fpr(pair, bench: Benchmark, split: MembershipSplit, threshold: float,
+                families: tuple[str, ...] = EDIT_FAMILIES, device=None) -> FprRecord:
+    """The threshold's false-positive bound per edit family (amint.pvalue.fpr_bound), on calibration half B."""
+    _, held_out = calibration_halves(split)
+    images = take(bench.train_images, held_out)
+    scores = {name: score_images(pair, family_images(images, name, pair.config, FPR_SEED), device=device)
+              .member_probability for name in families}
+    return fpr_bound(scores, threshold, images=FPR_IMAGES)
+
+
+def calibrate(pair, bench: Benchmark, split: MembershipSplit, target_fpr: float | None = None, device=None,
+              families: tuple[str, ...] = EDIT_FAMILIES) -> dict:
+    """Fit the readout (Platt), its isotonic probability map and the threshold on calibration half A, then
+    bound the threshold's false-positive rate on half B for each edit family (``measure_fpr``).
+
+    Writes the readout and the map into the pair; returns the config fields: threshold, threshold_fpr (the
+    worst family's bound: the rate behind every decision and audit), fpr_record (how it was measured) and
+    calibration.
     """
     cal_m, cal_n = calibration_images(bench, split, pair.config)
     em = score_images(pair, cal_m, device=device).evidence
@@ -237,25 +259,27 @@ def calibrate(pair, bench: Benchmark, split: MembershipSplit, target_fpr: float 
         lm, ln = (pair.head.readout(e.to(pair.head.readout.weight.device)).squeeze(1).cpu() for e in (em, en))
         pair.head.calibration_knots.copy_(isotonic_knots(lm, ln, pair.head.calibration_knots.shape[1]))
         pm, pn = (pair.head.probability(v.to(pair.head.calibration_knots.device)).cpu() for v in (lm, ln))
-    n, n_non = len(split.calibration_members), len(split.calibration_nonmembers)
-    halves = ((pm[:n], pn[:n_non]), (pm[n:], pn[n_non:]))  # exact copies, edited copies
+    n, n_non = len(split.calibration_members), len(cal_n) // 2
+    views = ((pm[:n], pn[:n_non]), (pm[n:], pn[n_non:]))  # exact copies, edited copies
     if target_fpr is None:
         threshold = fit_threshold(pm, pn)
     else:  # the target holds for exact and for edited uploads alike
-        threshold = max(fit_threshold(m, n_, target_fpr) for m, n_ in halves)
-    # The larger of the two false-positive rates: the dataset-level test must not be optimistic for either.
-    fpr = max(float((n_ >= threshold).double().mean()) for _, n_ in halves)
+        threshold = max(fit_threshold(m, n_, target_fpr) for m, n_ in views)
+    record = measure_fpr(pair, bench, split, threshold, families, device)
     return {
         "threshold": threshold,
-        "threshold_fpr": fpr,
+        "threshold_fpr": record.bound,
+        "fpr_record": record.to_config(),
         "calibration": {
-            **score_histograms(pm[:n], pn[:n]),
+            **score_histograms(pm[:n], pn[:n_non]),
             "n_members": n,
-            "n_nonmembers": len(split.calibration_nonmembers),
+            "n_nonmembers": n_non,
             "views": "each calibration image as is and once after a random edit (amint.edits.random_edit, moves)",
             "readout": dict(zip(pair.head_config.evidence_names, coef)) | {"bias": bias},
             "tpr": float((pm >= threshold).double().mean()),
             "target_fpr": target_fpr,
+            # On the images the threshold was fitted on: optimistic, kept to compare with the held-out bound.
+            "fpr_in_sample": max(float((n_ >= threshold).double().mean()) for _, n_ in views),
         },
     }
 
@@ -282,7 +306,11 @@ def evaluate_pair(pair, bench: Benchmark, split: MembershipSplit, device=None) -
     full_test = score_images(pair, bench.test_images, device=device)
     sn = Scores(full_test.member_probability[nonmembers], full_test.class_logits[nonmembers],
                 full_test.evidence[nonmembers])
-    result = membership_metrics(sm.member_probability, sn.member_probability, pair.config.threshold)
+    result = {}
+    for key, value in membership_metrics(sm.member_probability, sn.member_probability, pair.config.threshold).items():
+        result[key] = value
+        if key == "fpr_at_threshold":  # the stated bound (calibration half B) beside the rate measured here
+            result["threshold_fpr"] = pair.config.threshold_fpr
     result.update(_calibration_errors(pair, bench, members, nonmembers, sm.member_probability, sn.member_probability,
                                       device))
     result["task_accuracy"] = float((full_test.class_logits.argmax(1) == bench.test_labels).double().mean())
@@ -321,56 +349,3 @@ def _downsampled_roc(member_scores: torch.Tensor, nonmember_scores: torch.Tensor
     grid = torch.cat([torch.zeros(1), torch.logspace(-4, 0, points - 1)]).double()
     idx = torch.searchsorted(fpr, grid, right=True) - 1
     return {"fpr": [round(float(v), 6) for v in grid], "tpr": [round(float(v), 6) for v in tpr[idx.clamp(min=0)]]}
-
-
-# --- dataset-level test ------------------------------------------------------------------------
-
-
-def binomial_sf(k: int, n: int, p: float) -> float:
-    """P(X >= k) for X ~ Binomial(n, p), summed in log space (no scipy needed)."""
-    if k <= 0:
-        return 1.0
-    if p <= 0 or k > n:
-        return 0.0
-    if p >= 1:
-        return 1.0
-    logs = [
-        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p) + (n - i) * math.log1p(-p)
-        for i in range(k, n + 1)
-    ]
-    top = max(logs)
-    return min(1.0, math.exp(top) * sum(math.exp(v - top) for v in logs))
-
-
-@dataclass
-class DatasetVerdict:
-    n_images: int
-    n_flagged: int
-    expected_by_chance: float  # n_images * threshold FPR
-    fpr: float
-    p_value: float  # P(at least n_flagged flagged | none of the images were members)
-    reading: str
-
-
-def dataset_membership_test(probabilities: torch.Tensor, threshold: float, fpr: float, n_calibration: int = 0) -> DatasetVerdict:
-    """Binomial test: are more images flagged than the threshold's false-positive rate explains?
-
-    The FPR is itself estimated from ``n_calibration`` non-members, so we use a one-sided upper bound
-    (add-one smoothing) rather than the raw rate: a p-value should not be optimistic.
-    """
-    n = len(probabilities)
-    k = int((probabilities >= threshold).sum())
-    rate = (fpr * n_calibration + 1) / (n_calibration + 2) if n_calibration else max(fpr, 1e-3)
-    p_value = binomial_sf(k, n, rate)
-    return DatasetVerdict(n, k, n * rate, rate, p_value, _reading(n, k, n * rate, p_value))
-
-
-def _reading(n: int, k: int, expected: float, p: float) -> str:
-    if n == 0:
-        return "No images to test."
-    counts = f"{k} of {n} images were flagged as members, where about {expected:.1f} would be flagged by chance."
-    if p < 0.001:
-        return counts + " Very strong evidence that this set was used in training."
-    if p < 0.05:
-        return counts + " Evidence that at least part of this set was used in training."
-    return counts + " No evidence that this set was used in training."

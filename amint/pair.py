@@ -57,7 +57,8 @@ class PairConfig:
     head: dict[str, Any] = field(default_factory=lambda: HeadConfig().to_dict())  # HeadConfig as a dict
     precision: str = "float32"  # what scoring runs in on every device: the precision the threshold was fitted in
     threshold: float = 0.5  # member probability at or above which the verdict is "member"
-    threshold_fpr: float | None = None  # its false-positive rate on the calibration non-members
+    threshold_fpr: float | None = None  # the rate behind every decision and audit: fpr_record's bound
+    fpr_record: dict[str, Any] = field(default_factory=dict)  # amint.pvalue.FprRecord: how, on what, per edit family
     calibration: dict[str, Any] = field(default_factory=dict)  # readout fit, score histograms, calibration error
     dataset: str = ""
     split: dict[str, Any] = field(default_factory=dict)  # MembershipSplit.to_config(): regenerates the members

@@ -2,7 +2,8 @@
 
 The report names the pair exactly (Hub repo id and commit, or folder, and the sha256 of its weights),
 the date, the set's verdict with its p-value and reading, every image's verdict with a thumbnail,
-the score plot, the false-positive rate behind the verdicts, and the method's limits.
+the score plot, the false-positive rate behind the verdicts (which rate, measured how, on how many
+images), how many identical images counted once, and the method's limits.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 from . import __version__
 from .audit import AuditResult
 from .pair import WEIGHTS_NAME, AuditedPair
+from .pvalue import NullRate
 
 REPORT_SUFFIXES = (".html", ".pdf")
 ROWS_PER_PDF_PAGE = 22
@@ -58,16 +60,19 @@ def pair_identity(name: str, folder: str | Path) -> PairIdentity:
     return PairIdentity(name, repo_id, commit, str(folder), digest.hexdigest())
 
 
-def method_limits(fpr: float) -> list[str]:
+def method_limits(null: NullRate) -> list[str]:
     """What the verdicts cannot say, in words for the reader of the report."""
     return [
-        f"A “member” verdict is a false alarm for about {fpr:.1%} of images the model never saw (the false-positive "
-        "rate measured on never-seen calibration images); the set's p-value accounts for it.",
+        f"A “member” verdict is a false alarm for some images the model never saw. The set's p-value assumes the "
+        f"false-positive rate {null.words()} An upper bound, so the p-value does not overstate the evidence as long "
+        "as the images are like those it was measured on.",
         "“Not a member” is not proof that an image was never used: the detector misses some members, more after "
         "heavy edits (large crops, strong JPEG compression, other photos of the same object).",
         "The verdicts concern this pair's audited model only, and images close to its training images (the same "
         "picture, re-saved, resized, slightly moved or cropped); not other models, not other pictures of the same thing.",
-        "The p-value treats the images as independent: copies of one image in the set count more than once.",
+        "Identical images (the same model input) count once in the p-value. Near-copies (one picture saved twice in "
+        "different ways) and images much alike (one class, one photo shoot) count as separate images, and such a set "
+        "may be flagged more often than the varied never-seen images the rate was measured on.",
     ]
 
 
@@ -77,14 +82,27 @@ class AuditReport:
     identity: PairIdentity
     calibration: dict
     threshold: float
-    fpr: float
+    null: NullRate  # the false-positive rate the set's test assumed, and where it comes from
     created: str
 
     @classmethod
     def build(cls, pair: AuditedPair, result: AuditResult, identity: PairIdentity) -> "AuditReport":
         cfg = pair.config
-        return cls(result, identity, cfg.calibration, cfg.threshold, result.verdict.fpr,
+        return cls(result, identity, cfg.calibration, cfg.threshold, result.verdict.null,
                    datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+
+    @property
+    def _duplicates(self) -> str:
+        d = self.result.verdict.n_duplicates
+        return f" ({d} identical {'copy' if d == 1 else 'copies'} counted once)" if d else ""
+
+    @property
+    def counts(self) -> str:
+        """The set's counts in one line: flagged of distinct images, duplicates, expected at the rate, p-value."""
+        v = self.result.verdict
+        return (f"{v.n_flagged} of {v.n_images} distinct readable images flagged as members{self._duplicates}; up to "
+                f"{v.expected_by_chance:.1f} expected by chance at the false-positive rate of {v.fpr:.2%}; "
+                f"p-value {_p(v.p_value)}")
 
     @property
     def headline(self) -> str:
@@ -113,7 +131,7 @@ class AuditReport:
             for r in self.result.rows)
         ident = "".join(f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(x)}</code></td></tr>"
                         for k, x in self.identity.lines())
-        limits = "".join(f"<li>{html.escape(t)}</li>" for t in method_limits(self.fpr))
+        limits = "".join(f"<li>{html.escape(t)}</li>" for t in method_limits(self.null))
         cls = "member" if v.p_value < 0.05 else "nonmember"
         return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -131,9 +149,11 @@ img.plot {{ max-width: 100%; }} .table-wrap {{ overflow-x: auto; }}
 <h1>aMINT audit report</h1>
 <p>Created {html.escape(self.created)} with aMINT {__version__}.</p>
 <div class="verdict {cls}"><h2>{self.headline}</h2>
-<p><b>{v.n_flagged}</b> of {v.n_images} readable images flagged as members; about <b>{v.expected_by_chance:.1f}</b>
-expected by chance at the detector's false-positive rate of {self.fpr:.2%}; p-value <b>{_p(v.p_value)}</b>.</p>
-<p>{html.escape(v.reading)}</p></div>
+<p><b>{v.n_flagged}</b> of {v.n_images} distinct readable images flagged as members{html.escape(self._duplicates)};
+up to <b>{v.expected_by_chance:.1f}</b> expected by chance at the false-positive rate of {v.fpr:.2%};
+p-value <b>{_p(v.p_value)}</b>.</p>
+<p>{html.escape(v.reading)}</p>
+<p>The false-positive rate: {html.escape(self.null.words())}</p></div>
 <h2>The audited pair</h2><table>{ident}</table>
 <h2>Scores</h2><img class="plot" alt="Histogram of the set's member probabilities against the calibration members and
 never-seen images, with the decision threshold" src="data:image/png;base64,{self._plot_png()}">
@@ -173,15 +193,14 @@ never-seen images, with the decision threshold" src="data:image/png;base64,{self
         v = self.result.verdict
         fig = Figure(figsize=(8.27, 11.69))  # A4 portrait
         text = [("aMINT audit report", 16, "bold"), (f"Created {self.created} with aMINT {__version__}", 9, "normal"),
-                ("", 6, "normal"), (self.headline, 14, "bold"),
-                (f"{v.n_flagged} of {v.n_images} readable images flagged as members; about {v.expected_by_chance:.1f} "
-                 f"expected by chance (FPR {self.fpr:.2%}); p-value {_p(v.p_value)}", 9, "normal")]
-        text += [(line, 9, "normal") for line in _wrap(v.reading, 100)]
+                ("", 6, "normal"), (self.headline, 14, "bold")]
+        for paragraph in (self.counts + ".", v.reading, "The false-positive rate: " + self.null.words()):
+            text += [(line, 9, "normal") for line in _wrap(paragraph, 100)]
         text += [("", 6, "normal"), ("The audited pair", 11, "bold")]
         text += [(f"{k}: {x}", 8, "normal") for k, x in self.identity.lines()]
         text += [(f"decision threshold: {self.threshold:.4f}", 8, "normal"), ("", 6, "normal"),
                  ("Limits of the method", 11, "bold")]
-        for t in method_limits(self.fpr):
+        for t in method_limits(self.null):
             text += [(("- " if i == 0 else "  ") + line, 8, "normal") for i, line in enumerate(_wrap(t, 110))]
         y = 0.96
         for line, size, weight in text:

@@ -31,13 +31,17 @@ def eval_images(bench: Benchmark, split: MembershipSplit, n: int | None = None) 
 
 def evaluate_edits(pair, bench: Benchmark, split: MembershipSplit, edits: tuple[str, ...] = EDIT_NAMES,
                    n: int | None = None, device=None, progress: Progress | None = None) -> dict[str, dict]:
-    """Per edit: accuracy, AUC, TPR at 1% / 0.1% FPR and the FPR at the pair's stored threshold."""
+    """Per edit: accuracy, AUC, TPR at 1% / 0.1% FPR, the FPR at the pair's stored threshold and, beside it,
+    the bound the pair states for that edit family (its fpr_record, measured on calibration half B)."""
     members, nonmembers = eval_images(bench, split, n)
+    stated = pair.config.fpr_record.get("per_family", {})
     out = {}
     for i, name in enumerate(edits):
         sm = score_images(pair, edit_images(members, name, pair.config), device=device).member_probability
         sn = score_images(pair, edit_images(nonmembers, name, pair.config), device=device).member_probability
         out[name] = _edit_metrics(sm, sn, pair.config.threshold)
+        if name in stated:
+            out[name]["fpr_bound"] = stated[name]["bound"]
         if progress:
             progress(name, i + 1, len(edits))
     return out

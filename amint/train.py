@@ -32,7 +32,7 @@ from .data import Benchmark, default_split_sizes, load_benchmark
 from .edits import random_edits
 from .evaluate import balanced_accuracy, calibrate, evaluate_pair, fit_threshold, roc_auc
 from .pair import AuditedPair, PairConfig
-from .splits import MembershipSplit, make_split
+from .splits import MembershipSplit, calibration_halves, make_split
 from .train_config import TrainConfig
 
 
@@ -145,11 +145,12 @@ def _augment(x: torch.Tensor, flip: bool, generator: torch.Generator, rows: torc
 
 
 class _Monitor:
-    """Per epoch: the trace head's accuracy/AUC on (part of) the calibration split, task accuracy on the test split."""
+    """Per epoch: the trace head's accuracy/AUC on (part of) the calibration split's fitting half, task accuracy
+    on the test split. Half B of the calibration non-members stays unseen: it only measures the false-positive rate."""
 
     def __init__(self, bench: Benchmark, split: MembershipSplit, samples: int, device: torch.device):
         self.cal_m = bench.train_images[split.calibration_members[:samples]].to(device)
-        self.cal_n = bench.train_images[split.calibration_nonmembers[:samples]].to(device)
+        self.cal_n = bench.train_images[calibration_halves(split)[0][:samples]].to(device)
         self.test_x = bench.test_images[:samples].to(device)
         self.test_y = bench.test_labels[:samples].to(device)
 
@@ -468,6 +469,7 @@ def _calibrate_and_record(pair: AuditedPair, cfg: TrainConfig, bench: Benchmark,
     fitted = calibrate(pair, bench, split, cfg.target_fpr)
     pair.config.threshold = fitted["threshold"]
     pair.config.threshold_fpr = fitted["threshold_fpr"]
+    pair.config.fpr_record = fitted["fpr_record"]
     pair.config.calibration = fitted["calibration"]
     pair.config.metrics = evaluate_pair(pair, bench, split)
     pair.config.training = {
@@ -503,7 +505,7 @@ def _threads_of_waiting_ranks(device: torch.device):
 def _share_from_rank0(pair: AuditedPair, ranks: distributed.Ranks) -> None:
     """Rank 0's weights, memories, readout and results on every rank: any rank would save the same pair."""
     distributed.sync_state(pair, ranks)
-    keys = ("threshold", "threshold_fpr", "calibration", "metrics", "training")
+    keys = ("threshold", "threshold_fpr", "fpr_record", "calibration", "metrics", "training")
     shared = distributed.broadcast_object({k: getattr(pair.config, k) for k in keys}, ranks)
     for k, v in shared.items():
         setattr(pair.config, k, v)

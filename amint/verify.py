@@ -101,7 +101,7 @@ class Verdict:
     member_probability: float
     is_member: bool
     threshold: float
-    threshold_fpr: float | None  # the threshold's false-positive rate on calibration non-members
+    threshold_fpr: float | None  # the pair's stated false-positive bound at the threshold (PairConfig.threshold_fpr)
     predicted_class: str
     class_probability: float
     top_classes: list[tuple[str, float]]  # top-5 (class name, probability)
@@ -317,5 +317,5 @@ def _false_alarm_words(fpr: float | None) -> str:
     if fpr <= 0:
         return "During calibration, no image the model never saw got this verdict, so mistakes are rare."
     if fpr <= 0.5:
-        return f"Among images the model never saw, about 1 in {round(1 / fpr)} get this verdict by mistake."
-    return f"Among images the model never saw, about {round(fpr * 10)} in 10 get this verdict by mistake."
+        return f"Among images the model never saw, at most about 1 in {round(1 / fpr)} get this verdict by mistake."
+    return f"Among images the model never saw, at most about {round(fpr * 10)} in 10 get this verdict by mistake."

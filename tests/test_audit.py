@@ -85,3 +85,35 @@ def test_dataset_test_separates_training_set_from_never_seen_set(tiny_pair, synt
     assert members.p_value < 1e-8, members
     assert never_seen.p_value > 1e-3, never_seen
     assert "Very strong evidence" in members.reading
+
+
+def test_identical_inputs_count_once_and_a_known_family_uses_its_own_bound(tiny_pair, synthetic):
+    pair, _ = tiny_pair
+    split = MembershipSplit.from_config(pair.config.split)
+    member = _items(synthetic.train_images[split.eval_members[:1]], "m")[0][1]
+    # One member uploaded ten times (as PNG and as a different file name) is one image to the test.
+    items = [(f"copy{i}.png", member) for i in range(10)] + _items(synthetic.test_images[:20], "t")
+    result = audit_images(pair, items)
+    v = result.verdict
+    assert (v.n_images, v.n_duplicates) == (21, 9) and len(result.scores) == 30
+    assert v.n_flagged == sum(r.is_member for r in result.rows[9:])
+    assert "9 identical copies" in v.reading
+    record = pair.config.fpr_record
+    assert v.fpr == pair.config.threshold_fpr == record["bound"] and v.null.family == record["worst_family"]
+    own = audit_images(pair, items, family="exact").verdict
+    assert own.fpr == record["per_family"]["exact"]["bound"] and own.null.family == "exact"
+    with pytest.raises(ValueError, match="Unknown edit family|No false-positive rate"):
+        audit_images(pair, items, family="rotate90")
+
+
+def test_a_pair_from_before_held_out_calibration_is_tested_at_a_bound_said_to_be_in_sample(tiny_pair):
+    from dataclasses import replace
+
+    from amint.audit import null_rate
+    from amint.pvalue import clopper_pearson_upper
+
+    config = replace(tiny_pair[0].config, fpr_record={}, threshold_fpr=0.02,
+                     calibration={"n_nonmembers": 100})
+    null = null_rate(config)
+    assert null.rate == clopper_pearson_upper(2, 100) and "in sample" in null.basis
+    assert null_rate(replace(config, threshold_fpr=None)).rate == 0.05

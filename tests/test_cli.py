@@ -124,9 +124,14 @@ def test_evaluate_command_json_and_table(tiny_pair, synthetic, monkeypatch, caps
     assert cli.main(["evaluate", str(folder), "--json", "--device", "cpu"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert METRIC_KEYS <= result.keys() and "roc" not in result
+    # The stated bound printed beside the rate measured on the test split.
+    keys = list(result)
+    assert keys.index("threshold_fpr") == keys.index("fpr_at_threshold") + 1
+    assert result["threshold_fpr"] == AuditedPair.from_pretrained(folder).config.threshold_fpr
     assert cli.main(["evaluate", str(folder), "--device", "cpu"]) == 0
     table = capsys.readouterr().out
     assert "aMINT (this pair)" in table and "loss attack" in table and "task accuracy" in table
+    assert f"stated bound {result['threshold_fpr']:.4f}" in table
 
 
 def test_unknown_benchmark_is_a_one_line_error(tiny_pair, capsys):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 
-import math
-
 import pytest
 import torch
 
@@ -13,14 +11,13 @@ from amint import evaluate
 from amint.data import Benchmark, MembershipSplit
 from amint.evaluate import (
     balanced_accuracy,
-    binomial_sf,
     calibrate,
-    dataset_membership_test,
     evaluate_pair,
     fit_threshold,
     roc_auc,
     tpr_at_fpr,
 )
+from amint.splits import calibration_halves
 
 t = torch.tensor
 # Members 0.9 0.8 0.6 0.2 vs non-members 0.7 0.5 0.3 0.1. Operating points (FPR, TPR), threshold:
@@ -60,31 +57,6 @@ def test_fit_threshold_hand_computed():
     assert above > 0.5 and balanced_accuracy(t([0.5]), t([0.5]), above) == 0.5
 
 
-def test_binomial_sf_exact():
-    assert binomial_sf(2, 3, 0.5) == pytest.approx(0.5)
-    assert binomial_sf(3, 3, 0.5) == pytest.approx(1 / 8)
-    assert binomial_sf(1, 4, 0.1) == pytest.approx(1 - 0.9**4)
-    assert binomial_sf(0, 5, 0.3) == 1.0
-    assert binomial_sf(4, 3, 0.5) == 0.0  # more successes than trials: impossible
-    for k in range(11):
-        exact = sum(math.comb(10, i) * 0.3**i * 0.7 ** (10 - i) for i in range(k, 11))
-        assert binomial_sf(k, 10, 0.3) == pytest.approx(exact, rel=1e-9)
-    assert 0 <= binomial_sf(900, 1000, 0.05) < 1e-300  # far tail: no overflow, no error
-
-
-def test_dataset_membership_test():
-    high = dataset_membership_test(torch.full((50,), 0.9), threshold=0.5, fpr=0.05, n_calibration=1000)
-    low = dataset_membership_test(torch.full((50,), 0.1), threshold=0.5, fpr=0.05, n_calibration=1000)
-    assert (high.n_flagged, low.n_flagged) == (50, 0)
-    assert high.p_value < 1e-30 and low.p_value == 1.0
-    assert "Very strong evidence" in high.reading and "No evidence" in low.reading
-    some = dataset_membership_test(t([0.9] * 8 + [0.1] * 42), 0.5, 0.05, n_calibration=1000)
-    assert 1e-3 < some.p_value < 0.05 and "Evidence that" in some.reading
-    # An FPR of 0 measured on 100 images is not a certainty: one flagged image must not give p = 0.
-    one = dataset_membership_test(t([0.9] + [0.1] * 9), 0.5, 0.0, n_calibration=100)
-    assert one.fpr == pytest.approx(1 / 102) and one.p_value > 0.05
-
-
 # --- thresholds never see evaluation data --------------------------------------------------------
 
 
@@ -113,6 +85,29 @@ def test_calibrate_scores_only_calibration_images(tiny_pair, synthetic, monkeypa
     assert not scored & _rows(synthetic.test_images)
     # What training stored is what calibration gives (up to channels_last rounding in training).
     assert fitted["threshold"] == pytest.approx(pair.config.threshold, abs=1e-6)
+    # The false-positive rate is measured on half B alone: every family scores its 50 images.
+    _, held_out = calibration_halves(split)
+    record = fitted["fpr_record"]
+    assert record["n"] == len(held_out) == 50 and fitted["calibration"]["n_nonmembers"] == 50
+    assert fitted["threshold_fpr"] == record["bound"] == max(r["bound"] for r in record["per_family"].values())
+
+
+def test_half_b_only_measures_the_false_positive_rate(tiny_pair, synthetic):
+    # Replace half B with noise: the readout, the map and the threshold stay; only the measured rate moves.
+    pair = copy.deepcopy(tiny_pair[0])
+    split = MembershipSplit.from_config(pair.config.split)
+    _, held_out = calibration_halves(split)
+    train = synthetic.train_images.clone()
+    train[held_out] = torch.randint(0, 256, train[held_out].shape, generator=torch.Generator().manual_seed(3),
+                                    dtype=torch.uint8)
+    other = Benchmark("synthetic", train, synthetic.train_labels, synthetic.test_images, synthetic.test_labels,
+                      synthetic.class_names, synthetic.mean, synthetic.std)
+    a = calibrate(pair, synthetic, split)
+    weights = {k: v.clone() for k, v in pair.head.state_dict().items() if "readout" in k or "knots" in k}
+    b = calibrate(pair, other, split)
+    assert a["threshold"] == b["threshold"] and a["calibration"] == b["calibration"]
+    assert all(torch.equal(v, pair.head.state_dict()[k]) for k, v in weights.items())
+    assert a["fpr_record"]["per_family"] != b["fpr_record"]["per_family"]
 
 
 def test_thresholds_do_not_change_when_evaluation_data_does(tiny_pair, synthetic):

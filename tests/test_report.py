@@ -62,10 +62,13 @@ def test_html_report_holds_everything_to_keep(tiny_pair, audit_set, tmp_path):
     assert pair_identity("tiny", folder).weights_sha256 in page
     assert f"p-value <b>{v.p_value:.2g}</b>" in page and v.reading in page
     assert f"{result.verdict.fpr:.2%}" in page  # the false-positive rate behind the verdicts
+    # Which rate, measured how, on how many images; and the distinct images the test counted.
+    assert html.escape(v.null.words()) in page and "Clopper-Pearson" in page and f"of {v.null.n:,} never-seen" in page
+    assert f"<b>{v.n_flagged}</b> of {v.n_images} distinct readable images" in page
     assert all(r.file in page for r in result.rows) and "unseen.zip/unseen_" in page
     assert page.count("data:image/png;base64,") == 1 + len(result.rows)  # self-contained: plot and thumbnails
     assert "http://" not in page and "https://" not in page  # nothing fetched when opened
-    assert all(html.escape(limit) in page for limit in method_limits(v.fpr))
+    assert all(html.escape(limit) in page for limit in method_limits(v.null))
 
 
 def test_pdf_report_opens(tiny_pair, audit_set, tmp_path):
@@ -96,8 +99,9 @@ def test_cli_audit_writes_the_report(tiny_pair, audit_set, tmp_path):
                           "--report", str(report)], capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout)
-    assert out["n_images"] == 16 and len(out["images"]) == 16
-    assert report.is_file() and f"{out['n_flagged']}</b> of 16" in report.read_text()
+    assert out["n_images"] == 16 and len(out["images"]) == 16 and out["n_duplicates"] == 0
+    assert out["fpr"] == out["fpr_basis"]["rate"] and out["fpr_basis"]["n"] == 50  # half B of 100 calibration images
+    assert report.is_file() and f"{out['n_flagged']}</b> of 16 distinct" in report.read_text()
     bad = subprocess.run([sys.executable, "-m", "amint", "audit", str(folder), str(audit_set[0]), "--report",
                           str(tmp_path / "audit.txt")], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode != 0 and "--report must end in .html or .pdf" in bad.stderr

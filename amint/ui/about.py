@@ -41,12 +41,13 @@ work; the first part stays close to guessing (the Model tab shows both).
   training image.
 - **Member / Not a member**: the score compared with a threshold. The threshold was set on images kept
   aside for that purpose, not on the images used to measure the detector's accuracy.
-- **False-positive rate**: how often an image the model **never saw** is still called a member. If
-  it is 5%, about 1 in 20 unseen images is flagged by mistake. So a single “Member” verdict is strong
-  evidence, not proof.
+- **False-positive rate**: how often an image the model **never saw** is still called a member. The
+  rate shown is an upper bound, measured on never-seen images that were kept aside and not used to set
+  the threshold, for each kind of edit (the worst kind is shown). If it is 5%, at most about 1 in 20
+  unseen images is flagged by mistake. So a single “Member” verdict is strong evidence, not proof.
 - **Auditing a set** (Audit tab) is more reliable than one image: if far more images are flagged than
-  the false-positive rate explains, the *p-value* is small. A p-value below 0.001 means such a result
-  would almost never happen by chance if none of the images had been used.
+  that rate explains, the *p-value* is small. A p-value below 0.001 means such a result would almost
+  never happen by chance if none of the images had been used. Identical images count once.
 
 ## Limits, honestly
 

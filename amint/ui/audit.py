@@ -48,13 +48,15 @@ def _summary_html(v, n_errors: int) -> str:
     cls = "member" if strong else "nonmember"
     head = "Used in training: evidence found" if strong else "No evidence of use in training"
     err = f" {n_errors} file(s) could not be read and were left out." if n_errors else ""
+    dup = f" ({v.n_duplicates} identical copies counted once)" if v.n_duplicates else ""
     p = f"{v.p_value:.2g}" if v.p_value >= 1e-300 else "< 1e-300"
     return (
         f'<div class="verdict {cls}"><div class="verdict-word">{head}</div>'
-        f'<div class="verdict-prob"><b>{v.n_flagged}</b> of {v.n_images} images flagged as members · '
-        f"about <b>{v.expected_by_chance:.1f}</b> expected by chance (false-positive rate {v.fpr:.1%}) · "
+        f'<div class="verdict-prob"><b>{v.n_flagged}</b> of {v.n_images} distinct images flagged as members{dup} · '
+        f"up to <b>{v.expected_by_chance:.1f}</b> expected by chance (false-positive rate {v.fpr:.2%}) · "
         f"p-value <b>{p}</b></div>"
-        f'<div class="verdict-words">{html.escape(v.reading)}{err}</div></div>'
+        f'<div class="verdict-words">{html.escape(v.reading)}{err}</div>'
+        f'<div class="verdict-words">The false-positive rate: {html.escape(v.null.words())}</div></div>'
     )
 
 
@@ -85,9 +87,7 @@ def audit(pair_name: str, files: Any, progress=gr.Progress()) -> tuple:
                                            loaded.pair.config.threshold,
                                            title=f"Scores of the {len(result.scores)} uploaded images")
     v = result.verdict
-    verdict = {"pair": loaded.name, "n_images": v.n_images, "n_flagged": v.n_flagged,
-               "expected_by_chance": v.expected_by_chance, "fpr": v.fpr, "p_value": v.p_value,
-               "reading": v.reading, "n_unreadable": n_errors}
+    verdict = {"pair": loaded.name, **v.to_dict(), "n_unreadable": n_errors}
     return _summary_html(v, n_errors), plot, _table(result), str(csv_path), verdict, str(html_path), str(pdf_path)
 
 

@@ -43,7 +43,8 @@ def settings_table(config) -> pd.DataFrame:
     tc = t.get("config", {})
     rows = [[k, json.dumps(tc[k]) if isinstance(tc[k], (dict, list)) else str(tc[k])] for k in _SETTINGS if k in tc]
     rows += [["threshold", f"{config.threshold:.4f}"],
-             ["threshold false-positive rate", "" if config.threshold_fpr is None else f"{config.threshold_fpr:.4f}"],
+             ["threshold false-positive rate" + (" (upper bound, worst edit family)" if config.fpr_record else ""),
+              "" if config.threshold_fpr is None else f"{config.threshold_fpr:.4f}"],
              ["taps", ", ".join(config.taps)]]
     if "device" in t:
         rows.append(["trained on", f"{t['device']} in {t.get('train_seconds')} s"])

@@ -55,8 +55,9 @@ def fpr_words(fpr: float | None) -> str:
     if fpr <= 0:
         return ("For comparison, none of the never-seen calibration images was called a member, so false "
                 "alarms are rare (but not impossible).")
-    return (f"For comparison, {fpr:.1%} of the images this model never saw are called “Member” by mistake "
-            f"(about 1 in {max(1, round(1 / fpr))}): that is this detector's false-positive rate.")
+    return (f"For comparison, at most {fpr:.1%} of the images this model never saw are called “Member” by mistake "
+            f"(about 1 in {max(1, round(1 / fpr))}): an upper bound on this detector's false-positive rate, measured "
+            "on never-seen images it was not fitted on.")
 
 
 def _without_prefix(words: str, word: str) -> str:
