@@ -54,6 +54,12 @@ class TrainConfig:
     seed: int = option(0, "seeds the membership split, the initialisation, batches and edits")
     device: str = option("auto", "auto / cpu / cuda")
     dtype: str = option("auto", "training precision: auto (bf16 on CUDA, fp32 on CPU) / bf16 / fp32; scoring is fp32")
+    early_stop: int = option(0, "stop a phase when the trace's calibration AUC has not improved for this many epochs, "
+                                "and keep its best epoch's weights; 0 = train every epoch")
+    checkpoint: str | None = option(None, "folder for a resumable checkpoint, written after every epoch; a run given "
+                                          "a folder that holds one of the same config resumes from it")
+    keep_every: int = option(0, "also keep the pair's weights every this many epochs in the checkpoint folder "
+                                "(the epochs axis of one run); 0 = none")
     monitor_samples: int = option(2000, "per side, for the per-epoch trace-head accuracy/AUC on the calibration split")
     out: str | None = option(None, "save the finished pair here")
 
@@ -83,6 +89,10 @@ class TrainConfig:
         head = self.head_config()
         if self.epochs < 0 or self.head_epochs < 0 or self.memory_views < 0 or self.batch_size < 2:
             raise ValueError("epochs, head_epochs and memory_views must be >= 0, batch_size >= 2")
+        if self.early_stop < 0 or self.keep_every < 0:
+            raise ValueError("early_stop and keep_every must be >= 0")
+        if self.keep_every and not self.checkpoint:
+            raise ValueError("keep_every keeps weights in the checkpoint folder: give checkpoint too")
         if self.data_workers < 0 or (self.image_size is not None and self.image_size < 1):
             raise ValueError("data_workers must be >= 0 and image_size a positive size (or None)")
         if self.mode == "active" and self.epochs and not head.trace:
