@@ -54,6 +54,7 @@ class PairConfig:
     setup: str = "entry"  # entry / middle / output, or "custom" when taps are given explicitly
     taps: list[str] = field(default_factory=list)  # stage names (timm feature_info); filled from setup when empty
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to timm.create_model
+    stem_stride: int = 1  # small inputs: the first convolution's stride (1 keeps every pixel; 2: 4x fewer operations)
     head: dict[str, Any] = field(default_factory=lambda: HeadConfig().to_dict())  # HeadConfig as a dict
     precision: str = "float32"  # what scoring runs in on every device: the precision the threshold was fitted in
     threshold: float = 0.5  # member probability at or above which the verdict is "member"
@@ -77,7 +78,8 @@ class PairConfig:
             raise ValueError(f"Unknown backbone {self.backbone!r}: not a timm model name")
         for name, value, low, high in (("image_size", self.image_size, 8, MAX_IMAGE_SIZE),
                                        ("num_classes", self.num_classes, 1, MAX_CLASSES),
-                                       ("in_chans", self.in_chans, 1, 3)):
+                                       ("in_chans", self.in_chans, 1, 3),
+                                       ("stem_stride", self.stem_stride, 1, 2)):
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 raise ValueError(f"{name} is {value!r}; a pair's must be a whole number from {low} to {high:,}")
         if self.in_chans not in (1, 3):
@@ -146,7 +148,8 @@ class AuditedPair(nn.Module):
         super().__init__()
         self.config = config
         self.backbone = create_backbone(
-            config.backbone, config.num_classes, config.in_chans, config.image_size, config.backbone_kwargs
+            config.backbone, config.num_classes, config.in_chans, config.image_size, config.backbone_kwargs,
+            config.stem_stride,
         )
         if not config.taps:
             config.taps = setup_taps(self.backbone, config.setup)

@@ -99,6 +99,7 @@ def build_pair(cfg: TrainConfig, bench: Benchmark, split: MembershipSplit) -> Au
         setup="custom" if cfg.taps else cfg.setup,
         taps=list(cfg.taps),
         backbone_kwargs=dict(cfg.backbone_kwargs),
+        stem_stride=cfg.stem_stride,
         head=cfg.head_config().to_dict(),
         dataset=_portable_dataset(cfg.dataset),
         split=split.to_config(),

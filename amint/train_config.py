@@ -28,6 +28,8 @@ class TrainConfig:
     data_workers: int = option(4, "DataLoader processes (per rank) decoding a streamed image folder's batches")
     backbone: str = option("resnet18", "any timm model name")
     backbone_kwargs: dict[str, Any] = option(factory=dict, help='e.g. {"channels": [16, 32, 64, 128]}')
+    stem_stride: int = option(1, "small inputs (<= 64 px): the first convolution's stride; 2 halves the maps "
+                                 "(4x fewer operations)")
     setup: str = option("entry", "entry / middle / output: where the trace head's two taps sit")
     taps: list[str] = option(factory=list, help="explicit stage names override the setup")
     head: dict[str, Any] = option(factory=lambda: HeadConfig().to_dict(),
