@@ -145,6 +145,25 @@ def _augment(x: torch.Tensor, flip: bool, generator: torch.Generator, rows: torc
     return out
 
 
+def _edited_views(bench: Benchmark, split: MembershipSplit, spec, views: int, seed: int) -> torch.Tensor:
+    """(views, N, C, H, W) uint8: random edited views (amint.edits.random_edit, moves included) of every member and
+    external, computed once. A member's views are members, an external's are non-members: the head cannot learn
+    "edited means member" or the reverse."""
+    pool = torch.cat([split.members, split.external])
+    out = torch.zeros((views, *bench.train_images.shape), dtype=torch.uint8)
+    for v in range(views):
+        out[v, pool] = random_edits(bench.train_images[pool], spec, seed=seed + 104_729 * (v + 1), moves=True)
+    return out
+
+
+def _pick_views(raw: torch.Tensor, views: torch.Tensor, step: "_Step", gen: torch.Generator) -> torch.Tensor:
+    """Each row as is or as one of its edited views, uniformly (draws over the global batch, as _augment's)."""
+    choice = torch.randint(0, len(views) + 1, (step.n_global,), generator=gen)[step.rows].to(raw.device)
+    idx = step.indices.to(views.device)
+    edited = views[(choice.clamp(min=1) - 1).to(views.device), idx].to(raw.device)
+    return torch.where((choice > 0).view(-1, 1, 1, 1), edited, raw)
+
+
 class _Monitor:
     """Per epoch: the trace head's accuracy/AUC on (part of) the calibration split, task accuracy on the test split."""
 
@@ -259,6 +278,8 @@ def _run_epochs(phase: str, cfg: TrainConfig, pair: AuditedPair, data: dict, mon
             if distributed.any_rank(should_stop(), ranks, device):
                 raise TrainingCancelled(f"stopped at {phase} epoch {epoch}, step {step}")
             nm, n = len(p.members), len(p.members) + len(p.externals)
+            if "views" in data:  # an edited view for some rows, members and externals alike
+                raw = _pick_views(raw.to(device), data["views"], p, gen)
             x = pair.normalize(raw.to(device, non_blocking=True))
             if cfg.augment:
                 x = _augment(x, flip, gen, p.rows, p.n_global)
@@ -522,6 +543,12 @@ def _train(cfg: TrainConfig, callback: Callback, should_stop: Callable[[], bool]
     monitor = _Monitor(bench, split, cfg.monitor_samples, device) if ranks.is_main else None
 
     pair = build_pair(cfg, bench, split)
+    if cfg.edit_views:
+        if streamed:
+            raise ValueError("edit_views needs the images in memory: use --stream off, or edit_views 0")
+        callback(Progress("phase", "data", 0, 0, message=f"computing {cfg.edit_views} edited view(s) of each image"))
+        data["views"] = _edited_views(bench, split, pair.config, cfg.edit_views,
+                                      cfg.seed).to(home)
     origin = _load_backbone(pair, cfg.init_from) if cfg.init_from else None
     # channels_last: faster convolutions on CUDA and, for these small nets, on CPU too (benchmarks/).
     pair = pair.to(device, memory_format=torch.channels_last)

@@ -51,6 +51,9 @@ class TrainConfig:
     schedule: str = option("onecycle", "onecycle / cosine / constant")
     mint_weight: float = option(1.0, "weight of the membership loss against the task loss (active)")
     loss_norm: str = option("initial", "initial = divide each loss by its first-step value (paper); fixed = raw sum")
+    edit_views: int = option(0, "random edited views (JPEG, resampling, moves, noise: amint.edits.random_edit) of "
+                                "each member and external, computed once; each step shows a row as is or as one of "
+                                "them, members' views as members, externals' as non-members; 0 = none")
     augment: bool = option(False, "random crop (pad 2) and flips (not for digits), alike for members and externals")
     target_fpr: float | None = option(0.01, "calibrate the threshold to this FPR; None = maximise balanced accuracy")
     seed: int = option(0, "seeds the membership split, the initialisation, batches and edits")
@@ -91,8 +94,8 @@ class TrainConfig:
         head = self.head_config()
         if self.epochs < 0 or self.head_epochs < 0 or self.memory_views < 0 or self.batch_size < 2:
             raise ValueError("epochs, head_epochs and memory_views must be >= 0, batch_size >= 2")
-        if self.early_stop < 0 or self.keep_every < 0:
-            raise ValueError("early_stop and keep_every must be >= 0")
+        if self.early_stop < 0 or self.keep_every < 0 or self.edit_views < 0:
+            raise ValueError("early_stop, keep_every and edit_views must be >= 0")
         if self.keep_every and not self.checkpoint:
             raise ValueError("keep_every keeps weights in the checkpoint folder: give checkpoint too")
         if self.data_workers < 0 or (self.image_size is not None and self.image_size < 1):

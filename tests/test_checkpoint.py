@@ -83,3 +83,22 @@ def test_early_stop_keeps_the_best_epoch(synthetic):
     aucs = [r["cal_trace_auc"] for r in history]
     best = max(range(len(aucs)), key=aucs.__getitem__)
     assert len(history) == best + 2  # stopped one epoch after the best
+
+
+def test_edit_views_show_members_and_externals_edited_alike(synthetic, monkeypatch):
+    from amint import train
+
+    seen = []
+    real = train._pick_views
+
+    def spy(raw, views, step, gen):
+        out = real(raw, views, step, gen)
+        changed = (out != raw).flatten(1).any(1)
+        seen.append((changed[: len(step.members)].float().mean().item(), changed[len(step.members):].float().mean().item()))
+        return out
+
+    monkeypatch.setattr(train, "_pick_views", spy)
+    train_pair(tiny_config(epochs=2, edit_views=2), bench=synthetic)
+    members, externals = (sum(s[i] for s in seen) / len(seen) for i in (0, 1))
+    # Two views out of three choices: about two thirds of the rows of each side are shown edited.
+    assert 0.5 < members < 0.8 and 0.5 < externals < 0.8, (members, externals)
