@@ -81,7 +81,13 @@ def run_ours(args, folder: Path, bench) -> None:
         pass
 
 
-def run_published(args, folder: Path, bench, budget: float | None) -> None:
+def ours_budget(folder: Path, ratio: float) -> float | None:
+    """``ratio`` x ours' CPU-seconds to the target, once ours has reached it (read anew every epoch)."""
+    hit = Log(folder / "ours.jsonl").reached()
+    return hit["cpu_seconds"] * ratio if hit else None
+
+
+def run_published(args, folder: Path, bench) -> None:
     log = Log(folder / "published.jsonl")
     cfg = TrainConfig(**settings("default", args.members, monitor_samples=1000, device="cpu"))
     split = build_split(cfg, bench)
@@ -95,7 +101,10 @@ def run_published(args, folder: Path, bench, budget: float | None) -> None:
         checkpoint.load_optimizer_state(opt, tensors, meta["optimizer"])
         norms = meta["norms"]
     epoch = log.rows[-1]["epoch"] if log.rows else 0
-    while not log.reached() and epoch < args.max_epochs and (budget is None or log.cpu() < budget):
+    while not log.reached() and epoch < args.max_epochs:
+        budget = ours_budget(folder, args.budget_ratio)
+        if budget is not None and log.cpu() >= budget:
+            break
         epoch += 1
         published_epochs(pair, bench, split, 1, seed=cfg.seed + epoch, opt=opt, norms=norms)
         opt_tensors, opt_meta = checkpoint.optimizer_state(opt)
@@ -147,8 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.which == "ours":
         run_ours(args, folder, bench)
     else:
-        hit = Log(folder / "ours.jsonl").reached()
-        run_published(args, folder, bench, hit["cpu_seconds"] * args.budget_ratio if hit else None)
+        run_published(args, folder, bench)
 
 
 if __name__ == "__main__":
