@@ -91,6 +91,21 @@ def test_a_hostile_config_fails_in_words_before_a_large_allocation(folder, chang
     assert _peak_rss_mb() - before < 200  # the 100,000-channel model would need hundreds of GB
 
 
+@pytest.mark.parametrize("memory, message", [
+    ({"pool": 0}, r"head\.memories\.aligned\.pool is 0; it must be a whole number >= 1"),
+    ({"zooms": [0]}, r"head\.memories\.aligned\.zooms holds 0; each zoom must be a fraction in \(0, 1\]"),
+    ({"zooms": [float("nan")]}, r"head\.memories\.aligned\.zooms holds nan"),
+], ids=["pool-0", "zoom-0", "zoom-nan"])
+def test_a_memory_that_cannot_be_queried_is_refused_at_load(tiny_memory_pair, tmp_path, memory, message):
+    """Not a division by zero at load (pool) or at the first query (zoom): the field and its range, in words."""
+    folder = Path(shutil.copytree(tiny_memory_pair[1], tmp_path / "pair"))
+    head = json.loads((folder / CONFIG_NAME).read_text())["head"]
+    head["memories"]["aligned"].update(memory)
+    _edit_config(folder, head=head)  # json writes nan as NaN, which json.loads reads back
+    with pytest.raises(ValueError, match=message):
+        AuditedPair.from_pretrained(folder)
+
+
 def test_a_damaged_safetensors_header_is_a_clear_error(folder):
     (folder / WEIGHTS_NAME).write_bytes(b"\xff" * 8 + b"{not json")
     with pytest.raises(ValueError, match="not a readable safetensors file"):
