@@ -188,6 +188,7 @@ def test_audit_returns_reports_that_name_the_pair(client, app_env, tmp_path):
     page = Path(html_file).read_text()
     weights = hashlib.sha256((root / "models" / "tiny" / "model.safetensors").read_bytes()).hexdigest()
     assert weights in page and f"{verdict['n_flagged']}</b> of {verdict['n_images']}" in page
+    assert str(root) not in page and "<code>tiny</code>" in page  # the folder's name; its path stays on the server
     assert page.count("data:image/png;base64,") == 1 + 6  # the score plot and one thumbnail per image
     assert Path(pdf_file).read_bytes().startswith(b"%PDF")
 
