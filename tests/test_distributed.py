@@ -141,7 +141,8 @@ def _regression(rows: int) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
-    return model, torch.randn(rows, 4, generator=g, dtype=torch.float64), torch.randn(rows, 2, generator=g, dtype=torch.float64)
+    x = torch.randn(rows, 4, generator=g, dtype=torch.float64)
+    return model, x, torch.randn(rows, 2, generator=g, dtype=torch.float64)
 
 
 def _grad(model: torch.nn.Module) -> list[float]:

@@ -115,13 +115,18 @@ def test_active_run_refused_when_the_head_passes_no_gradient():
 def test_single_batched_and_reloaded_scoring_give_identical_verdicts(tiny_memory_pair, synthetic):
     pair, folder = tiny_memory_pair
     images = torch.cat([synthetic.train_images[:40], synthetic.test_images[:40]])
+    plain = score_images(pair, images).member_probability
     batched = score_images(pair, images, batch_size=64).member_probability
     single = torch.cat([score_images(pair, images[i : i + 1]).member_probability for i in range(len(images))])
     reloaded = score_images(AuditedPair.from_pretrained(folder), images).member_probability
-    threshold = pair.config.threshold
-    assert torch.equal(batched >= threshold, single >= threshold)
-    assert torch.equal(batched >= threshold, reloaded >= threshold)
-    assert torch.allclose(batched, single, atol=1e-6) and torch.equal(batched, reloaded)
+    # Batch composition moves float32 convolutions' last bits (by how much depends on the CPU): the verdicts
+    # agree, except where a score lies within that noise of the threshold (a calibration image's score can be it).
+    threshold, noise = pair.config.threshold, 1e-5
+    clear = (plain - threshold).abs() > noise
+    for other in (batched, single):
+        assert torch.allclose(other, plain, atol=noise, rtol=0)
+        assert torch.equal((other >= threshold)[clear], (plain >= threshold)[clear])
+    assert torch.equal(reloaded, plain)  # the same weights on the same batch: a reload changes no bit
 
 
 def test_scoring_keeps_the_pairs_precision_inside_an_outer_autocast(tiny_memory_pair, synthetic):
