@@ -37,7 +37,9 @@ PRECISIONS = ("float32", "bfloat16")
 # is built, so an absurd value fails in words instead of in a multi-GB allocation.
 MAX_IMAGE_SIZE = 1024  # pixels a side; the paper's inputs are 28-224
 MAX_CLASSES = 100_000  # ImageNet-21k has 21,841
-MAX_PARAMETERS = 500_000_000  # 2 GB in float32; the default pair has 0.7M
+# Bytes of the weights and buffers the pair allocates (float64 memory buffers count 8 each, uint8 bit tables 1):
+# 500M float32 parameters; the default pair takes 39 MB, mostly its memories' bit tables.
+MAX_WEIGHT_BYTES = 2_000_000_000
 # Weights in these formats are unpickled by torch.load: loading them can run any code the file holds.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
@@ -274,10 +276,12 @@ def _check_weights_fit(config: PairConfig, weights: Path) -> None:
             skeleton = AuditedPair(config)
     except (TypeError, RuntimeError, AssertionError, KeyError, IndexError) as e:
         raise ValueError(f"config.json describes a model that cannot be built ({type(e).__name__}: {e})") from e
-    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
-    n_params = sum(math.prod(s) for s in expected.values())
-    if n_params > MAX_PARAMETERS:
-        raise ValueError(f"config.json describes a model of {n_params:,} parameters; the limit is {MAX_PARAMETERS:,}")
+    state = skeleton.state_dict()
+    expected = {k: tuple(v.shape) for k, v in state.items()}
+    n_bytes = sum(math.prod(v.shape) * v.element_size() for v in state.values())
+    if n_bytes > MAX_WEIGHT_BYTES:
+        raise ValueError(f"config.json describes a model whose weights and buffers take {n_bytes / 1e9:.1f} GB "
+                         f"({n_bytes:,} bytes); the limit is {MAX_WEIGHT_BYTES / 1e9:.1f} GB")
     try:
         with safe_open(str(weights), "pt") as f:
             found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}

@@ -301,9 +301,11 @@ def _run_epochs(phase: str, cfg: TrainConfig, pair: AuditedPair, data: dict, mon
                 initial = cfg.loss_norm == "initial"
                 norms = {"task": step_task if initial else 1.0, "mint": step_mint if initial else 1.0}
             # The joint loss, visible: each term divided by its first-step value (paper) or raw.
-            # (DDP averages the ranks' gradients: with equal shards, the gradient of the global batch's mean.)
-            loss = (task_loss / norms["task"] if uses_task else 0.0) + \
-                   (cfg.mint_weight * mint_loss / norms["mint"] if uses_mint else 0.0)
+            # Each rank's means weighted by its share of the rows: DDP's average of the ranks' gradients is then
+            # the gradient of the global batch's mean, also when the batch does not divide by the ranks.
+            w_task, w_mint = distributed.rank_weight(nm, g[2], ranks), distributed.rank_weight(n, g[3], ranks)
+            loss = (w_task * task_loss / norms["task"] if uses_task else 0.0) + \
+                   (cfg.mint_weight * w_mint * mint_loss / norms["mint"] if uses_mint else 0.0)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
