@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import Benchmark
+from .edits import edit_images
 from .evaluate import fit_threshold, membership_metrics
 from .head import TraceConfig, TraceHead
 from .pair import AuditedPair, eval_mode
@@ -139,3 +140,20 @@ def trace_alone(pair: AuditedPair, bench: Benchmark, split: MembershipSplit, n_c
         raise ValueError("this pair has no trace head")
     return score_trace(pair.head.trace, cache or MapCache(pair, bench), split, split.eval_members,
                        n_calibration_nonmembers, max_scored)
+
+
+def trace_alone_edited(pair: AuditedPair, bench: Benchmark, split: MembershipSplit, edits: list[str],
+                       n_calibration_nonmembers: int | None = None, max_scored: int = 2_000) -> dict[str, dict]:
+    """The trace head alone on edited copies: scored members and test images edited alike (amint.edits), at the
+    threshold fitted on the unedited calibration split (what a user's upload meets)."""
+    head, cache = pair.head.trace, MapCache(pair, bench)
+    cal_m = trace_logits(head, cache.train("cal_m", split.calibration_members))
+    cal_n = trace_logits(head, cache.train("cal_n", split.calibration_nonmembers[:n_calibration_nonmembers]))
+    threshold = fit_threshold(cal_m, cal_n)
+    members = take(bench.train_images, split.eval_members[:max_scored])
+    test = bench.test_images[:max_scored]
+    out = {}
+    for edit in edits:
+        m, n = (trace_logits(head, tapped_maps(pair, edit_images(x, edit, pair.config))[0]) for x in (members, test))
+        out[edit] = membership_metrics(m, n, threshold, threshold_at_0_5=None)
+    return out

@@ -37,7 +37,8 @@ import torch  # noqa: E402
 from amint.data import Benchmark, load_benchmark  # noqa: E402
 from amint.head import TraceConfig  # noqa: E402
 from amint.pair import AuditedPair  # noqa: E402
-from amint.probe import MapCache, control_head, fresh_head_probe, score_trace, trace_alone  # noqa: E402
+from amint.probe import (MapCache, control_head, fresh_head_probe, score_trace, trace_alone,  # noqa: E402
+                         trace_alone_edited)
 from amint.splits import MembershipSplit  # noqa: E402
 from amint.train import TrainConfig, build_pair, build_split, train_pair  # noqa: E402
 from trace_recipe import settings  # noqa: E402
@@ -85,6 +86,10 @@ def run(args, bench: Benchmark) -> dict:
                                                          max_scored=args.max_scored))}
     del cache
     print("active", out["active"], "\nfresh active", out["fresh_head"]["active"], flush=True)
+    if args.edits:
+        edited = trace_alone_edited(active, bench, split, args.edits.split(","), max_scored=args.edits_n)
+        out["active_edited"] = {k: pick(v) for k, v in edited.items()}
+        print("active edited", out["active_edited"], flush=True)
     passive = backbone("passive", "passive", args, bench, args.passive)
     cache = MapCache(passive, bench)
     head = control_head(cache, split, head_cfg, control_epochs)
@@ -116,6 +121,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--active", default=None, help="a trained active pair to use instead of training one")
     p.add_argument("--passive", default=None, help="a trained passive pair (its backbone) to use")
     p.add_argument("--max-scored", type=int, default=10_000, help="scored members and test images")
+    p.add_argument("--edits", default="jpeg75,resize224,screenshot", help="the active trace alone on these "
+                   "edits of scored members and test images (amint.edits names); empty for none")
+    p.add_argument("--edits-n", type=int, default=2000, help="images per side for each edit")
     p.add_argument("--keep-every", type=int, default=5)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", default="auto")
