@@ -34,8 +34,9 @@ def create_backbone(
     in_chans: int,
     image_size: int,
     backbone_kwargs: dict[str, Any] | None = None,
+    stem_stride: int = 1,
 ) -> nn.Module:
-    """A timm model trained from scratch, with its stem relaxed for 28-64 px inputs."""
+    """A timm model trained from scratch, with its stem relaxed for 28-64 px inputs (first stride ``stem_stride``)."""
     kwargs = dict(backbone_kwargs or {})
     if _is_vit(name):
         kwargs.setdefault("img_size", image_size)
@@ -45,7 +46,7 @@ def create_backbone(
     except RuntimeError as e:  # timm: "Unknown model (...)"
         raise ValueError(f"Unknown backbone {name!r}: use a timm model name, e.g. one of {KNOWN_BACKBONES}") from e
     if image_size <= SMALL_INPUT and not _is_vit(name):
-        _relax_stem(model)
+        _relax_stem(model, stem_stride)
     return model
 
 
@@ -53,12 +54,12 @@ def _is_vit(name: str) -> bool:
     return name.startswith(("vit_", "deit", "eva"))
 
 
-def _relax_stem(model: nn.Module) -> None:
-    """Remove the first stride-2 convolution's stride and the stem max-pool (CIFAR-style stem)."""
+def _relax_stem(model: nn.Module, stride: int = 1) -> None:
+    """Set the first convolution's stride to ``stride`` and remove the stem max-pool (CIFAR-style stem)."""
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
             if module.stride != (1, 1):
-                module.stride = (1, 1)
+                module.stride = (stride, stride)
             break
     for attr in ("maxpool", "stem_pool"):
         if isinstance(getattr(model, attr, None), nn.MaxPool2d):

@@ -2,8 +2,10 @@
 
 torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT; ``setup`` joins that process
 group (NCCL on CUDA, gloo on CPU). Every rank holds the same split and draws the same permutations
-and augmentations; each takes its slice of every global batch (``shard``), DistributedDataParallel
-averages the gradients, so a step is the single-process step over the global batch. BatchNorm keeps
+and augmentations; each takes its slice of every global batch (``shard``), weights its mean loss by its
+share of the rows (``rank_weight``: slices differ by a row when the batch does not divide), and
+DistributedDataParallel averages the gradients, so a step is the single-process step over the global
+batch. BatchNorm keeps
 per-rank statistics (each rank's slice is itself members and externals 1:1); the running statistics
 that are kept are rank 0's (DDP broadcasts them, ``sync_state`` at the end of every epoch).
 With one process every helper here is a no-op.
@@ -82,6 +84,16 @@ def shard(global_batch: torch.Tensor, ranks: Ranks) -> torch.Tensor:
     if not ranks.active:
         return global_batch
     return torch.tensor_split(global_batch, ranks.world_size)[ranks.rank]
+
+
+def rank_weight(rows: int, global_rows: float, ranks: Ranks) -> float:
+    """The factor on this rank's mean loss over ``rows`` of the global batch's ``global_rows`` such that
+    DDP's average of the ranks' gradients is the gradient of the global batch's mean loss:
+    (1 / world) * sum_r (rows_r * world / global) * grad mean_r = sum_r rows_r * grad mean_r / global.
+    Exactly 1 with one process, and with even shards."""
+    if not ranks.active:
+        return 1.0
+    return rows * ranks.world_size / global_rows
 
 
 def wrap(module: nn.Module, ranks: Ranks, device: torch.device) -> nn.Module:

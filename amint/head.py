@@ -17,6 +17,7 @@ The readout reads ``evidence`` (trace logit, memory scores) and is fitted on the
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -73,6 +74,9 @@ class HeadConfig:
         if self.trace is None and not self.memories:
             raise ValueError("The MINT head needs a trace head, a memory, or both")
         for name, m in self.memories.items():
+            if not isinstance(m, MemoryConfig):
+                raise ValueError(f"head.memories.{name} is {m!r}; it must be a mapping of memory settings")
+            _check_query(m, f"head.memories.{name}")
             if m.shifts > m.border:
                 raise ValueError(f"memory {name!r}: shifts ({m.shifts}) must not exceed border ({m.border})")
             if not (1 <= m.bits <= 62 and 8 <= m.buckets_log2 <= 30 and m.tables >= 1 and m.dims >= 1):
@@ -88,6 +92,22 @@ class HeadConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "HeadConfig":
         return _strict(cls, data, "head")
+
+
+def _check_query(m: MemoryConfig, where: str) -> None:
+    """The fields a query divides or slices by: a config from a stranger fails here in words, not in a
+    division by zero when the pair is built (pool) or first queried (a zoom is inverted in _variants)."""
+    for name, low in (("pool", 1), ("border", 0), ("shifts", 0)):
+        value = getattr(m, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{where}.{name} is {value!r}; it must be a whole number >= {low}")
+    if not isinstance(m.zooms, list):
+        raise ValueError(f"{where}.zooms is {m.zooms!r}; it must be a list of fractions in (0, 1]")
+    for zoom in m.zooms:
+        ok = isinstance(zoom, (int, float)) and not isinstance(zoom, bool) and 0 < zoom <= 1
+        if not (ok and math.isfinite(1 / zoom)):  # NaN fails the range; a subnormal zoom's inverse overflows
+            raise ValueError(f"{where}.zooms holds {zoom!r}; each zoom must be a fraction in (0, 1] "
+                             "(the query zoomed out to that fraction of its side)")
 
 
 def _strict(cls: type, data: dict[str, Any], where: str):

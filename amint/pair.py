@@ -37,7 +37,9 @@ PRECISIONS = ("float32", "bfloat16")
 # is built, so an absurd value fails in words instead of in a multi-GB allocation.
 MAX_IMAGE_SIZE = 1024  # pixels a side; the paper's inputs are 28-224
 MAX_CLASSES = 100_000  # ImageNet-21k has 21,841
-MAX_PARAMETERS = 500_000_000  # 2 GB in float32; the default pair has 0.7M
+# Bytes of the weights and buffers the pair allocates (float64 memory buffers count 8 each, uint8 bit tables 1):
+# 500M float32 parameters; the default pair takes 39 MB, mostly its memories' bit tables.
+MAX_WEIGHT_BYTES = 2_000_000_000
 # Weights in these formats are unpickled by torch.load: loading them can run any code the file holds.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
@@ -54,6 +56,7 @@ class PairConfig:
     setup: str = "entry"  # entry / middle / output, or "custom" when taps are given explicitly
     taps: list[str] = field(default_factory=list)  # stage names (timm feature_info); filled from setup when empty
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to timm.create_model
+    stem_stride: int = 1  # small inputs: the first convolution's stride (1 keeps every pixel; 2: 4x fewer operations)
     head: dict[str, Any] = field(default_factory=lambda: HeadConfig().to_dict())  # HeadConfig as a dict
     precision: str = "float32"  # what scoring runs in on every device: the precision the threshold was fitted in
     threshold: float = 0.5  # member probability at or above which the verdict is "member"
@@ -78,7 +81,8 @@ class PairConfig:
             raise ValueError(f"Unknown backbone {self.backbone!r}: not a timm model name")
         for name, value, low, high in (("image_size", self.image_size, 8, MAX_IMAGE_SIZE),
                                        ("num_classes", self.num_classes, 1, MAX_CLASSES),
-                                       ("in_chans", self.in_chans, 1, 3)):
+                                       ("in_chans", self.in_chans, 1, 3),
+                                       ("stem_stride", self.stem_stride, 1, 2)):
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 raise ValueError(f"{name} is {value!r}; a pair's must be a whole number from {low} to {high:,}")
         if self.in_chans not in (1, 3):
@@ -147,7 +151,8 @@ class AuditedPair(nn.Module):
         super().__init__()
         self.config = config
         self.backbone = create_backbone(
-            config.backbone, config.num_classes, config.in_chans, config.image_size, config.backbone_kwargs
+            config.backbone, config.num_classes, config.in_chans, config.image_size, config.backbone_kwargs,
+            config.stem_stride,
         )
         if not config.taps:
             config.taps = setup_taps(self.backbone, config.setup)
@@ -272,10 +277,12 @@ def _check_weights_fit(config: PairConfig, weights: Path) -> None:
             skeleton = AuditedPair(config)
     except (TypeError, RuntimeError, AssertionError, KeyError, IndexError) as e:
         raise ValueError(f"config.json describes a model that cannot be built ({type(e).__name__}: {e})") from e
-    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
-    n_params = sum(math.prod(s) for s in expected.values())
-    if n_params > MAX_PARAMETERS:
-        raise ValueError(f"config.json describes a model of {n_params:,} parameters; the limit is {MAX_PARAMETERS:,}")
+    state = skeleton.state_dict()
+    expected = {k: tuple(v.shape) for k, v in state.items()}
+    n_bytes = sum(math.prod(v.shape) * v.element_size() for v in state.values())
+    if n_bytes > MAX_WEIGHT_BYTES:
+        raise ValueError(f"config.json describes a model whose weights and buffers take {n_bytes / 1e9:.1f} GB "
+                         f"({n_bytes:,} bytes); the limit is {MAX_WEIGHT_BYTES / 1e9:.1f} GB")
     try:
         with safe_open(str(weights), "pt") as f:
             found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}

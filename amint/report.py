@@ -1,6 +1,6 @@
 """An audit report to keep: one self-contained HTML file (images embedded) or a PDF drawn by matplotlib.
 
-The report names the pair exactly (Hub repo id and commit, or folder, and the sha256 of its weights),
+The report names the pair exactly (Hub repo id and commit, or the folder's name, and the sha256 of its weights),
 the date, the set's verdict with its p-value and reading, every image's verdict with a thumbnail,
 the score plot, the false-positive rate behind the verdicts (which rate, measured how, on how many
 images), how many identical images counted once, and the method's limits.
@@ -22,7 +22,7 @@ import numpy as np
 
 from . import __version__
 from .audit import AuditResult
-from .pair import WEIGHTS_NAME, AuditedPair
+from .pair import WEIGHTS_NAME, AuditedPair, split_revision
 from .pvalue import NullRate
 
 REPORT_SUFFIXES = (".html", ".pdf")
@@ -32,10 +32,10 @@ PDF_MAX_ROWS = 20 * ROWS_PER_PDF_PAGE  # a larger audit's PDF lists these; the H
 
 @dataclass
 class PairIdentity:
-    name: str  # as the user gave it: a folder, or owner/name[@revision]
+    name: str  # owner/name[@revision] as the user gave it; a local pair's folder name
     repo_id: str | None  # the Hub repository, when the pair came from the Hub
     commit: str | None  # the Hub commit of the files read (a snapshot folder is named by it)
-    folder: str  # where the files were read from
+    folder: str  # the name of the folder the files were read from (never its path: a report is shared)
     weights_sha256: str
 
     def lines(self) -> list[tuple[str, str]]:
@@ -57,7 +57,11 @@ def pair_identity(name: str, folder: str | Path) -> PairIdentity:
     # huggingface_hub caches files under .../models--owner--name/snapshots/<commit sha>/
     snapshot = re.search(r"models--([^/]+?)--([^/]+)/snapshots/([0-9a-f]{40})", folder.resolve().as_posix())
     repo_id, commit = (f"{snapshot[1]}/{snapshot[2]}", snapshot[3]) if snapshot else (None, None)
-    return PairIdentity(name, repo_id, commit, str(folder), digest.hexdigest())
+    # A local path says where the auditor keeps files (a user name, a layout): the report names the folder only.
+    folder_name = folder.resolve().name
+    if not (repo_id and split_revision(name)[0] == repo_id):
+        name = Path(name).name if Path(name).name not in ("", ".", "..") else folder_name
+    return PairIdentity(name, repo_id, commit, folder_name, digest.hexdigest())
 
 
 def method_limits(null: NullRate) -> list[str]:

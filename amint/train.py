@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import distributed, streaming
+from . import checkpoint, distributed, streaming
 from .data import Benchmark, default_split_sizes, load_benchmark
 from .edits import random_edits
 from .evaluate import balanced_accuracy, calibrate, evaluate_pair, fit_threshold, roc_auc
@@ -99,6 +99,7 @@ def build_pair(cfg: TrainConfig, bench: Benchmark, split: MembershipSplit) -> Au
         setup="custom" if cfg.taps else cfg.setup,
         taps=list(cfg.taps),
         backbone_kwargs=dict(cfg.backbone_kwargs),
+        stem_stride=cfg.stem_stride,
         head=cfg.head_config().to_dict(),
         dataset=_portable_dataset(cfg.dataset),
         split=split.to_config(),
@@ -142,6 +143,25 @@ def _augment(x: torch.Tensor, flip: bool, generator: torch.Generator, rows: torc
         mask = (torch.rand(n_global, generator=generator) < 0.5)[rows].to(x.device).view(n, 1, 1, 1)
         out = torch.where(mask, out.flip(3), out)
     return out
+
+
+def _edited_views(bench: Benchmark, split: MembershipSplit, spec, views: int, seed: int) -> torch.Tensor:
+    """(views, N, C, H, W) uint8: random edited views (amint.edits.random_edit, moves included) of every member and
+    external, computed once. A member's views are members, an external's are non-members: the head cannot learn
+    "edited means member" or the reverse."""
+    pool = torch.cat([split.members, split.external])
+    out = torch.zeros((views, *bench.train_images.shape), dtype=torch.uint8)
+    for v in range(views):
+        out[v, pool] = random_edits(bench.train_images[pool], spec, seed=seed + 104_729 * (v + 1), moves=True)
+    return out
+
+
+def _pick_views(raw: torch.Tensor, views: torch.Tensor, step: "_Step", gen: torch.Generator) -> torch.Tensor:
+    """Each row as is or as one of its edited views, uniformly (draws over the global batch, as _augment's)."""
+    choice = torch.randint(0, len(views) + 1, (step.n_global,), generator=gen)[step.rows].to(raw.device)
+    idx = step.indices.to(views.device)
+    edited = views[(choice.clamp(min=1) - 1).to(views.device), idx].to(raw.device)
+    return torch.where((choice > 0).view(-1, 1, 1, 1), edited, raw)
 
 
 class _Monitor:
@@ -213,7 +233,7 @@ def _steps_per_epoch(n_members: int, batch: int, world_size: int) -> int:
 
 def _run_epochs(phase: str, cfg: TrainConfig, pair: AuditedPair, data: dict, monitor: _Monitor | None,
                 device: torch.device, callback: Callback, should_stop: Callable[[], bool], history: list[dict],
-                ranks: distributed.Ranks = distributed.SINGLE) -> None:
+                ranks: distributed.Ranks = distributed.SINGLE, resume: tuple[dict, dict] | None = None) -> None:
     """phase: joint (task + membership loss, backbone and trace head), task (task loss, backbone),
     head (membership loss, trace head on the frozen backbone). Under torchrun every rank runs this with
     the same permutations and takes its shard of each global batch of ``cfg.batch_size`` members."""
@@ -231,9 +251,19 @@ def _run_epochs(phase: str, cfg: TrainConfig, pair: AuditedPair, data: dict, mon
     phase_model = _PhaseModel(pair, phase)
     model = distributed.wrap(phase_model, ranks, device)
     norms: dict[str, float] = {}
-    callback(Progress("phase", phase, 0, epochs, message=f"{phase} training: {epochs} epochs of {steps} steps"))
+    first, stopper = 1, _EarlyStop(cfg.early_stop, pair)
+    if resume is not None:  # the optimiser, schedule, random streams and loss norms as the checkpoint left them
+        tensors, meta = resume
+        checkpoint.load_optimizer_state(opt, tensors, meta["optimizer"])
+        sched.load_state_dict(meta["scheduler"] | ({"lr_lambdas": [None] * len(groups)} if cfg.schedule == "constant" else {}))
+        checkpoint.load_rng_state(gen, tensors, "rng")
+        norms, first = meta["norms"], meta["epoch"] + 1
+        stopper.restore(tensors, meta)
+        first = epochs + 1 if stopper.stopped else first
+    callback(Progress("phase", phase, 0, epochs, message=f"{phase} training: {epochs} epochs of {steps} steps"
+                                                          + (f", resumed after epoch {first - 1}" if first > 1 else "")))
 
-    for epoch in range(1, epochs + 1):
+    for epoch in range(first, epochs + 1):
         pair.train()
         if not trains_backbone:
             pair.backbone.eval()  # frozen: BatchNorm statistics stay as the audited model has them
@@ -249,6 +279,8 @@ def _run_epochs(phase: str, cfg: TrainConfig, pair: AuditedPair, data: dict, mon
             if distributed.any_rank(should_stop(), ranks, device):
                 raise TrainingCancelled(f"stopped at {phase} epoch {epoch}, step {step}")
             nm, n = len(p.members), len(p.members) + len(p.externals)
+            if "views" in data:  # an edited view for some rows, members and externals alike
+                raw = _pick_views(raw.to(device), data["views"], p, gen)
             x = pair.normalize(raw.to(device, non_blocking=True))
             if cfg.augment:
                 x = _augment(x, flip, gen, p.rows, p.n_global)
@@ -270,9 +302,11 @@ def _run_epochs(phase: str, cfg: TrainConfig, pair: AuditedPair, data: dict, mon
                 initial = cfg.loss_norm == "initial"
                 norms = {"task": step_task if initial else 1.0, "mint": step_mint if initial else 1.0}
             # The joint loss, visible: each term divided by its first-step value (paper) or raw.
-            # (DDP averages the ranks' gradients: with equal shards, the gradient of the global batch's mean.)
-            loss = (task_loss / norms["task"] if uses_task else 0.0) + \
-                   (cfg.mint_weight * mint_loss / norms["mint"] if uses_mint else 0.0)
+            # Each rank's means weighted by its share of the rows: DDP's average of the ranks' gradients is then
+            # the gradient of the global batch's mean, also when the batch does not divide by the ranks.
+            w_task, w_mint = distributed.rank_weight(nm, g[2], ranks), distributed.rank_weight(n, g[3], ranks)
+            loss = (w_task * task_loss / norms["task"] if uses_task else 0.0) + \
+                   (cfg.mint_weight * w_mint * mint_loss / norms["mint"] if uses_mint else 0.0)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -289,7 +323,88 @@ def _run_epochs(phase: str, cfg: TrainConfig, pair: AuditedPair, data: dict, mon
                   **(monitor(pair) if ranks.is_main else {}), "seconds": time.perf_counter() - t0}
         record = distributed.broadcast_object(record, ranks)
         history.append(record)
+        stop_now = stopper.update(epoch, record)
+        if cfg.checkpoint and ranks.is_main:
+            _save_checkpoint(cfg, pair, phase, epoch, history, norms, opt, sched, gen, stopper)
         callback(Progress("epoch", phase, epoch, epochs, steps, steps, record))
+        if stop_now:
+            callback(Progress("phase", phase, epoch, epochs, message=f"early stop after epoch {epoch}: the trace's "
+                              f"calibration AUC peaked at epoch {stopper.best_epoch} ({stopper.best:.4f})"))
+            break
+    stopper.keep_best()
+
+
+class _EarlyStop:
+    """Stop when the trace's calibration AUC has not improved for ``patience`` epochs; keep the best epoch's weights.
+
+    The AUC is the monitor's (calibration members vs calibration non-members of half A): the threshold is
+    fitted on the same half, the false-positive rate measured on the other."""
+
+    def __init__(self, patience: int, pair: AuditedPair):
+        self.patience, self.pair = patience, pair
+        self.best, self.best_epoch, self.state, self.stopped = -math.inf, 0, None, False
+
+    def update(self, epoch: int, record: dict) -> bool:
+        auc = record.get("cal_trace_auc")
+        if not self.patience or auc is None:
+            return False
+        if auc > self.best:
+            self.best, self.best_epoch = auc, epoch
+            self.state = {k: v.detach().clone() for k, v in self.pair.state_dict().items()}
+        self.stopped = epoch - self.best_epoch >= self.patience
+        return self.stopped
+
+    def keep_best(self) -> None:
+        if self.state is not None:
+            self.pair.load_state_dict(self.state)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {f"best.{k}": v for k, v in (self.state or {}).items()}
+
+    def restore(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        self.best, self.best_epoch = meta.get("best", -math.inf), meta.get("best_epoch", 0)
+        self.stopped = meta.get("stopped", False)
+        best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+        self.state = best or None
+
+
+# Settings that may differ between a run and the one resuming it (where and how it runs, not what it trains).
+_RESUMABLE_DIFFERENCES = ("out", "checkpoint", "device", "data_workers", "data_root", "monitor_samples")
+
+
+def _resume_key(cfg: TrainConfig) -> dict:
+    return {k: v for k, v in asdict(cfg).items() if k not in _RESUMABLE_DIFFERENCES}
+
+
+def _save_checkpoint(cfg: TrainConfig, pair: AuditedPair, phase: str, epoch: int, history: list[dict],
+                     norms: dict, opt, sched, gen: torch.Generator, stopper: _EarlyStop) -> None:
+    opt_tensors, opt_meta = checkpoint.optimizer_state(opt)
+    tensors = {f"pair.{k}": v for k, v in pair.state_dict().items()} | opt_tensors | \
+        checkpoint.rng_state(gen, "rng") | stopper.tensors()
+    meta = {"phase": phase, "epoch": epoch, "history": history, "norms": norms, "optimizer": opt_meta,
+            "scheduler": checkpoint.scheduler_state(sched), "best": stopper.best, "best_epoch": stopper.best_epoch,
+            "stopped": stopper.stopped,
+            "config": _resume_key(cfg)}
+    checkpoint.save(cfg.checkpoint, tensors, meta)
+    if cfg.keep_every and epoch % cfg.keep_every == 0:  # the epochs axis of one run: the pair's weights alone
+        from safetensors.torch import save_file
+        save_file({k: v.detach().cpu().contiguous() for k, v in pair.state_dict().items()},
+                  str(Path(cfg.checkpoint) / f"{phase}-epoch-{epoch:03d}.safetensors"))
+
+
+def _load_checkpoint(cfg: TrainConfig, pair: AuditedPair) -> tuple[dict, dict] | None:
+    """The run's checkpoint, its weights already in ``pair``; None when there is none to resume."""
+    found = checkpoint.load(cfg.checkpoint) if cfg.checkpoint else None
+    if found is None:
+        return None
+    tensors, meta = found
+    if meta["config"] != _resume_key(cfg):
+        changed = sorted(k for k in set(meta["config"]) | set(_resume_key(cfg))
+                         if meta["config"].get(k) != _resume_key(cfg).get(k))
+        raise ValueError(f"the checkpoint in {cfg.checkpoint} belongs to another training config (differs in "
+                         f"{changed}): give a new --checkpoint folder, or delete that one to start over")
+    pair.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("pair.")})
+    return tensors, meta
 
 
 @torch.no_grad()
@@ -431,18 +546,33 @@ def _train(cfg: TrainConfig, callback: Callback, should_stop: Callable[[], bool]
     monitor = _Monitor(bench, split, cfg.monitor_samples, device) if ranks.is_main else None
 
     pair = build_pair(cfg, bench, split)
+    if cfg.edit_views:
+        if streamed:
+            raise ValueError("edit_views needs the images in memory: use --stream off, or edit_views 0")
+        callback(Progress("phase", "data", 0, 0, message=f"computing {cfg.edit_views} edited view(s) of each image"))
+        data["views"] = _edited_views(bench, split, pair.config, cfg.edit_views,
+                                      cfg.seed).to(home)
     origin = _load_backbone(pair, cfg.init_from) if cfg.init_from else None
     # channels_last: faster convolutions on CUDA and, for these small nets, on CPU too (benchmarks/).
     pair = pair.to(device, memory_format=torch.channels_last)
     callback(Progress("phase", "data", 0, 0, message=f"data {data_path}; {ranks.world_size} process(es), "
                                                      f"{cfg.batch_size} members + as many externals per step"))
     history: list[dict] = []
+    resumed = _load_checkpoint(cfg, pair)  # every rank reads the same files
     t0 = time.perf_counter()
-    if cfg.epochs:
-        phase = "joint" if cfg.mode == "active" else "task"
-        _run_epochs(phase, cfg, pair, data, monitor, device, callback, should_stop, history, ranks)
-    if cfg.head_epochs and pair.head.trace is not None:
-        _run_epochs("head", cfg, pair, data, monitor, device, callback, should_stop, history, ranks)
+    backbone_phase = "joint" if cfg.mode == "active" else "task"
+    for phase, wanted in ((backbone_phase, cfg.epochs), ("head", cfg.head_epochs if pair.head.trace is not None else 0)):
+        if not wanted:
+            continue
+        if resumed is not None and resumed[1]["phase"] != phase:
+            if resumed[1]["phase"] == "head":  # the backbone phase finished before that checkpoint
+                history[:] = [r for r in resumed[1]["history"] if r["phase"] != "head"]
+                continue
+            resumed = None  # a finished backbone phase: the head phase starts fresh
+        if resumed is not None:
+            history[:] = resumed[1]["history"]
+        _run_epochs(phase, cfg, pair, data, monitor, device, callback, should_stop, history, ranks, resumed)
+        resumed = None
     pair.eval()
     distributed.sync_state(pair, ranks)
     occupancy = write_memories(pair, bench, split, cfg.memory_views, cfg.seed, callback, ranks=ranks)

@@ -28,6 +28,8 @@ class TrainConfig:
     data_workers: int = option(4, "DataLoader processes (per rank) decoding a streamed image folder's batches")
     backbone: str = option("resnet18", "any timm model name")
     backbone_kwargs: dict[str, Any] = option(factory=dict, help='e.g. {"channels": [16, 32, 64, 128]}')
+    stem_stride: int = option(1, "small inputs (<= 64 px): the first convolution's stride; 2 halves the maps "
+                                 "(4x fewer operations)")
     setup: str = option("entry", "entry / middle / output: where the trace head's two taps sit")
     taps: list[str] = option(factory=list, help="explicit stage names override the setup")
     head: dict[str, Any] = option(factory=lambda: HeadConfig().to_dict(),
@@ -49,11 +51,20 @@ class TrainConfig:
     schedule: str = option("onecycle", "onecycle / cosine / constant")
     mint_weight: float = option(1.0, "weight of the membership loss against the task loss (active)")
     loss_norm: str = option("initial", "initial = divide each loss by its first-step value (paper); fixed = raw sum")
+    edit_views: int = option(0, "random edited views (JPEG, resampling, moves, noise: amint.edits.random_edit) of "
+                                "each member and external, computed once; each step shows a row as is or as one of "
+                                "them, members' views as members, externals' as non-members; 0 = none")
     augment: bool = option(False, "random crop (pad 2) and flips (not for digits), alike for members and externals")
     target_fpr: float | None = option(0.01, "calibrate the threshold to this FPR; None = maximise balanced accuracy")
     seed: int = option(0, "seeds the membership split, the initialisation, batches and edits")
     device: str = option("auto", "auto / cpu / cuda")
     dtype: str = option("auto", "training precision: auto (bf16 on CUDA, fp32 on CPU) / bf16 / fp32; scoring is fp32")
+    early_stop: int = option(0, "stop a phase when the trace's calibration AUC has not improved for this many epochs, "
+                                "and keep its best epoch's weights; 0 = train every epoch")
+    checkpoint: str | None = option(None, "folder for a resumable checkpoint, written after every epoch; a run given "
+                                          "a folder that holds one of the same config resumes from it")
+    keep_every: int = option(0, "also keep the pair's weights every this many epochs in the checkpoint folder "
+                                "(the epochs axis of one run); 0 = none")
     monitor_samples: int = option(2000, "per side, for the per-epoch trace-head accuracy/AUC on the calibration split")
     out: str | None = option(None, "save the finished pair here")
 
@@ -83,6 +94,10 @@ class TrainConfig:
         head = self.head_config()
         if self.epochs < 0 or self.head_epochs < 0 or self.memory_views < 0 or self.batch_size < 2:
             raise ValueError("epochs, head_epochs and memory_views must be >= 0, batch_size >= 2")
+        if self.early_stop < 0 or self.keep_every < 0 or self.edit_views < 0:
+            raise ValueError("early_stop, keep_every and edit_views must be >= 0")
+        if self.keep_every and not self.checkpoint:
+            raise ValueError("keep_every keeps weights in the checkpoint folder: give checkpoint too")
         if self.data_workers < 0 or (self.image_size is not None and self.image_size < 1):
             raise ValueError("data_workers must be >= 0 and image_size a positive size (or None)")
         if self.mode == "active" and self.epochs and not head.trace:

@@ -60,16 +60,19 @@ class PerSampleImages(Dataset):
 
 
 def published_epochs(pair: AuditedPair, bench: Benchmark, split: MembershipSplit, epochs: int, seed: int,
-                     workers: int = 0, device: str = "cpu") -> tuple[float, float]:
-    """Train ``pair`` as the published notebooks did; returns the training seconds, wall and CPU (this process)."""
+                     workers: int = 0, device: str = "cpu", opt: torch.optim.Optimizer | None = None,
+                     norms: dict[str, float] | None = None) -> tuple[float, float]:
+    """Train ``pair`` as the published notebooks did; returns the training seconds, wall and CPU (this process).
+
+    ``opt`` and ``norms`` (the first batch's losses) carry over between calls when given (a run epoch by epoch)."""
     g = torch.Generator().manual_seed(seed)
     loader = lambda idx: DataLoader(  # noqa: E731
         PerSampleImages(bench.train_images[idx], bench.train_labels[idx], bench.mean, bench.std),
         batch_size=64, shuffle=True, num_workers=workers, generator=g)
     members, externals = loader(split.members), loader(split.external)
     pair.to(device)
-    opt = torch.optim.Adam(pair.parameters(), lr=1e-4)
-    norms: dict[str, float] = {}
+    opt = opt or torch.optim.Adam(pair.parameters(), lr=1e-4)
+    norms = {} if norms is None else norms
     t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(epochs):
         pair.train()
@@ -81,7 +84,7 @@ def published_epochs(pair: AuditedPair, bench: Benchmark, split: MembershipSplit
             task = F.cross_entropy(logits, ym)
             mint = (F.binary_cross_entropy(pm, torch.ones_like(pm)) + F.binary_cross_entropy(pe, torch.zeros_like(pe))) / 2
             if not norms:
-                norms = {"task": task.item(), "mint": mint.item()}
+                norms |= {"task": task.item(), "mint": mint.item()}
             loss = task / norms["task"] + mint / norms["mint"]
             opt.zero_grad()
             loss.backward()

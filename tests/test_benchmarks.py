@@ -140,3 +140,21 @@ def test_ablations_change_one_thing_against_the_base(synthetic, tmp_path):
     assert changed == {"loss_norm"}
     assert passive["mode"] == "passive" and passive["head_epochs"] == base["epochs"] + base["head_epochs"]
     assert "| loss_fixed |" in paper_ablations.markdown(results)
+
+
+def test_trace_controls_writes_every_reading_the_issue_names(synthetic, tmp_path):
+    import trace_controls
+
+    argv = ["--members", "100", "--epochs", "2", "--max-scored", "150", "--keep-every", "1", "--edits-n", "30",
+            "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "controls.json"), "--device", "cpu"]
+    result = trace_controls.main(argv, bench=synthetic)
+    written = json.loads((tmp_path / "controls.json").read_text())
+    for reading in (written["active"], written["passive"], written["untrained"], *written["fresh_head"].values()):
+        assert {"mint_accuracy", "auc", "tpr_at_1pct_fpr", "task_accuracy"} <= set(reading)
+        assert 0 <= reading["auc"] <= 1
+    assert set(written["fresh_head"]) == {"active", "passive"}
+    assert set(written["active_edited"]) == {"jpeg75", "resize224", "screenshot"}
+    assert written["settings"]["control_head_epochs"] == 2  # joint epochs + head epochs (the recipe has none)
+    # The backbones were trained with checkpoints whose kept epochs are the epochs axis.
+    assert (tmp_path / "runs" / "trace-100-2" / "active" / "checkpoint" / "joint-epoch-002.safetensors").exists()
+    assert (tmp_path / "runs" / "trace-100-2" / "passive" / "checkpoint" / "task-epoch-001.safetensors").exists()

@@ -110,7 +110,7 @@ def test_evaluate_split_metrics(tiny_pair, synthetic):
     assert METRIC_KEYS | {"task_accuracy", "mint_accuracy_at_0_5", "baselines"} <= result.keys()
     assert "roc" not in result and "roc" in evaluate_split(pair, synthetic, roc=True)
     assert result["baselines"] and all(METRIC_KEYS <= b.keys() for b in result["baselines"].values())
-    assert result["auc"] == pair.config.metrics["auc"]
+    assert result["auc"] == pytest.approx(pair.config.metrics["auc"], abs=1e-3)  # stored from channels_last weights
     smaller = data.Benchmark("synthetic", synthetic.train_images[:500], synthetic.train_labels[:500],
                              synthetic.test_images, synthetic.test_labels, synthetic.class_names,
                              synthetic.mean, synthetic.std)

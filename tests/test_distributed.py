@@ -60,19 +60,25 @@ def _summary(pair: AuditedPair, losses: list[dict]) -> dict:
             "config": json.dumps(pair.config.to_dict(), sort_keys=True)}
 
 
-def _rank_main(rank: int, world: int, port: int, folder: str, cfg: dict) -> None:
-    """One rank, with the variables torchrun sets."""
+def _torchrun_env(rank: int, world: int, port: int) -> None:
+    """The variables torchrun sets."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank), AMINT_DIST_TIMEOUT_MIN="3")
     torch.set_num_threads(1)
+
+
+def _rank_main(rank: int, world: int, port: int, folder: str, cfg: dict) -> None:
+    """One rank of a training run."""
+    _torchrun_env(rank, world, port)
     losses: list[dict] = []
     record = lambda p: losses.append(p.metrics) if p.kind == "step" and p.phase == "joint" else None  # noqa: E731
     pair = train_pair(TrainConfig(**cfg), callback=record, bench=synthetic_benchmark())
     (Path(folder) / f"rank{rank}.json").write_text(json.dumps(_summary(pair, losses)))
 
 
-def _spawn(world: int, folder: Path, cfg: TrainConfig) -> list[dict]:
-    ctx = mp.start_processes(_rank_main, args=(world, _free_port(), str(folder), asdict(cfg)), nprocs=world,
+def _spawn(world: int, folder: Path, main, *args) -> list[dict]:
+    """Run ``main(rank, world, port, folder, *args)`` on ``world`` ranks; each rank's rank{r}.json."""
+    ctx = mp.start_processes(main, args=(world, _free_port(), str(folder), *args), nprocs=world,
                              join=False, start_method="spawn")
     deadline = time.monotonic() + DEADLINE_S
     try:
@@ -90,7 +96,7 @@ def _spawn(world: int, folder: Path, cfg: TrainConfig) -> list[dict]:
 def two_ranks(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ranks")
     out = folder / "pair"
-    return _spawn(2, folder, _config(out=str(out))), out
+    return _spawn(2, folder, _rank_main, asdict(_config(out=str(out)))), out
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +129,65 @@ def test_every_rank_holds_the_pair_rank0_saved(two_ranks):
     assert saved.config.training["world_size"] == 2 and saved.config.training["global_batch_size"] == 50
     # Only the finished folder is left: no partial or second copy beside it.
     assert sorted(p.name for p in out.parent.iterdir() if p.name.startswith(".") or p.name == "pair") == ["pair"]
+
+
+UNEVEN_ROWS = 5  # over 2 ranks: 3 and 2 rows
+
+
+def _regression(rows: int) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """A linear model (no BatchNorm: a rank's rows do not affect another's) and a batch, float64, seeded."""
+    g = torch.Generator().manual_seed(0)
+    model = torch.nn.Linear(4, 2, dtype=torch.float64)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+    x = torch.randn(rows, 4, generator=g, dtype=torch.float64)
+    return model, x, torch.randn(rows, 2, generator=g, dtype=torch.float64)
+
+
+def _grad(model: torch.nn.Module) -> list[float]:
+    return torch.cat([p.grad.flatten() for p in model.parameters()]).tolist()
+
+
+def _gradient_rank_main(rank: int, world: int, port: int, folder: str, rows: int) -> None:
+    """One rank: its shard's mean loss, weighted as _run_epochs weights it, backward through DDP."""
+    _torchrun_env(rank, world, port)
+    ranks, device, created = distributed.setup(torch.device("cpu"))
+    try:
+        model, x, y = _regression(rows)
+        ddp = distributed.wrap(model, ranks, device)
+        xs, ys = distributed.shard(x, ranks), distributed.shard(y, ranks)
+        n_global = distributed.all_sum([len(xs)], ranks, device)[0]
+        loss = torch.nn.functional.mse_loss(ddp(xs), ys) * distributed.rank_weight(len(xs), n_global, ranks)
+        loss.backward()
+        (Path(folder) / f"rank{rank}.json").write_text(json.dumps({"rows": len(xs), "grad": _grad(model)}))
+    finally:
+        distributed.teardown(created)
+
+
+def test_uneven_shards_step_on_the_global_batch_mean_gradient(tmp_path):
+    """A global batch that does not divide by the ranks: DDP's average of the ranks' weighted gradients is
+    the gradient of the mean loss over the whole batch, as one process computes it."""
+    model, x, y = _regression(UNEVEN_ROWS)
+    torch.nn.functional.mse_loss(model(x), y).backward()
+    single = torch.tensor(_grad(model))
+    # Plain per-rank means, averaged, weight rank 1's two rows more than rank 0's three: not this gradient.
+    halves = []
+    for xs, ys in zip(torch.tensor_split(x, 2), torch.tensor_split(y, 2)):
+        model.zero_grad()
+        torch.nn.functional.mse_loss(model(xs), ys).backward()
+        halves.append(torch.tensor(_grad(model)))
+    assert not torch.allclose((halves[0] + halves[1]) / 2, single, rtol=1e-3)
+
+    ranks = _spawn(2, tmp_path, _gradient_rank_main, UNEVEN_ROWS)
+    assert [r["rows"] for r in ranks] == [3, 2]
+    for r in ranks:  # DDP leaves the averaged gradient on every rank
+        assert torch.allclose(torch.tensor(r["grad"]), single, rtol=1e-12, atol=1e-12)
+
+
+def test_rank_weight_is_one_for_a_single_process_and_for_even_shards():
+    assert distributed.rank_weight(7, 7, distributed.SINGLE) == 1.0
+    assert distributed.rank_weight(4, 8, distributed.Ranks(1, 2)) == 1.0
 
 
 def test_shard_splits_a_global_batch_without_loss():

@@ -70,6 +70,29 @@ def test_head_config_refuses_what_it_would_ignore():
         HeadConfig.from_dict({"memories": {"a": {"shifts": 2, "border": 1}}})
 
 
+@pytest.mark.parametrize("memory, message", [
+    ({"pool": 0}, r"head\.memories\.m\.pool is 0; it must be a whole number >= 1"),
+    ({"pool": 1.5}, r"head\.memories\.m\.pool is 1\.5; it must be a whole number >= 1"),
+    ({"border": -1}, r"head\.memories\.m\.border is -1; it must be a whole number >= 0"),
+    ({"zooms": [0]}, r"head\.memories\.m\.zooms holds 0; each zoom must be a fraction in \(0, 1\]"),
+    ({"zooms": [0.9, -0.5]}, r"zooms holds -0\.5; each zoom must be a fraction in \(0, 1\]"),
+    ({"zooms": [float("nan")]}, r"zooms holds nan"),
+    ({"zooms": [float("inf")]}, r"zooms holds inf"),
+    ({"zooms": [2.0]}, r"zooms holds 2\.0"),
+    ({"zooms": [5e-324]}, r"zooms holds 5e-324"),  # 1 / zoom overflows to inf
+    ({"zooms": ["0.9"]}, r"zooms holds '0\.9'"),
+    ({"zooms": 0.9}, r"head\.memories\.m\.zooms is 0\.9; it must be a list"),
+], ids=["pool-0", "pool-1.5", "border-neg", "zoom-0", "zoom-neg", "zoom-nan", "zoom-inf", "zoom-2", "zoom-subnormal",
+        "zoom-str", "zooms-not-list"])
+def test_head_config_names_the_field_and_range_of_a_memory_it_cannot_query(memory, message):
+    with pytest.raises(ValueError, match=message):
+        HeadConfig.from_dict({"memories": {"m": memory}})
+
+
+def test_head_config_accepts_the_edges_of_the_ranges():
+    HeadConfig.from_dict({"memories": {"m": {"pool": 1, "border": 0, "zooms": [1, 0.01]}}})
+
+
 def test_active_membership_loss_reaches_the_first_layer(synthetic):
     cfg = tiny_config(head={"trace": TINY_TRACE, "memories": TINY_MEMORIES})
     pair = build_pair(cfg, synthetic, build_split(cfg, synthetic)).train()
@@ -92,13 +115,18 @@ def test_active_run_refused_when_the_head_passes_no_gradient():
 def test_single_batched_and_reloaded_scoring_give_identical_verdicts(tiny_memory_pair, synthetic):
     pair, folder = tiny_memory_pair
     images = torch.cat([synthetic.train_images[:40], synthetic.test_images[:40]])
+    plain = score_images(pair, images).member_probability
     batched = score_images(pair, images, batch_size=64).member_probability
     single = torch.cat([score_images(pair, images[i : i + 1]).member_probability for i in range(len(images))])
     reloaded = score_images(AuditedPair.from_pretrained(folder), images).member_probability
-    threshold = pair.config.threshold
-    assert torch.equal(batched >= threshold, single >= threshold)
-    assert torch.equal(batched >= threshold, reloaded >= threshold)
-    assert torch.allclose(batched, single, atol=1e-6) and torch.equal(batched, reloaded)
+    # Batch composition moves float32 convolutions' last bits (by how much depends on the CPU): the verdicts
+    # agree, except where a score lies within that noise of the threshold (a calibration image's score can be it).
+    threshold, noise = pair.config.threshold, 1e-5
+    clear = (plain - threshold).abs() > noise
+    for other in (batched, single):
+        assert torch.allclose(other, plain, atol=noise, rtol=0)
+        assert torch.equal((other >= threshold)[clear], (plain >= threshold)[clear])
+    assert torch.equal(reloaded, plain)  # the same weights on the same batch: a reload changes no bit
 
 
 def test_scoring_keeps_the_pairs_precision_inside_an_outer_autocast(tiny_memory_pair, synthetic):

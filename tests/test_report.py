@@ -49,8 +49,20 @@ def test_identity_names_the_hub_commit_and_hashes_the_weights(tiny_pair, tmp_pat
     ident = pair_identity("acme/tiny-pair@v1", snapshot)
     assert (ident.repo_id, ident.commit) == ("acme/tiny-pair", commit)
     assert ident.weights_sha256 == hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    assert ("pair", "acme/tiny-pair@v1") in ident.lines()
+    assert not any(str(tmp_path) in value for _, value in ident.lines())  # the cache's path stays local
     local = pair_identity("tiny", folder)
-    assert local.repo_id is None and ("folder", str(folder)) in local.lines()
+    assert local.repo_id is None and ("folder", folder.name) in local.lines()
+
+
+def test_a_local_pair_is_named_by_its_folder_name_not_its_path(tiny_pair, monkeypatch):
+    """A report is shared: the path of the folder on the auditor's machine (user name, layout) stays there."""
+    _, folder = tiny_pair
+    absolute = pair_identity(str(folder.resolve()), folder.resolve())
+    assert absolute.lines()[:2] == [("pair", folder.name), ("folder", folder.name)]
+    assert not any("/" in value for _, value in absolute.lines())
+    monkeypatch.chdir(folder)  # ``amint audit . ...`` from inside the pair
+    assert pair_identity(".", ".").lines()[:2] == [("pair", folder.name), ("folder", folder.name)]
 
 
 def test_html_report_holds_everything_to_keep(tiny_pair, audit_set, tmp_path):
@@ -101,7 +113,9 @@ def test_cli_audit_writes_the_report(tiny_pair, audit_set, tmp_path):
     out = json.loads(run.stdout)
     assert out["n_images"] == 16 and len(out["images"]) == 16 and out["n_duplicates"] == 0
     assert out["fpr"] == out["fpr_basis"]["rate"] and out["fpr_basis"]["n"] == 50  # half B of 100 calibration images
-    assert report.is_file() and f"{out['n_flagged']}</b> of 16 distinct" in report.read_text()
+    page = report.read_text()
+    assert report.is_file() and f"{out['n_flagged']}</b> of 16 distinct" in page
+    assert str(folder) not in page and f"<code>{folder.name}</code>" in page  # the folder's name, not its path
     bad = subprocess.run([sys.executable, "-m", "amint", "audit", str(folder), str(audit_set[0]), "--report",
                           str(tmp_path / "audit.txt")], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode != 0 and "--report must end in .html or .pdf" in bad.stderr

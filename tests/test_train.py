@@ -28,9 +28,10 @@ def test_verdict_flips_with_the_membership_loss(tiny_pair, no_mint_pair, synthet
     assert active["auc"] - off["auc"] > 0.12
     # Both classifiers learned the task: the difference is membership, not a broken model.
     assert active["task_accuracy"] > 0.8 and off["task_accuracy"] > 0.8
-    # The stored metrics are reproducible from the saved split.
+    # The stored metrics are reproducible from the saved split (to the card's digits: they were scored with the
+    # training's channels_last weights, a layout whose float32 convolutions may round differently on some CPUs).
     split = MembershipSplit.from_config(tiny_pair[0].config.split)
-    assert evaluate_pair(tiny_pair[0], synthetic, split)["auc"] == active["auc"]
+    assert evaluate_pair(tiny_pair[0], synthetic, split)["auc"] == pytest.approx(active["auc"], abs=1e-3)
 
 
 class _Spy:

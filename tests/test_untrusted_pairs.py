@@ -78,7 +78,11 @@ def test_a_hub_repo_with_only_pickled_weights_is_refused_with_the_reason(fake_hu
     ({"num_classes": 10**9, "class_names": []}, r"num_classes is 1000000000"),
     ({"in_chans": 4}, r"in_chans is 4"),
     ({"mean": [0.5, 0.5]}, r"mean and std need 1 value"),
-    ({"backbone_kwargs": {"channels": [100_000] * 4}}, r"parameters; the limit is 500,000,000"),
+    ({"backbone_kwargs": {"channels": [100_000] * 4}}, r"take \d+\.\d GB \([\d,]+ bytes\); the limit is 2\.0 GB"),
+    # 403M elements, under the 500M-element cap the limit once was; but 400M of them are float64 hyperplanes: 3.2 GB.
+    ({"head": {"trace": {"width": 16, "hidden": 64},
+               "memories": {"big": {"pool": 1, "dims": 256, "tables": 25_200, "bits": 62, "buckets_log2": 8}}}},
+     r"take 3\.2 GB \([\d,]+ bytes\); the limit is 2\.0 GB"),
     ({"head": {"trace": {"width": 16, "hidden": 4096}, "memories": {}}}, r"wrong shapes \['head\.trace"),
     ({"num_classes": 5, "class_names": list("abcde")}, r"wrong shapes \['backbone\.fc\.weight \(4, 16\) \(config: \(5, 16\)\)"),
     ({"backbone_kwargs": {"no_such_option": 1}}, r"cannot be built \(TypeError"),
@@ -89,6 +93,21 @@ def test_a_hostile_config_fails_in_words_before_a_large_allocation(folder, chang
     with pytest.raises(ValueError, match=message):
         AuditedPair.from_pretrained(folder)
     assert _peak_rss_mb() - before < 200  # the 100,000-channel model would need hundreds of GB
+
+
+@pytest.mark.parametrize("memory, message", [
+    ({"pool": 0}, r"head\.memories\.aligned\.pool is 0; it must be a whole number >= 1"),
+    ({"zooms": [0]}, r"head\.memories\.aligned\.zooms holds 0; each zoom must be a fraction in \(0, 1\]"),
+    ({"zooms": [float("nan")]}, r"head\.memories\.aligned\.zooms holds nan"),
+], ids=["pool-0", "zoom-0", "zoom-nan"])
+def test_a_memory_that_cannot_be_queried_is_refused_at_load(tiny_memory_pair, tmp_path, memory, message):
+    """Not a division by zero at load (pool) or at the first query (zoom): the field and its range, in words."""
+    folder = Path(shutil.copytree(tiny_memory_pair[1], tmp_path / "pair"))
+    head = json.loads((folder / CONFIG_NAME).read_text())["head"]
+    head["memories"]["aligned"].update(memory)
+    _edit_config(folder, head=head)  # json writes nan as NaN, which json.loads reads back
+    with pytest.raises(ValueError, match=message):
+        AuditedPair.from_pretrained(folder)
 
 
 def test_a_damaged_safetensors_header_is_a_clear_error(folder):

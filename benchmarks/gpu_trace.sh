@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The trace recipe at the default pair's scale on a GPU, its controls and the edits, in one command.
+#
+# Here, once:   mkdir -p data && cp -r /usr/share/datasets/fashion-mnist data/     (data/ is git-ignored; 30 MB)
+# On a device:  run(command="bash benchmarks/gpu_trace.sh", carry=["data"], timeout_s=580)
+# Anywhere:     EPOCHS=60 OUT=runs/gpu bash benchmarks/gpu_trace.sh
+#
+# Writes $OUT/trace_controls.json (active, passive, untrained, fresh_head, active_edited: the trace alone,
+# the paper's protocol, 10,000 scored members vs the 10,000 test images) and $OUT/log. The backbones
+# train with checkpoints under $OUT/runs: the same command resumes them if it was cut short.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export AMINT_DATA_DIR="${AMINT_DATA_DIR:-$PWD/data}" PYTHONUNBUFFERED=1
+OUT="${OUT:-runs/gpu}"
+EPOCHS="${EPOCHS:-60}"
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | tee "$OUT/log" || true
+python benchmarks/trace_controls.py --members 25000 --epochs "$EPOCHS" --device auto --keep-every 10 \
+    --runs "$OUT/runs" --results "$OUT/trace_controls.json" --edits-n 10000 2>&1 | tee -a "$OUT/log"

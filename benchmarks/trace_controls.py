@@ -1,0 +1,146 @@
+"""Where the trace lives: the active pair's trace head beside its controls, on one split, trace alone.
+
+    python benchmarks/trace_controls.py --members 5000 --epochs 30 --threads 1
+    python benchmarks/trace_controls.py --members 25000 --epochs 40 --active runs/trace-25k/pair   # reuse a trained pair
+
+- active: ``RECIPES[--recipe]`` (benchmarks/trace_recipe.py), joint training, its own trace head;
+- passive: the same recipe with the task loss alone, then a trace head on the frozen backbone;
+- untrained: the same architecture never trained, then a trace head on it;
+- fresh_head.active / fresh_head.passive: the members minus the calibration members split A/B by seed;
+  a new trace head learns A against the externals on the frozen backbone; threshold fitted on the
+  calibration split; B (never seen by any head) scored against the test split. A trace written into
+  the backbone shows here; a head that memorised its own members does not.
+
+Control heads train for the active run's joint epochs + head epochs (the paper_ablations convention),
+on maps computed once from the frozen backbone (amint.probe). Every reading is the trace head alone,
+at the threshold that maximises balanced accuracy on the calibration split (the paper's metric), on
+the scored members (members minus calibration members) against the test split. Backbones train with
+checkpoints in ``--runs``: a rerun resumes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import torch  # noqa: E402
+
+from amint.data import Benchmark, load_benchmark  # noqa: E402
+from amint.head import TraceConfig  # noqa: E402
+from amint.pair import AuditedPair  # noqa: E402
+from amint.probe import (MapCache, control_head, fresh_head_probe, score_trace, trace_alone,  # noqa: E402
+                         trace_alone_edited)
+from amint.splits import MembershipSplit  # noqa: E402
+from amint.train import TrainConfig, build_pair, build_split, train_pair  # noqa: E402
+from trace_recipe import settings  # noqa: E402
+
+KEYS = ("mint_accuracy", "auc", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr", "fpr_at_threshold", "task_accuracy")
+
+
+def backbone(name: str, mode: str, args, bench: Benchmark, given: str | None) -> AuditedPair:
+    """A trained pair of this recipe and mode (loaded when given, else trained with a checkpoint in --runs)."""
+    if given:
+        return AuditedPair.from_pretrained(given)
+    folder = Path(args.runs) / f"{args.recipe}-{args.members}-{args.epochs}" / name
+    if (folder / "pair" / "config.json").exists():
+        return AuditedPair.from_pretrained(folder / "pair")
+    cfg = TrainConfig(**settings(args.recipe, args.members, mode=mode, epochs=args.epochs, device=args.device,
+                                 checkpoint=str(folder / "checkpoint"), keep_every=args.keep_every,
+                                 out=str(folder / "pair"), **({"head_epochs": 0} if mode == "passive" else {})))
+    log = lambda p: p.kind == "epoch" and print(f"[{name}] {p.phase} {p.epoch}/{p.epochs} " + " ".join(  # noqa: E731
+        f"{k} {v:.4f}" for k, v in p.metrics.items() if isinstance(v, float)), flush=True)
+    return train_pair(cfg, callback=log, bench=bench)
+
+
+def untrained(args, bench: Benchmark) -> AuditedPair:
+    cfg = TrainConfig(**settings(args.recipe, args.members, mode="untrained", epochs=0, device=args.device))
+    torch.manual_seed(cfg.seed)
+    return build_pair(cfg, bench, build_split(cfg, bench)).eval()
+
+
+def pick(metrics: dict) -> dict:
+    return {k: metrics[k] for k in KEYS if k in metrics} | {k: metrics[k] for k in ("head_epochs", "n_train_members",
+                                                                                    "n_scored_members") if k in metrics}
+
+
+def run(args, bench: Benchmark) -> dict:
+    active = backbone("active", "active", args, bench, args.active)
+    split = MembershipSplit.from_config(active.config.split)
+    head_cfg = TraceConfig(**active.head_config.trace.__dict__)
+    epochs = active.config.training["config"]["epochs"] + active.config.training["config"]["head_epochs"]
+    control_epochs = args.control_epochs or epochs
+    out: dict = {}
+    t0 = time.time()
+    cache = MapCache(active, bench)
+    out["active"] = pick(trace_alone(active, bench, split, max_scored=args.max_scored, cache=cache))
+    out["fresh_head"] = {"active": pick(fresh_head_probe(cache, split, head_cfg, control_epochs,
+                                                         max_scored=args.max_scored))}
+    del cache
+    print("active", out["active"], "\nfresh active", out["fresh_head"]["active"], flush=True)
+    if args.edits:
+        edited = trace_alone_edited(active, bench, split, args.edits.split(","), max_scored=args.edits_n)
+        out["active_edited"] = {k: pick(v) for k, v in edited.items()}
+        print("active edited", out["active_edited"], flush=True)
+    passive = backbone("passive", "passive", args, bench, args.passive)
+    cache = MapCache(passive, bench)
+    head = control_head(cache, split, head_cfg, control_epochs)
+    out["passive"] = pick(score_trace(head, cache, split, split.eval_members, max_scored=args.max_scored))
+    out["fresh_head"]["passive"] = pick(fresh_head_probe(cache, split, head_cfg, control_epochs,
+                                                         max_scored=args.max_scored))
+    del cache
+    print("passive", out["passive"], "\nfresh passive", out["fresh_head"]["passive"], flush=True)
+    cache = MapCache(untrained(args, bench), bench)
+    out["untrained"] = pick(score_trace(control_head(cache, split, head_cfg, control_epochs), cache, split,
+                                        split.eval_members, max_scored=args.max_scored))
+    print("untrained", out["untrained"], flush=True)
+    out["settings"] = {"recipe": args.recipe, "members": args.members, "joint_epochs": epochs,
+                       "control_head_epochs": control_epochs, "scored": args.max_scored,
+                       "active_pair": args.active, "passive_pair": args.passive}
+    out |= {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seconds": round(time.time() - t0),
+            "command": "python benchmarks/trace_controls.py " + " ".join(sys.argv[1:]),
+            "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, "
+                       f"{torch.get_num_threads()} threads"}
+    return out
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipe", default="trace")
+    p.add_argument("--members", type=int, default=5000)
+    p.add_argument("--epochs", type=int, default=30, help="joint (active) and task (passive) epochs")
+    p.add_argument("--control-epochs", type=int, default=0, help="control and probe head epochs; 0 = joint + head")
+    p.add_argument("--active", default=None, help="a trained active pair to use instead of training one")
+    p.add_argument("--passive", default=None, help="a trained passive pair (its backbone) to use")
+    p.add_argument("--max-scored", type=int, default=10_000, help="scored members and test images")
+    p.add_argument("--edits", default="jpeg75,resize224,screenshot", help="the active trace alone on these "
+                   "edits of scored members and test images (amint.edits names); empty for none")
+    p.add_argument("--edits-n", type=int, default=2000, help="images per side for each edit")
+    p.add_argument("--keep-every", type=int, default=5)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--runs", default=str(ROOT / "runs" / "trace_controls"))
+    p.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "trace_controls.json"))
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None, bench: Benchmark | None = None) -> dict:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = run(args, bench or load_benchmark("fashion-mnist"))
+    if args.results:
+        Path(args.results).write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()

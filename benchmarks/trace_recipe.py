@@ -1,0 +1,38 @@
+"""The recipes of the trace issue, in one place: the scripts that explore, time, control and ship them import these.
+
+    RECIPES["trace"]    the fast trainer's recipe: a wider narrow-ResNet-18 whose stem halves the 28 px maps
+                        (4x fewer operations per image than the default pair's, 4x the parameters), the trace
+                        head on the Output taps (layer3, layer4: every memorising parameter sits before a tap),
+                        no weight decay (it fights memorisation), the membership loss weighted 3x, a constant
+                        learning rate (so one run's checkpoints are its epochs axis);
+    RECIPES["default"]  how the shipped default pair was trained (benchmarks/train_default_pair.py).
+
+``settings(name, members)`` gives TrainConfig keyword arguments with the membership split for ``members``
+members (externals 1.2x, the paper's 25k / 30k proportion; calibration 1/5 of the members).
+"""
+
+from __future__ import annotations
+
+NARROW = {"channels": [16, 32, 64, 128], "stem_type": "deep", "stem_width": 8}
+WIDE = {"channels": [32, 64, 128, 256], "stem_type": "deep", "stem_width": 8}
+
+RECIPES: dict[str, dict] = {
+    "trace": dict(backbone="resnet18", backbone_kwargs=WIDE, stem_stride=2, setup="output",
+                  head={"trace": {"width": 64, "hidden": 256}, "memories": {}}, optimizer="adamw", lr=2e-3,
+                  weight_decay=0.0, schedule="constant", mint_weight=3.0, batch_size=128, head_epochs=0),
+    "default": dict(backbone="resnet18", backbone_kwargs=NARROW, setup="middle",
+                    head={"trace": {"width": 64, "hidden": 512}, "memories": {}}, optimizer="adamw", lr=2e-3,
+                    weight_decay=0.05, schedule="onecycle", mint_weight=1.0, batch_size=128, head_epochs=2),
+}
+
+
+def split_sizes(members: int) -> dict:
+    if members >= 25_000:
+        return dict(n_members=25_000, n_external=30_000, n_calibration=5_000)
+    return dict(n_members=members, n_external=members * 6 // 5, n_calibration=max(10, members // 5))
+
+
+def settings(name: str, members: int, **overrides) -> dict:
+    return dict(dataset="fashion-mnist", memory_views=0, target_fpr=None, seed=0,
+                monitor_samples=min(2000, split_sizes(members)["n_calibration"])) | RECIPES[name] | \
+        split_sizes(members) | overrides

@@ -1,0 +1,104 @@
+"""Resumable training: a run stopped mid-way and resumed ends where the uninterrupted run ends."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from amint import checkpoint
+from amint.train import TrainingCancelled, train_pair
+from tests.conftest import tiny_config
+
+RUN = dict(epochs=3, head_epochs=2, memory_views=0, optimizer="adamw", lr=2e-3, schedule="onecycle")
+
+
+def _stop_after(n_epochs: int):
+    """should_stop that fires on the first step after ``n_epochs`` epochs have finished."""
+    seen = {"epochs": 0}
+
+    def callback(p):
+        if p.kind == "epoch":
+            seen["epochs"] += 1
+
+    return callback, lambda: seen["epochs"] >= n_epochs
+
+
+def _weights(pair) -> dict[str, torch.Tensor]:
+    return {k: v.float() for k, v in pair.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(synthetic):
+    return train_pair(tiny_config(**RUN), bench=synthetic)
+
+
+@pytest.mark.parametrize("stop_after", [2, 4], ids=["in-joint-phase", "in-head-phase"])
+def test_resumed_run_ends_like_the_uninterrupted_one(synthetic, uninterrupted, tmp_path, stop_after):
+    cfg = tiny_config(**RUN, checkpoint=str(tmp_path / "ckpt"))
+    callback, should_stop = _stop_after(stop_after)
+    with pytest.raises(TrainingCancelled):
+        train_pair(cfg, callback=callback, should_stop=should_stop, bench=synthetic)
+    meta = json.loads((tmp_path / "ckpt" / checkpoint.META).read_text())
+    assert meta["epoch"] == (stop_after if stop_after <= 3 else stop_after - 3)
+    assert meta["phase"] == ("joint" if stop_after <= 3 else "head")
+
+    phases = []
+    resumed = train_pair(cfg, callback=lambda p: phases.append((p.phase, p.epoch)) if p.kind == "epoch" else None,
+                         bench=synthetic)
+    # Only the epochs after the checkpoint ran again ...
+    assert len(phases) == 5 - stop_after
+    # ... and the pair, its history and its verdicts are those of the run that never stopped.
+    assert [r["epoch"] for r in resumed.config.training["history"]] == [1, 2, 3, 1, 2]
+    a, b = _weights(uninterrupted), _weights(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+    assert resumed.config.metrics["auc"] == pytest.approx(uninterrupted.config.metrics["auc"], abs=0.01)
+
+
+def test_a_checkpoint_of_another_config_is_refused(synthetic, tmp_path):
+    folder = str(tmp_path / "ckpt")
+    callback, should_stop = _stop_after(1)
+    with pytest.raises(TrainingCancelled):
+        train_pair(tiny_config(**RUN, checkpoint=folder), callback=callback, should_stop=should_stop, bench=synthetic)
+    with pytest.raises(ValueError, match=r"another training config.*lr"):
+        train_pair(tiny_config(**RUN | {"lr": 1e-3}, checkpoint=folder), bench=synthetic)
+
+
+def test_checkpoint_holds_no_pickle(synthetic, tmp_path):
+    folder = tmp_path / "ckpt"
+    train_pair(tiny_config(**RUN | {"head_epochs": 0, "epochs": 2}, checkpoint=str(folder), keep_every=1),
+               bench=synthetic)
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == sorted(["joint-epoch-001.safetensors", "joint-epoch-002.safetensors", checkpoint.TENSORS, checkpoint.META])
+    for p in folder.iterdir():
+        assert not p.read_bytes().startswith(b"\x80"), f"{p.name} looks like a pickle"
+
+
+def test_early_stop_keeps_the_best_epoch(synthetic):
+    pair = train_pair(tiny_config(epochs=8, early_stop=1, lr=0.5), bench=synthetic)  # a learning rate that overshoots
+    history = pair.config.training["history"]
+    aucs = [r["cal_trace_auc"] for r in history]
+    best = max(range(len(aucs)), key=aucs.__getitem__)
+    assert len(history) == best + 2  # stopped one epoch after the best
+
+
+def test_edit_views_show_members_and_externals_edited_alike(synthetic, monkeypatch):
+    from amint import train
+
+    seen = []
+    real = train._pick_views
+
+    def spy(raw, views, step, gen):
+        out = real(raw, views, step, gen)
+        changed = (out != raw).flatten(1).any(1)
+        seen.append((changed[: len(step.members)].float().mean().item(), changed[len(step.members):].float().mean().item()))
+        return out
+
+    monkeypatch.setattr(train, "_pick_views", spy)
+    train_pair(tiny_config(epochs=2, edit_views=2), bench=synthetic)
+    members, externals = (sum(s[i] for s in seen) / len(seen) for i in (0, 1))
+    # Two views out of three choices: about two thirds of the rows of each side are shown edited.
+    assert 0.5 < members < 0.8 and 0.5 < externals < 0.8, (members, externals)
