@@ -19,15 +19,29 @@ _DATASET_IDS = {"fashion-mnist": "zalando-datasets/fashion_mnist", "mnist": "yle
                 "cifar100": "uoft-cs/cifar100", "svhn": "ufldl-stanford/svhn"}
 
 
-# The columns every metrics table shows (card, CLI, app), and its rows: this pair, then the baselines.
+# The columns every metrics table shows (card, CLI, app), and its rows: each reading, then the baselines.
 METRIC_COLUMNS = (("mint_accuracy", "accuracy"), ("auc", "AUC"), ("tpr_at_1pct_fpr", "TPR @ 1% FPR"),
                   ("tpr_at_0_1pct_fpr", "TPR @ 0.1% FPR"))
+READING_TITLES = {"amint": "aMINT verdict (trace head)", "fingerprint": "fingerprint (hashed memories)",
+                  "combined": "combined reading (legacy)"}
+
+
+def metrics_reading(metrics: dict) -> str | None:
+    """Which reading a metrics record's top level is: the aMINT verdict, or (a pair evaluated before the readings
+    were separated, or a legacy pair) the combined one; None when it holds no reading's metrics."""
+    if "reading" in metrics:
+        return metrics["reading"]
+    return "combined" if "auc" in metrics else None
 
 
 def method_rows(metrics: dict) -> list[tuple[str, dict]]:
-    """(method name, its metrics): aMINT, then each baseline attack measured on the same split."""
-    return [("aMINT (this pair)", metrics),
-            *((name.replace("_", " "), b) for name, b in (metrics.get("baselines") or {}).items())]
+    """(method name, its metrics): the aMINT verdict (or a legacy combined reading), the fingerprint, then each
+    baseline attack measured on the same split."""
+    top = metrics_reading(metrics)
+    rows = [(READING_TITLES[top], metrics)] if top else []
+    if metrics.get("fingerprint"):
+        rows.append((READING_TITLES["fingerprint"], metrics["fingerprint"]))
+    return rows + [(name.replace("_", " "), b) for name, b in (metrics.get("baselines") or {}).items()]
 
 
 def _fmt(v: Any) -> str:
@@ -42,14 +56,20 @@ def _front_matter(cfg: PairConfig) -> str:
     name = dataset_name(cfg.dataset)
     dataset_id = _DATASET_IDS.get(cfg.dataset, name)
 
-    def result(task: str, key: str, metric: str, label: str, task_name: str | None = None) -> EvalResult:
+    def result(task: str, value: float, metric: str, label: str, task_name: str | None = None) -> EvalResult:
         return EvalResult(task_type=task, task_name=task_name, dataset_type=dataset_id, dataset_name=name,
-                          metric_type=metric, metric_value=round(m[key], 4), metric_name=label)
+                          metric_type=metric, metric_value=round(value, 4), metric_name=label)
 
-    results = [result("image-classification", "task_accuracy", "accuracy", "Task accuracy (test split)")] \
+    results = [result("image-classification", m["task_accuracy"], "accuracy", "Task accuracy (test split)")] \
         if "task_accuracy" in m else []
-    results += [result("membership-inference", k, k, label, "Membership inference test")
-                for k, label in _METRIC_NAMES.items() if k in m]
+    top = metrics_reading(m)
+    task = "Membership inference test (aMINT verdict: trace head)" if top == "amint" else \
+        "Membership inference test (combined reading, legacy)"
+    results += [result("membership-inference", m[k], k, label, task) for k, label in _METRIC_NAMES.items() if k in m]
+    fp = m.get("fingerprint") or {}
+    results += [result("membership-inference", fp[k], f"fingerprint_{k}", f"Fingerprint: {label}",
+                       "Training-index lookup (fingerprint: hashed memories, reads the image not the model)")
+                for k, label in _METRIC_NAMES.items() if k in fp]
     data = ModelCardData(
         library_name="amint", license="mit", pipeline_tag="image-classification",
         tags=["membership-inference", "amint", "model-auditing", "image-classification", cfg.backbone],
@@ -62,8 +82,8 @@ def _front_matter(cfg: PairConfig) -> str:
 def _metrics_table(m: dict[str, Any]) -> str:
     rows = ["| method | " + " | ".join(label for _, label in METRIC_COLUMNS) + " |",
             "|---" * (len(METRIC_COLUMNS) + 1) + "|"]
-    for i, (name, r) in enumerate(method_rows(m)):
-        shown = f"**{name}**" if i == 0 else name
+    for name, r in method_rows(m):
+        shown = f"**{name}**" if r is m or r is m.get("fingerprint") else name
         rows.append(f"| {shown} | " + " | ".join(_fmt(r.get(k)) for k, _ in METRIC_COLUMNS) + " |")
     return "\n".join(rows)
 
@@ -103,15 +123,14 @@ def _head_lines(cfg: PairConfig) -> list[str]:
         lines.append(f"- memory `{name}`: {m['tables']} hash tables of {m['bits']} sign bits over {m['dims']} whitened "
                      f"components of the input ({m['pool']}x{m['pool']} pooled, border {m['border']} px left out){moves}; "
                      f"one presence bit per bucket for members and one for externals")
-    readout = cfg.calibration.get("readout")
-    if readout:
-        lines.append("- readout (logistic, fitted on the calibration split): "
-                     + ", ".join(f"{k} {v:.3f}" for k, v in readout.items()))
+    for name, r in cfg.readings.items():
+        weights = ", ".join(f"{k} {w:.3f}" for k, w in zip(r["evidence"], r["weights"]))
+        lines.append(f"- {READING_TITLES.get(name, name)}: logistic (Platt) on {weights}, bias {r['bias']:.3f}, then an "
+                     "isotonic map to the probability, fitted on the calibration split")
     return lines
 
 
-def _edits_table(m: dict[str, Any]) -> str:
-    ref = m.get("references", {}).get("pixel_nearest_member", {})
+def _edits_table(m: dict[str, Any], ref: dict[str, Any]) -> str:
     rows = ["| edit | accuracy | AUC | TPR @ 1% FPR | TPR @ 0.1% FPR | FPR at threshold | stated FPR bound | "
             "pixel reference AUC |",
             "|---|---|---|---|---|---|---|---|"]
@@ -123,59 +142,103 @@ def _edits_table(m: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def _fpr_sentence(cfg: PairConfig) -> str:
-    """Where the threshold and its false-positive rate come from, in words."""
-    record = cfg.fpr_record
+def _fpr_sentence(reading: dict) -> str:
+    """Where a reading's threshold and its false-positive rate come from, in words."""
+    record = reading.get("fpr_record")
+    threshold = reading["threshold"]
     if not record:
-        return (f"Decision threshold {cfg.threshold:.4f}, fitted on a separate calibration split, where its "
-                f"false-positive rate was {_fmt(cfg.threshold_fpr)} (measured on the images it was fitted on).")
-    return (f"Decision threshold {cfg.threshold:.4f}, fitted on the calibration members and half of the calibration "
+        stated = reading.get("threshold_fpr")
+        return (f"Decision threshold {threshold:.4f}, fitted on a separate calibration split, where its "
+                f"false-positive rate was {_fmt(stated)} (measured on the images it was fitted on).")
+    return (f"Decision threshold {threshold:.4f}, fitted on the calibration members and half of the calibration "
             f"non-members. Its false-positive rate, measured on the other half ({record.get('n') or 'some'} never-seen "
-            f"images per edit family, none fitted on), is at most {_fmt(cfg.threshold_fpr)}: the one-sided "
+            f"images per edit family, none fitted on), is at most {_fmt(reading.get('threshold_fpr'))}: the one-sided "
             f"{record['confidence']:.0%} Clopper-Pearson upper bound of the worst of {len(record['per_family'])} edit "
-            f"families ({record['worst_family']}). Every decision and audit uses that bound.")
+            f"families ({record['worst_family']}). Every decision and audit with this reading uses that bound.")
+
+
+def _reading_paragraph(name: str, reading: dict, m: dict) -> str:
+    """What a reading answers, how it was calibrated, and (the aMINT verdict) whether the trace carries signal."""
+    auc = reading.get("cal_auc")
+    if name == "amint":
+        what = ("**aMINT verdict** (the trace head on the classifier's activation maps): does this model carry a "
+                "trace of the image? The only reading that reads the model.")
+        if auc is not None and auc < 0.6:
+            what += (f" Calibration AUC {auc:.4f}: this model shows no detectable trace; its verdicts are close to "
+                     "chance.")
+        elif auc is not None:
+            what += f" Calibration AUC {auc:.4f}."
+    elif name == "fingerprint":
+        what = ("**Fingerprint** (the hashed memories): is this image, or a re-encoding or small move of it, in the "
+                "training index shipped with this pair? It reads the image, not the model: a control with an untrained "
+                "backbone and the same memories gives the same answers."
+                + (f" Calibration AUC {auc:.4f}." if auc is not None else ""))
+    else:
+        what = ("**Combined reading (legacy)**: one readout over the trace head and the memories, calibrated before "
+                "this version separated them; which part decided is not told apart. Recalibrate the pair "
+                "(`python -m amint calibrate`) for the two readings.")
+    ece = (f" Expected calibration error on held-out images made like the calibration set "
+           f"{_fmt(m.get('calibration_error'))} (exact copies alone {_fmt(m.get('calibration_error_exact'))}, edited "
+           f"alone {_fmt(m.get('calibration_error_edited'))})." if m.get("calibration_error") is not None else "")
+    return what + " " + _fpr_sentence(reading) + ece
+
+
+def notes_of(card: str) -> str:
+    """The free-text notes section of a rendered card ("" when it has none): kept when the card is rendered again."""
+    start = card.find("\n## Notes\n")
+    if start < 0:
+        return ""
+    end = card.find("\n## ", start + 1)
+    return card[start + len("\n## Notes\n"): end if end >= 0 else len(card)].strip()
 
 
 def render_model_card(cfg: PairConfig, notes: str = "") -> str:
     m = cfg.metrics
     t = cfg.training
     tc = t.get("config", {})
+    names = [n for n in ("amint", "fingerprint", "combined") if n in cfg.readings]
+    what = {"amint": "the **aMINT verdict**, from a trace head reading the classifier's activation maps (does the model "
+                     "carry a trace of the image?)",
+            "fingerprint": "the **fingerprint**, from hashed memories of the training images (is the image, or a "
+                           "re-encoding of it, in the training index shipped with the pair? It does not read the model)",
+            "combined": "one **combined reading** (legacy) over a trace head and hashed memories"}
     lines = [
         _front_matter(cfg),
         f"# aMINT pair: {cfg.backbone} on {dataset_name(cfg.dataset)}",
         "",
-        "An audited image classifier with a MINT head (Active Membership Inference Test, ICCV 2025) that "
-        "outputs the probability that an image was in its training set: a trace head reading the "
-        "classifier's activation maps and hashed memories of its training images, combined by a calibrated "
-        "readout. Load it with `amint.pair.AuditedPair.from_pretrained`.",
+        "An audited image classifier with a MINT head (Active Membership Inference Test, ICCV 2025). "
+        + (f"It gives {' and '.join(what[n] for n in names)}, each calibrated, with its own threshold and "
+           "false-positive bound. " if names else "It is not calibrated yet. ")
+        + "Load it with `amint.pair.AuditedPair.from_pretrained`.",
         "",
         "## Membership detection",
         "",
     ]
     if m:
+        sources = {"amint": m if metrics_reading(m) == "amint" else {}, "fingerprint": m.get("fingerprint") or {},
+                   "combined": m if metrics_reading(m) == "combined" else {}}
         lines += [
-            f"Held-out evaluation: {m.get('n_members')} training members (never used for calibration) against "
-            f"{m.get('n_nonmembers')} images from the official test split (never seen by either head). "
-            + _fpr_sentence(cfg),
+            f"Evaluation: {m.get('n_members')} scored members (held out from calibration only) against "
+            f"{m.get('n_nonmembers')} images from the official test split (never seen by the model, never written into "
+            "the memories).",
             "",
+            *[p for n in names for p in (_reading_paragraph(n, cfg.readings[n], sources[n]), "")],
             _metrics_table(m),
             "",
             f"Audited task accuracy on the full test split: **{_fmt(m.get('task_accuracy'))}**.",
-            "",
-            f"The member probability is calibrated (isotonic, equal priors) on calibration images as is and once "
-            f"randomly edited; expected calibration error on held-out images made the same way "
-            f"{_fmt(m.get('calibration_error'))} (exact copies alone {_fmt(m.get('calibration_error_exact'))}, "
-            f"edited alone {_fmt(m.get('calibration_error_edited'))}).",
             "",
             "Baselines are classic threshold attacks on this pair's own classifier outputs, thresholds fitted on the "
             "same calibration split.",
             "",
         ]
-        if "edits" in m:
-            lines += ["### Edited copies", "",
-                      "Members and never-seen images edited alike (`amint.edits`), verdicts at this pair's own threshold. "
-                      "The pixel reference (nearest member in raw pixels) needs the member images in hand: a "
-                      "yardstick, not something a published pair could do.", "", _edits_table(m), ""]
+        ref = m.get("references", {}).get("pixel_nearest_member", {})
+        for n in names:
+            if sources[n].get("edits"):
+                lines += [f"### Edited copies: {READING_TITLES[n]}", "",
+                          "Members and never-seen images edited alike (`amint.edits`), verdicts at this reading's own "
+                          "threshold. The pixel reference (nearest member in raw pixels) needs the member images in "
+                          "hand: a yardstick, not something a published pair could do.", "",
+                          _edits_table(sources[n], ref), ""]
     else:
         lines += ["Not evaluated yet.", ""]
     lines += [
@@ -205,17 +268,22 @@ def render_model_card(cfg: PairConfig, notes: str = "") -> str:
         lines += _origin_lines(t.get("init_from"), tc)
     if notes:
         lines += ["", "## Notes", "", notes]
-    lines += [
-        "",
-        "## Limits",
-        "",
-        "What the verdict depends on: mostly on the hashed memories, which remember the training images as this "
-        "model receives them (sign bits of projections, no images). They recognise exact copies, re-encodings "
-        "(JPEG, resizing, noise, brightness) and small moves (shifts of up to the memory's alignment, slight "
-        "crops); larger crops, rotations, flips, or a different photo of the same object are not recognised. "
-        "Because the memories read the input rather than a trace in the classifier's weights, the verdict says "
-        "which images were used to train this pair, not what the classifier itself retained; see the controls "
-        "in the notes. Some never-seen images are flagged: the false-positive rate is stated with the threshold.",
-        "",
-    ]
+    lines += ["", "## Limits", ""] + [p for text in _limits(cfg) for p in (text, "")]
     return "\n".join(lines)
+
+
+def _limits(cfg: PairConfig) -> list[str]:
+    out = []
+    if cfg.head.get("trace"):
+        out.append("The aMINT verdict reads the classifier's activation maps through the trace head: it can only find "
+                   "what training left in the model, and a trace head near chance (calibration AUC below 0.6) finds "
+                   "nothing either way. A “member” verdict is a false alarm for some never-seen images: the "
+                   "false-positive bound is stated with the threshold.")
+    if cfg.head.get("memories"):
+        out.append("The fingerprint depends on the hashed memories, which remember the training images as this model "
+                   "receives them (sign bits of projections, no images). They recognise exact copies, re-encodings "
+                   "(JPEG, resizing, noise, brightness) and small moves (shifts of up to the memory's alignment, slight "
+                   "crops); larger crops, rotations, flips, or a different photo of the same object are not "
+                   "recognised. The memories read the input, not the classifier's weights: the fingerprint says which "
+                   "images are in the training index shipped with this pair, not what the classifier retained.")
+    return out

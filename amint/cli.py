@@ -1,4 +1,4 @@
-"""``python -m amint {train,evaluate,verify,audit,push,bench}``: the only layer that parses argv and prints.
+"""``python -m amint {train,evaluate,calibrate,verify,audit,push,bench}``: the only layer that parses argv and prints.
 
 Each command is a thin wrapper over library functions; ``run_evaluate`` and ``run_bench`` are the
 testable cores of ``evaluate`` and ``bench``. User mistakes end in one ``amint: error: ...`` line and a
@@ -163,7 +163,8 @@ class _JsonProgress:
 
 
 def _without_roc(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if k != "roc"}
+    """The metrics without ROC curves (the top level's and each reading's)."""
+    return {k: _without_roc(v) if isinstance(v, dict) else v for k, v in metrics.items() if k != "roc"}
 
 
 # --- evaluate -----------------------------------------------------------------------------------
@@ -186,6 +187,47 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- calibrate ----------------------------------------------------------------------------------
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .data import load_benchmark
+    from .pair import AuditedPair
+    from .robustness import recalibrate
+    from .train import resolve_device
+
+    folder = Path(args.pair)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{args.pair} is not a pair folder (calibrate rewrites its config.json in place)")
+    pair = AuditedPair.from_pretrained(folder).to(resolve_device(args.device))
+    if not pair.config.split:
+        raise ValueError(f"{args.pair} records no membership split: it cannot be calibrated")
+    target = args.target_fpr if args.target_fpr != "trained" else \
+        pair.config.training.get("config", {}).get("target_fpr")
+    bench = load_benchmark(pair.config.dataset, args.data_root, image_size=pair.config.image_size)
+    edits = _edit_names(args.edits) if args.edits is not None else ()
+    bar = _tqdm(total=2 * len(edits), desc="edits", disable=not edits)
+    result = recalibrate(pair, bench, target_fpr=target, edits=edits, edits_n=args.edits_n,
+                         progress=lambda name, i, n: bar.update(1) or bar.set_postfix_str(name))
+    bar.close()
+    pair.cpu().save_config(folder)
+    print(f"readings written to {folder / 'config.json'} (weights unchanged)", file=sys.stderr)
+    print(json.dumps(result, indent=2) if args.json else _metrics_table(args.pair, pair.config, result))
+    return 0
+
+
+def _target_fpr(text: str) -> float | None | str:
+    if text in ("trained", "none"):
+        return None if text == "none" else text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--target-fpr takes a rate in (0, 1), 'none' or 'trained', not {text!r}")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"--target-fpr takes a rate in (0, 1), not {value}")
+    return value
+
+
 def _edit_names(text: str) -> tuple[str, ...]:
     from .edits import EDIT_NAMES
 
@@ -203,30 +245,36 @@ def _tqdm(**kwargs):
 
 
 def _metrics_table(source: str, config: PairConfig, m: dict) -> str:
-    from .card import METRIC_COLUMNS, method_rows
+    from .card import METRIC_COLUMNS, READING_TITLES, metrics_reading, method_rows
 
     keys = [k for k, _ in METRIC_COLUMNS]
     heads = [label.replace(" @ ", "@").replace(" FPR", "FPR") for _, label in METRIC_COLUMNS]
     fmt = lambda v: f"{v:.4f}" if isinstance(v, (int, float)) else "-"  # noqa: E731
-    rows = method_rows(m)
-    lines = [
-        f"pair {source}: {config.backbone} on {config.dataset}",
-        f"held-out members {m['n_members']}, never-seen non-members {m['n_nonmembers']}, "
-        f"threshold {m['threshold']:.4f} (FPR there {fmt(m.get('fpr_at_threshold'))}; "
-        f"stated bound {fmt(m.get('threshold_fpr'))})",
-        f"task accuracy (test split): {fmt(m.get('task_accuracy'))}",
-        "",
-        f"{'method':<22}" + "".join(f"{h:>12}" for h in heads),
-    ]
-    lines += [f"{name:<22}" + "".join(f"{fmt(r.get(k)):>12}" for k in keys) for name, r in rows]
-    if "edits" in m:
-        ref = m["references"]["pixel_nearest_member"]
-        lines += ["", "edited copies (members and non-members alike), at this pair's threshold; "
+    top = metrics_reading(m)
+    readings = {name: r for name, r in ((top, m), ("fingerprint", m.get("fingerprint"))) if name and r}
+    lines = [f"pair {source}: {config.backbone} on {config.dataset}"]
+    first = next(iter(readings.values()), {})
+    if first:
+        lines.append(f"scored members {first['n_members']} (held out from calibration only), never-seen non-members "
+                     f"{first['n_nonmembers']}")
+    for name, r in readings.items():
+        lines.append(f"{READING_TITLES[name]}: threshold {r['threshold']:.4f} (FPR there "
+                     f"{fmt(r.get('fpr_at_threshold'))}; stated bound {fmt(r.get('threshold_fpr'))}; calibration AUC "
+                     f"{fmt(r.get('cal_auc'))})")
+    lines += [f"task accuracy (test split): {fmt(m.get('task_accuracy'))}", "",
+              f"{'method':<32}" + "".join(f"{h:>12}" for h in heads)]
+    lines += [f"{name:<32}" + "".join(f"{fmt(r.get(k)):>12}" for k in keys) for name, r in method_rows(m)]
+    ref = m.get("references", {}).get("pixel_nearest_member", {})
+    for name, r in readings.items():
+        if "edits" not in r:
+            continue
+        lines += ["", f"{READING_TITLES[name]}: edited copies (members and non-members alike), at its threshold; "
                       "pixel reference = nearest member in raw pixels (needs the member images)",
-                  f"{'edit':<12}{'accuracy':>10}{'AUC':>8}{'TPR@1%':>8}{'TPR@0.1%':>10}{'FPR':>7}{'pixel ref AUC':>15}"]
-        lines += [f"{name:<12}{r['mint_accuracy']:>10.4f}{r['auc']:>8.4f}{r['tpr_at_1pct_fpr']:>8.4f}"
-                  f"{r['tpr_at_0_1pct_fpr']:>10.4f}{r['fpr_at_threshold']:>7.4f}{ref[name]['auc']:>15.4f}"
-                  for name, r in m["edits"].items()]
+                  f"{'edit':<12}{'accuracy':>10}{'AUC':>8}{'TPR@1%':>8}{'TPR@0.1%':>10}{'FPR':>7}{'bound':>8}"
+                  f"{'pixel ref AUC':>15}"]
+        lines += [f"{edit:<12}{e['mint_accuracy']:>10.4f}{e['auc']:>8.4f}{e['tpr_at_1pct_fpr']:>8.4f}"
+                  f"{e['tpr_at_0_1pct_fpr']:>10.4f}{e['fpr_at_threshold']:>7.4f}{fmt(e.get('fpr_bound')):>8}"
+                  f"{fmt(ref.get(edit, {}).get('auc')):>15}" for edit, e in r["edits"].items()]
     return "\n".join(lines)
 
 
@@ -234,7 +282,7 @@ def _metrics_table(source: str, config: PairConfig, m: dict) -> str:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .verify import ImageError, decision_words, verify_images
+    from .verify import ImageError, readings_words, verify_images
 
     pair = _load_pair(args.pair, args.device)
     names = [str(p) for p in args.images]
@@ -244,7 +292,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(json.dumps([v.to_dict(file=n) for n, v in good], indent=2))
     else:
         for n, v in good:
-            print(f"{n}: {decision_words(v)} Predicted class: {v.predicted_class} ({v.class_probability:.0%}).")
+            print(f"{n}: {' '.join(readings_words(v))} Predicted class: {v.predicted_class} "
+                  f"({v.class_probability:.0%}).")
     sys.stdout.flush()  # results first, then the errors
     bad = [r for r in results if isinstance(r, ImageError)]
     for err in bad:
@@ -271,16 +320,22 @@ def cmd_audit(args: argparse.Namespace) -> int:
     with _tqdm(total=len(items), desc="auditing", unit="img") as bar:
         result = audit_images(pair, items, batch_size=args.batch_size, family=args.family,
                               progress=lambda done, _: bar.update(done - bar.n))
-    v = result.verdict
     if args.json:
-        columns = ("file", "member_probability", "decision", "predicted_class", "error")
-        print(json.dumps({"pair": args.pair, **v.to_dict(), "n_unreadable": sum(1 for r in result.rows if r.error),
-                          "images": [dict(zip(columns, row)) for row in result.table()]}, indent=2))
+        out = {"pair": args.pair, **(result.dataset.to_dict() if result.dataset else {}),
+               "reading_name": result.reading}
+        if result.fingerprint is not None:
+            out["fingerprint"] = result.fingerprint.to_dict()
+        print(json.dumps(out | {"n_unreadable": sum(1 for r in result.rows if r.error),
+                                "images": result.records()}, indent=2))
     else:
-        dup = f" ({v.n_duplicates} identical copies counted once)" if v.n_duplicates else ""
-        print(f"{v.n_flagged} of {v.n_images} distinct images flagged as members{dup}; up to "
-              f"{v.expected_by_chance:.1f} expected by chance; p-value {v.p_value:.3g}.\n{v.reading}\n"
-              f"False-positive rate: {v.null.words()}")
+        for title, v in (("aMINT verdict" if result.reading == "amint" else "combined verdict (legacy)",
+                          result.dataset), ("fingerprint", result.fingerprint)):
+            if v is None:
+                continue
+            dup = f" ({v.n_duplicates} identical copies counted once)" if v.n_duplicates else ""
+            print(f"{title}: {v.n_flagged} of {v.n_images} distinct images flagged{dup}; up to "
+                  f"{v.expected_by_chance:.1f} expected by chance; p-value {v.p_value:.3g}.\n{v.reading}\n"
+                  f"False-positive rate: {v.null.words()}")
     if args.csv:
         result.to_csv(args.csv)
     if args.report:
@@ -368,8 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = _subparser(sub, "evaluate", "measure a pair's membership and task metrics",
-                   "Regenerate the pair's membership split from its config, load its benchmark and report MINT "
-                   "accuracy, AUC and TPR at low FPR on held-out members vs the test split, with baseline attacks.",
+                   "Regenerate the pair's membership split from its config, load its benchmark and report, for each "
+                   "reading (the aMINT verdict at the top level of --json, the fingerprint under 'fingerprint'), "
+                   "accuracy, AUC and TPR at low FPR on the scored members (held out from calibration only) vs the "
+                   "test split, with baseline attacks.",
                    f"  {PROG} evaluate runs/fmnist\n  {PROG} evaluate owner/amint-fmnist@v1 --json\n"
                    f"  {PROG} evaluate runs/fmnist --edits --edits-n 2000\n  {PROG} evaluate runs/fmnist --edits jpeg75,shift1 --json")
     _add_pair_args(p)
@@ -385,10 +442,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --edits: the first N held-out members and N non-members only (default: all)")
     p.set_defaults(func=cmd_evaluate)
 
+    p = _subparser(sub, "calibrate", "fit a pair's readings again, without training",
+                   "Fit the pair's readings on its own calibration split (the aMINT verdict on the trace head, the "
+                   "fingerprint on the memories: each its threshold, and its false-positive bound per edit family on "
+                   "calibration half B), evaluate them as 'evaluate' does, and write config.json and the model card "
+                   "in the pair folder. model.safetensors is not rewritten. A pair saved before the readings were "
+                   "separated (one combined reading) gets the two readings this way.",
+                   f"  {PROG} calibrate models/my-pair\n  {PROG} calibrate models/my-pair --edits --json")
+    p.add_argument("pair", metavar="PAIR", help="pair folder (its config.json and card are rewritten in place)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda (default: auto)")
+    p.add_argument("--target-fpr", type=_target_fpr, default="trained", metavar="RATE",
+                   help="fit each threshold to this FPR on the calibration split; 'none' = maximise balanced accuracy; "
+                        "'trained' = what the pair was trained with (default)")
+    p.add_argument("--json", action="store_true", help="print the new metrics as one JSON object")
+    p.add_argument("--data-root", metavar="DIR",
+                   help="directory holding the dataset files (default: $AMINT_DATA_DIR)")
+    p.add_argument("--edits", nargs="?", const="all", metavar="NAMES",
+                   help="also evaluate edited copies (as 'evaluate --edits') and store them in the card")
+    p.add_argument("--edits-n", type=int, metavar="N", help="with --edits: the first N members and N non-members only")
+    p.set_defaults(func=cmd_calibrate)
+
     p = _subparser(sub, "verify", "say whether images were in a pair's training set",
-                   "For each image: the membership probability, the calibrated member / not-member decision, and "
-                   "the audited model's predicted class. Unreadable files are reported on stderr (exit status 2) "
-                   "after the results for the others.",
+                   "For each image, two readings, each with its probability, calibrated decision and threshold: the "
+                   "aMINT verdict (the trace head on the model's activations: does the model carry a trace of the "
+                   "image?) and the fingerprint (the hashed memories: is the image, or a re-encoding of it, in the "
+                   "training index shipped with the pair? It does not read the model), with what the fingerprint "
+                   "matched; and the audited model's predicted class. Unreadable files are reported on stderr (exit "
+                   "status 2) after the results for the others.",
                    f"  {PROG} verify runs/fmnist shoe.png bag.jpg\n"
                    f"  {PROG} verify owner/amint-fmnist photos/*.png --json")
     _add_pair_args(p)
@@ -398,9 +478,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_verify)
 
     p = _subparser(sub, "audit", "test whether a set of images was used to train a pair",
-                   "Score every image (files, or the images inside .zip archives), then test the whole set: are more "
-                   "images flagged as members than the pair's false-positive rate explains? Prints the set's verdict "
-                   "with its p-value; --report writes a self-contained HTML or PDF report to keep. Unreadable files are "
+                   "Score every image (files, or the images inside .zip archives), then test the whole set for each "
+                   "reading: are more images flagged than that reading's false-positive bound explains? Prints the "
+                   "aMINT verdict (does the model carry a trace of this set?) and the fingerprint (is this set in the "
+                   "pair's training index?), each with its p-value; --report writes a self-contained HTML or PDF report to keep. Unreadable files are "
                    "reported on stderr (exit status 2); a zip that breaks a safety limit is refused with one line.",
                    f"  {PROG} audit runs/fmnist photos/*.png\n  {PROG} audit owner/amint-fmnist@v1 set.zip --report audit.html\n"
                    f"  {PROG} audit runs/fmnist set.zip --report audit.pdf --csv audit.csv")
@@ -408,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE_OR_ZIP", help="image files and/or .zip archives of images")
     p.add_argument("--report", metavar="FILE", help="write the audit report here: FILE.html or FILE.pdf")
     p.add_argument("--csv", metavar="FILE", help="write the per-image table here as CSV")
-    p.add_argument("--json", action="store_true", help="print one JSON object (set verdict and per-image rows)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (both set-level answers and per-image rows)")
     p.add_argument("--family", choices=EDIT_FAMILIES, metavar="FAMILY",
                    help="only when every image of the set is known to be made this way: test against this edit "
                         "family's false-positive bound instead of the worst family's (default). One of: "

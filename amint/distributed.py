@@ -119,7 +119,7 @@ def any_rank(flag: bool, ranks: Ranks, device: torch.device) -> bool:
 
 
 def sync_state(module: nn.Module, ranks: Ranks) -> None:
-    """Copy rank 0's parameters and buffers into every rank (running statistics, memories, readout)."""
+    """Copy rank 0's parameters and buffers into every rank (running statistics, memories)."""
     if not ranks.active:
         return
     for t in [*module.parameters(), *module.buffers()]:

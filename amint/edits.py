@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .preprocess import InputSpec, preprocess
+from .preprocess import InputSpec, preprocess, to_pil
 
 Edit = Callable[[Image.Image], Image.Image]
 
@@ -142,28 +142,19 @@ ADJUSTABLE: dict[str, Adjustable] = {
 }
 
 
-def apply_edit_at(image: Image.Image, name: str, strength: float | None = None) -> Image.Image:
-    """An adjustable edit at ``strength`` (its default when None), or a suite edit by name (no strength).
-
-    A strength outside the edit's range is refused with the range, so a typo is not silently clipped.
-    """
+def apply_edit(image: Image.Image, name: str, strength: float | None = None) -> Image.Image:
+    """The edit ``name`` of ``image``: an adjustable edit at ``strength`` (its default when None), or a suite edit
+    (at its own strength). ValueError names the choices for an unknown name, and the range for a strength outside it
+    (a typo is not silently clipped)."""
     if name in ADJUSTABLE:
         edit = ADJUSTABLE[name]
         value = edit.default if strength is None else float(strength)
         if not edit.low <= value <= edit.high:
             raise ValueError(f"Strength {value:g} is outside {edit.low:g}..{edit.high:g} for {name} ({edit.label})")
         return edit.apply(image, value)
-    if name in EDITS:
+    if name in EDITS:  # a suite edit has one strength of its own: a strength given is not used
         return EDITS[name](image)
     raise ValueError(f"Unknown edit {name!r}: choose one of {', '.join((*ADJUSTABLE, *EDIT_NAMES))}")
-
-
-def apply_edit(image: Image.Image, name: str) -> Image.Image:
-    """The named edit of ``image``; raises ValueError naming the choices for an unknown name."""
-    try:
-        return EDITS[name](image)
-    except KeyError:
-        raise ValueError(f"Unknown edit {name!r}: choose one of {', '.join(EDIT_NAMES)}") from None
 
 
 # --- edits drawn from ranges, for training -------------------------------------------------------
@@ -196,12 +187,6 @@ def random_edit(image: Image.Image, rng: np.random.Generator, moves: bool = Fals
     if rng.random() < 0.7:
         out = jpeg(out, int(rng.integers(30, 96)))
     return out
-
-
-def to_pil(a: np.ndarray) -> Image.Image:
-    """uint8 HxW or HxWxC array (as the datasets hold images) to a PIL image."""
-    return Image.fromarray(a[:, :, 0] if a.ndim == 3 and a.shape[2] == 1 else a)
-
 
 
 def edit_images(images: torch.Tensor, edit: str | Edit, spec: InputSpec) -> torch.Tensor:

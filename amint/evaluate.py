@@ -1,22 +1,26 @@
-"""Membership metrics, the calibrated threshold and its false-positive bound, baseline attacks.
+"""Scoring, calibration of the readings, membership metrics, baseline attacks.
 
-Every threshold is fitted on the calibration members and half A of the calibration non-members, its
-false-positive rate is bounded on half B (never fitted on; amint.pvalue), and it is reported on
-held-out evaluation data: never tuned on what it is scored on. The dataset-level test is amint.pvalue's.
+``score_images`` is the one path from images to readings (amint.readings): every verdict, audit,
+calibration and explanation scores through it. Each reading's threshold is fitted on the calibration
+members and half A of the calibration non-members, its false-positive rate is bounded on half B (never
+fitted on; amint.pvalue), and it is reported on held-out evaluation data: never tuned on what it is
+scored on. The dataset-level test is amint.pvalue's.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 
 from .data import Benchmark
 from .edits import EDIT_FAMILIES, family_images, random_edits
+from .fingerprint import Lookup, Match, find_matches, index_digest
 from .pair import eval_mode
 from .pvalue import FprRecord, fpr_bound
+from .readings import CALIBRATION_KNOTS, FINGERPRINT, Reading, headline, reading_inputs
 from .splits import MembershipSplit, calibration_halves
 from .streaming import take
 
@@ -97,14 +101,43 @@ def score_histograms(member_scores: torch.Tensor, nonmember_scores: torch.Tensor
     return {"edges": [round(float(e), 4) for e in edges], "members": hist(member_scores), "nonmembers": hist(nonmember_scores)}
 
 
-# --- scoring a pair ---------------------------------------------------------------------------
+# --- scoring a pair: the one path from images to readings ---------------------------------------
 
 
 @dataclass
 class Scores:
-    member_probability: torch.Tensor  # (N,) float64, calibrated (PairOutput.member_probability)
+    """A batch of images through a pair once: class logits, the head's evidence, and every reading of it."""
+
     class_logits: torch.Tensor  # (N, num_classes), float32
-    evidence: torch.Tensor  # (N, E): trace logit and memory scores, before the readout
+    evidence: torch.Tensor  # (N, E): trace logit and memory scores (HeadConfig.evidence_names)
+    probabilities: dict[str, torch.Tensor]  # reading name -> (N,) float64 calibrated member probability
+    decisions: dict[str, torch.Tensor]  # reading name -> (N,) bool: at or above the reading's threshold
+    lookups: dict[str, Lookup]  # memory name -> its table counts per query variant
+    evidence_names: list[str]
+    readings: dict[str, Reading]  # what the probabilities were read with
+    maps: list[torch.Tensor] | None = None  # the tapped maps, when asked for (keep_maps)
+
+    @property
+    def headline(self) -> str | None:
+        """The reading ``member_probability`` is: the aMINT verdict (a legacy pair's combined reading)."""
+        return headline(self.readings)
+
+    @property
+    def member_probability(self) -> torch.Tensor | None:
+        return self.probabilities[self.headline] if self.headline else None
+
+    def rows(self, index: torch.Tensor) -> "Scores":
+        return Scores(self.class_logits[index], self.evidence[index], {k: v[index] for k, v in self.probabilities.items()},
+                      {k: v[index] for k, v in self.decisions.items()}, {k: v.rows(index) for k, v in self.lookups.items()},
+                      self.evidence_names, self.readings, None if self.maps is None else [m[index] for m in self.maps])
+
+    def matches(self) -> list[Match] | None:
+        """Per image, what the fingerprint matched (amint.fingerprint.Match); None without a fingerprint reading."""
+        reading = self.readings.get(FINGERPRINT)
+        if reading is None or not self.lookups:
+            return None
+        return find_matches(self.lookups, self.evidence, self.evidence_names,
+                            lambda e: reading.decide(e, self.evidence_names))
 
     def attack_scores(self, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Classic threshold attacks on the audited model's output: higher = more likely member."""
@@ -125,22 +158,39 @@ def scoring_precision(pair, device: torch.device):
 
 
 @torch.no_grad()
-def score_images(pair, images: torch.Tensor, batch_size: int = 512, device: str | torch.device | None = None) -> Scores:
-    """Run the pair in eval mode over uint8 NCHW images, batch by batch."""
+def score_images(pair, images: torch.Tensor, batch_size: int = 512, device: str | torch.device | None = None,
+                 keep_maps: bool = False) -> Scores:
+    """Run the pair in eval mode over uint8 NCHW images, batch by batch, and read every reading of the evidence.
+
+    Every score in amint comes from here: verdicts, audits, calibration, evaluation, explanations.
+    """
     device = torch.device(device) if device else next(pair.parameters()).device
-    probs, logits, evidence = [], [], []
+    logits, evidence, lookups, maps = [], [], [], []
     with eval_mode(pair):
         for start in range(0, len(images), batch_size):
             x = pair.normalize(images[start : start + batch_size].to(device, non_blocking=True))
             with scoring_precision(pair, device):
                 out = pair(x)
-            probs.append(out.member_probability.double().cpu())
             logits.append(out.class_logits.float().cpu())
             evidence.append(out.evidence.float().cpu())
-    if not probs:
-        n_evidence = len(pair.head_config.evidence_names)
-        return Scores(torch.empty(0), torch.empty(0, pair.config.num_classes), torch.empty(0, n_evidence))
-    return Scores(torch.cat(probs), torch.cat(logits), torch.cat(evidence))
+            lookups.append({k: Lookup(v.members.cpu(), v.externals.cpu(), v.tables, v.variants)
+                            for k, v in out.lookups.items()})
+            if keep_maps:
+                maps.append([m.detach() for m in out.maps])
+    names = pair.head_config.evidence_names
+    readings = pair.readings
+    if not logits:
+        ev = torch.empty(0, len(names))
+        return Scores(torch.empty(0, pair.config.num_classes), ev,
+                      {k: torch.empty(0, dtype=torch.float64) for k in readings},
+                      {k: torch.empty(0, dtype=torch.bool) for k in readings}, {}, names, readings,
+                      [] if keep_maps else None)
+    ev = torch.cat(evidence)
+    probabilities = {k: r.read(ev, names) for k, r in readings.items()}
+    return Scores(torch.cat(logits), ev, probabilities,
+                  {k: probabilities[k] >= r.threshold for k, r in readings.items()},
+                  {k: Lookup.cat([part[k] for part in lookups]) for k in lookups[0]}, names, readings,
+                  [torch.cat(m) for m in zip(*maps)] if keep_maps else None)
 
 
 # --- calibration -------------------------------------------------------------------------------
@@ -213,7 +263,7 @@ def calibration_error(probabilities: torch.Tensor, labels: torch.Tensor, bins: i
 
 
 def calibration_images(bench: Benchmark, split: MembershipSplit, spec, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """What the readout and the threshold are fitted on: the calibration members and half A of the
+    """What the readings and their thresholds are fitted on: the calibration members and half A of the
     calibration non-members (``calibration_halves``), each image as is and once more after a random edit.
 
     Fitting on both views makes the probability and the threshold hold for uploads as people make
@@ -227,61 +277,74 @@ def calibration_images(bench: Benchmark, split: MembershipSplit, spec, seed: int
 
 
 FPR_SEED = 2  # the random family's edits of half B: drawn apart from the fitting views (seeds 0 and 1)
-FPR_IMAGES = "calibration half B: training-split images the model never saw, none used to fit the readout or threshold"
+FPR_IMAGES = ("calibration half B: training-split images the model never saw, none used to fit a reading or its "
+              "threshold")
 
 
-def measure_fpr(pair, bench: Benchmark, split: MembershipSplit, threshold: float,
-                families: tuple[str, ...] = EDIT_FAMILIES, device=None) -> FprRecord:
-    """The threshold's false-positive bound per edit family (amint.pvalue.fpr_bound), on calibration half B."""
+def measure_fpr(pair, bench: Benchmark, split: MembershipSplit, readings: dict[str, Reading],
+                families: tuple[str, ...] = EDIT_FAMILIES, device=None) -> dict[str, FprRecord]:
+    """Each reading's false-positive bound per edit family (amint.pvalue.fpr_bound) at its own threshold, on
+    calibration half B: each family's images scored once, every reading read from that one forward."""
     _, held_out = calibration_halves(split)
     images = take(bench.train_images, held_out)
-    scores = {name: score_images(pair, family_images(images, name, pair.config, FPR_SEED), device=device)
-              .member_probability for name in families}
-    return fpr_bound(scores, threshold, images=FPR_IMAGES)
+    names = pair.head_config.evidence_names
+    probs: dict[str, dict[str, torch.Tensor]] = {name: {} for name in readings}
+    for family in families:
+        evidence = score_images(pair, family_images(images, family, pair.config, FPR_SEED), device=device).evidence
+        for name, reading in readings.items():
+            probs[name][family] = reading.read(evidence, names)
+    return {name: fpr_bound(probs[name], r.threshold, images=FPR_IMAGES) for name, r in readings.items()}
+
+
+def fit_reading(name: str, evidence_names: list[str], em: torch.Tensor, en: torch.Tensor, n_exact: int,
+                n_exact_non: int, target_fpr: float | None = None) -> Reading:
+    """One reading fitted on calibration evidence: members ``em`` and half-A non-members ``en`` (N, E), each as
+    is (the first ``n_exact`` / ``n_exact_non`` rows) and once edited. Platt scaling of the evidence it reads,
+    the isotonic map, the threshold (balanced accuracy, or the best TPR at ``target_fpr`` for exact and edited
+    copies alike) and the calibration AUC, all on these images. No false-positive record yet: ``measure_fpr``."""
+    inputs = reading_inputs(evidence_names)[name]
+    cols = [evidence_names.index(k) for k in inputs]
+    coef, bias = fit_logistic(em[:, cols], en[:, cols])
+    reading = Reading(name, inputs, coef, bias, threshold=0.5)
+    lm, ln = reading.logit(em, evidence_names), reading.logit(en, evidence_names)
+    reading = replace(reading, knots=isotonic_knots(lm, ln, CALIBRATION_KNOTS).tolist())
+    pm, pn = reading.probability(lm), reading.probability(ln)
+    views = ((pm[:n_exact], pn[:n_exact_non]), (pm[n_exact:], pn[n_exact_non:]))  # exact copies, edited copies
+    if target_fpr is None:
+        threshold = fit_threshold(pm, pn)
+    else:  # the target holds for exact and for edited uploads alike
+        threshold = max(fit_threshold(m, n, target_fpr) for m, n in views)
+    return replace(reading, threshold=threshold, cal_auc=roc_auc(pm, pn), calibration={
+        **score_histograms(pm[:n_exact], pn[:n_exact_non]),
+        "n_members": n_exact,
+        "n_nonmembers": n_exact_non,
+        "views": "each calibration image as is and once after a random edit (amint.edits.random_edit, moves)",
+        "tpr": float((pm >= threshold).double().mean()),
+        "target_fpr": target_fpr,
+        # On the images the threshold was fitted on: optimistic, kept to compare with the held-out bound.
+        "fpr_in_sample": max(float((n >= threshold).double().mean()) for _, n in views),
+    })
 
 
 def calibrate(pair, bench: Benchmark, split: MembershipSplit, target_fpr: float | None = None, device=None,
-              families: tuple[str, ...] = EDIT_FAMILIES) -> dict:
-    """Fit the readout (Platt), its isotonic probability map and the threshold on calibration half A, then
-    bound the threshold's false-positive rate on half B for each edit family (``measure_fpr``).
+              families: tuple[str, ...] = EDIT_FAMILIES) -> dict[str, dict]:
+    """Fit each reading the pair's head supports (the aMINT verdict on the trace, the fingerprint on the
+    memories: ``fit_reading``) on the calibration members and half A, then bound each threshold's
+    false-positive rate on half B for each edit family (``measure_fpr``).
 
-    Writes the readout and the map into the pair; returns the config fields: threshold, threshold_fpr (the
-    worst family's bound: the rate behind every decision and audit), fpr_record (how it was measured) and
-    calibration.
+    Returns the readings as config.json stores them (``pair.set_readings`` takes them); the pair is not
+    changed, so the same calibration gives the same result however often it runs.
     """
     cal_m, cal_n = calibration_images(bench, split, pair.config)
     em = score_images(pair, cal_m, device=device).evidence
     en = score_images(pair, cal_n, device=device).evidence
-    coef, bias = fit_logistic(em, en)
-    with torch.no_grad():
-        pair.head.readout.weight.copy_(torch.tensor([coef]))
-        pair.head.readout.bias.fill_(bias)
-        lm, ln = (pair.head.readout(e.to(pair.head.readout.weight.device)).squeeze(1).cpu() for e in (em, en))
-        pair.head.calibration_knots.copy_(isotonic_knots(lm, ln, pair.head.calibration_knots.shape[1]))
-        pm, pn = (pair.head.probability(v.to(pair.head.calibration_knots.device)).cpu() for v in (lm, ln))
+    names = pair.head_config.evidence_names
     n, n_non = len(split.calibration_members), len(cal_n) // 2
-    views = ((pm[:n], pn[:n_non]), (pm[n:], pn[n_non:]))  # exact copies, edited copies
-    if target_fpr is None:
-        threshold = fit_threshold(pm, pn)
-    else:  # the target holds for exact and for edited uploads alike
-        threshold = max(fit_threshold(m, n_, target_fpr) for m, n_ in views)
-    record = measure_fpr(pair, bench, split, threshold, families, device)
-    return {
-        "threshold": threshold,
-        "threshold_fpr": record.bound,
-        "fpr_record": record.to_config(),
-        "calibration": {
-            **score_histograms(pm[:n], pn[:n_non]),
-            "n_members": n,
-            "n_nonmembers": n_non,
-            "views": "each calibration image as is and once after a random edit (amint.edits.random_edit, moves)",
-            "readout": dict(zip(pair.head_config.evidence_names, coef)) | {"bias": bias},
-            "tpr": float((pm >= threshold).double().mean()),
-            "target_fpr": target_fpr,
-            # On the images the threshold was fitted on: optimistic, kept to compare with the held-out bound.
-            "fpr_in_sample": max(float((n_ >= threshold).double().mean()) for _, n_ in views),
-        },
-    }
+    readings = {name: fit_reading(name, names, em, en, n, n_non, target_fpr) for name in reading_inputs(names)}
+    if FINGERPRINT in readings:
+        readings[FINGERPRINT] = replace(readings[FINGERPRINT], index_sha256=index_digest(pair.head.memories))
+    records = measure_fpr(pair, bench, split, readings, families, device)
+    return {name: r.with_record(records[name]).to_config() for name, r in readings.items()}
 
 
 def _attack_thresholds(pair, bench: Benchmark, split: MembershipSplit, device) -> dict[str, float]:
@@ -298,21 +361,47 @@ def balanced_eval_indices(split: MembershipSplit) -> tuple[torch.Tensor, torch.T
     return split.eval_members[:n], split.eval_nonmembers[:n]
 
 
+def reading_metrics(reading: Reading, pm: torch.Tensor, pn: torch.Tensor, edited_m: torch.Tensor,
+                    edited_n: torch.Tensor) -> dict:
+    """One reading's metrics on held-out members ``pm`` vs never-seen images ``pn`` (probabilities) at its stored
+    threshold, its stated bound beside the rate measured here, its calibration errors and its ROC."""
+    result = {}
+    for key, value in membership_metrics(pm, pn, reading.threshold).items():
+        result[key] = value
+        if key == "fpr_at_threshold":  # the stated bound (calibration half B) beside the rate measured here
+            result["threshold_fpr"] = reading.threshold_fpr
+    result["cal_auc"] = reading.cal_auc
+
+    def ece(m: torch.Tensor, n: torch.Tensor) -> float:
+        return calibration_error(torch.cat([m, n]), torch.cat([torch.ones(len(m)), torch.zeros(len(n))]))
+
+    # On held-out images made like the calibration set (each as is and once randomly edited), and on each half.
+    result |= {"calibration_error": ece(torch.cat([pm, edited_m]), torch.cat([pn, edited_n])),
+               "calibration_error_exact": ece(pm, pn), "calibration_error_edited": ece(edited_m, edited_n)}
+    result["roc"] = _downsampled_roc(pm, pn)
+    return result
+
+
 def evaluate_pair(pair, bench: Benchmark, split: MembershipSplit, device=None) -> dict:
-    """aMINT metrics at the pair's stored threshold, task accuracy and baseline attacks on the same split."""
+    """Each reading's metrics at its stored threshold, task accuracy and baseline attacks on the same split.
+
+    The top level holds the aMINT verdict's metrics (a legacy pair's combined reading's; ``reading`` names it),
+    ``fingerprint`` the same metric names for the fingerprint reading."""
     members, nonmembers = balanced_eval_indices(split)
     sm = score_images(pair, bench.train_images[members], device=device)
     # Held-out non-members come from the test split: score it once, for them and for task accuracy.
     full_test = score_images(pair, bench.test_images, device=device)
-    sn = Scores(full_test.member_probability[nonmembers], full_test.class_logits[nonmembers],
-                full_test.evidence[nonmembers])
-    result = {}
-    for key, value in membership_metrics(sm.member_probability, sn.member_probability, pair.config.threshold).items():
-        result[key] = value
-        if key == "fpr_at_threshold":  # the stated bound (calibration half B) beside the rate measured here
-            result["threshold_fpr"] = pair.config.threshold_fpr
-    result.update(_calibration_errors(pair, bench, members, nonmembers, sm.member_probability, sn.member_probability,
-                                      device))
+    sn = full_test.rows(nonmembers)
+    edited_m = score_images(pair, random_edits(take(bench.train_images, members), pair.config, 101, moves=True),
+                            device=device)
+    edited_n = score_images(pair, random_edits(take(bench.test_images, nonmembers), pair.config, 102, moves=True),
+                            device=device)
+    per = {name: reading_metrics(r, sm.probabilities[name], sn.probabilities[name], edited_m.probabilities[name],
+                                 edited_n.probabilities[name]) for name, r in pair.readings.items()}
+    top = headline(pair.readings)
+    result = {**per.get(top, {}), "reading": top}
+    if FINGERPRINT in per:
+        result[FINGERPRINT] = per[FINGERPRINT]
     result["task_accuracy"] = float((full_test.class_logits.argmax(1) == bench.test_labels).double().mean())
     result["evidence"] = {name: {"auc": roc_auc(sm.evidence[:, i], sn.evidence[:, i])}
                           for i, name in enumerate(pair.head_config.evidence_names)}
@@ -323,24 +412,9 @@ def evaluate_pair(pair, bench: Benchmark, split: MembershipSplit, device=None) -
         f"{name}_attack": membership_metrics(attacks_m[name], attacks_n[name], thresholds[name], threshold_at_0_5=None)
         for name in attacks_m
     }
-    result["roc"] = _downsampled_roc(sm.member_probability, sn.member_probability)
+    if "roc" in result:  # last, as before: the curve after the numbers
+        result["roc"] = result.pop("roc")
     return result
-
-
-def _calibration_errors(pair, bench: Benchmark, members: torch.Tensor, nonmembers: torch.Tensor,
-                        exact_m: torch.Tensor, exact_n: torch.Tensor, device) -> dict[str, float]:
-    """Expected calibration error on held-out images made like the calibration set (each as is and once
-    randomly edited), and on the exact and the edited halves alone."""
-    edited_m = score_images(pair, random_edits(take(bench.train_images, members), pair.config, 101, moves=True),
-                            device=device).member_probability
-    edited_n = score_images(pair, random_edits(take(bench.test_images, nonmembers), pair.config, 102, moves=True),
-                            device=device).member_probability
-
-    def ece(m: torch.Tensor, n: torch.Tensor) -> float:
-        return calibration_error(torch.cat([m, n]), torch.cat([torch.ones(len(m)), torch.zeros(len(n))]))
-
-    return {"calibration_error": ece(torch.cat([exact_m, edited_m]), torch.cat([exact_n, edited_n])),
-            "calibration_error_exact": ece(exact_m, exact_n), "calibration_error_edited": ece(edited_m, edited_n)}
 
 
 def _downsampled_roc(member_scores: torch.Tensor, nonmember_scores: torch.Tensor, points: int = 200) -> dict:

@@ -1,6 +1,7 @@
-"""What the MINT head looks at: activation maps and membership saliency as arrays.
+"""What the readings look at, as arrays: activation maps, where the trace head reads, what the memories found,
+which edits move each reading.
 
-The app draws them (amint/ui/plots.py); the CLI and tests use the arrays directly. No matplotlib here.
+The app draws them (amint/ui); the CLI and tests use the arrays directly. No matplotlib here.
 """
 
 from __future__ import annotations
@@ -13,21 +14,15 @@ import torch
 import torch.nn.functional as F
 
 from .edits import background, edit_images, to_pil
-from .evaluate import scoring_precision
+from .evaluate import Scores, score_images, scoring_precision
 from .pair import eval_mode
+from .readings import AMINT, COMBINED, FINGERPRINT, headline
 
 if TYPE_CHECKING:
     from .pair import AuditedPair
 
 
 # --- arrays -----------------------------------------------------------------------------------
-
-
-def _model_batch(pair: AuditedPair, x: torch.Tensor) -> torch.Tensor:
-    """uint8 (C, H, W) -> normalised (1, C, H, W) on the pair's device."""
-    c = pair.config.in_chans
-    assert x.ndim == 3 and x.shape[0] == c, f"expected a ({c}, H, W) image, got {tuple(x.shape)}"
-    return pair.normalize(x.unsqueeze(0).to(next(pair.parameters()).device))
 
 
 def _unit(a: torch.Tensor) -> np.ndarray:
@@ -38,12 +33,11 @@ def _unit(a: torch.Tensor) -> np.ndarray:
     return out.cpu().numpy().astype(np.float32)
 
 
-@torch.no_grad()
-def forward_one(pair: AuditedPair, x: torch.Tensor):
-    """The pair's one forward (PairOutput) for a uint8 (C, H, W) image, in eval mode and its scoring precision."""
-    inp = _model_batch(pair, x)
-    with eval_mode(pair), scoring_precision(pair, inp.device):
-        return pair(inp)
+def forward_one(pair: AuditedPair, x: torch.Tensor) -> Scores:
+    """One uint8 (C, H, W) image through amint.evaluate.score_images, its tapped maps kept."""
+    c = pair.config.in_chans
+    assert x.ndim == 3 and x.shape[0] == c, f"expected a ({c}, H, W) image, got {tuple(x.shape)}"
+    return score_images(pair, x.unsqueeze(0), keep_maps=True)
 
 
 def heat_maps(taps: list[str], maps: list[torch.Tensor], size: tuple[int, int]) -> list[tuple[str, np.ndarray]]:
@@ -54,11 +48,6 @@ def heat_maps(taps: list[str], maps: list[torch.Tensor], size: tuple[int, int]) 
         up = F.interpolate(energy, size=size, mode="bilinear", align_corners=False)
         out.append((name, _unit(up[0, 0])))
     return out
-
-
-def activation_maps(pair: AuditedPair, x: torch.Tensor) -> list[tuple[str, np.ndarray]]:
-    """Per tap: mean |activation| over channels, upsampled to the input size, scaled to [0, 1]."""
-    return heat_maps(pair.config.taps, forward_one(pair, x).maps, tuple(x.shape[1:]))
 
 
 def trace_attribution(pair: AuditedPair, x: torch.Tensor,
@@ -88,41 +77,54 @@ def trace_attribution(pair: AuditedPair, x: torch.Tensor,
 
 @dataclass
 class EvidencePart:
-    """One part of the head's evidence and how much it moved this image's decision logit."""
+    """One part of the head's evidence and how much it moved its reading's logit for this image."""
 
     name: str  # "trace" or "memory_<name>"
     value: float  # the raw evidence: trace logit, or memory score in [-0.5, 1]
-    contribution: float  # readout weight x value, in logit units
+    contribution: float  # the reading's Platt weight x value, in logit units (0 when no reading reads it)
     words: str
+    reading: str | None = None  # the reading this part feeds: amint (trace), fingerprint (memories), combined (legacy)
 
 
-def evidence_parts(pair: AuditedPair, evidence: torch.Tensor) -> list[EvidencePart]:
-    """The evidence row of one image (PairOutput.evidence[i]) split by part, each with a sentence."""
-    weights = pair.head.readout.weight[0].detach().float().cpu()
-    names = pair.head.cfg.evidence_names
+_READING_TITLES = {AMINT: "the aMINT verdict", FINGERPRINT: "the fingerprint", COMBINED: "the combined verdict (legacy)"}
+
+
+def evidence_parts(pair: AuditedPair, scores: Scores) -> list[EvidencePart]:
+    """The evidence of one image (``forward_one``'s scores) split by part, each with its reading and a sentence."""
+    names = scores.evidence_names
+    feeds = {n: r for r in pair.readings.values() for n in r.evidence}
     parts = []
-    for name, w, v in zip(names, weights, evidence.detach().float().cpu()):
-        value, contribution = float(v), float(w * v)
-        parts.append(EvidencePart(name, value, contribution, _evidence_words(pair, name, value, contribution)))
+    for i, (name, v) in enumerate(zip(names, scores.evidence[0].tolist())):
+        reading = feeds.get(name)
+        contribution = reading.weights[reading.evidence.index(name)] * v if reading else 0.0
+        where = _READING_TITLES[reading.name] if reading else "no reading (this pair is not calibrated)"
+        parts.append(EvidencePart(name, v, contribution, _evidence_words(pair, scores, name, v, contribution, where),
+                                  reading.name if reading else None))
     return parts
 
 
-def _evidence_words(pair: AuditedPair, name: str, value: float, contribution: float) -> str:
+def _evidence_words(pair: AuditedPair, scores: Scores, name: str, value: float, contribution: float,
+                    reading: str) -> str:
     direction = "towards “member”" if contribution > 0 else "towards “not a member”"
+    push = f"it pushes {reading} {direction} by {abs(contribution):.1f} (logit units)"
     if name == "trace":
-        return (f"The trace head, which reads the model's activity at {', '.join(pair.config.taps)}, pushes "
-                f"{direction} by {abs(contribution):.1f} (logit units).")
+        return (f"The trace head, which reads the model's activity at {', '.join(pair.config.taps)}, gives logit "
+                f"{value:+.2f}; {push}.")
     memory = name.removeprefix("memory_")
-    tables = pair.head.memories[memory].cfg.tables
-    if value > 0:
-        seen = (f"its fingerprint matches a training image's in about {round(value * tables)} of {tables} hash "
-                "tables")
-    elif value < 0:
-        seen = "its fingerprint matches images the model was NOT trained on more than training images"
+    lk = scores.lookups[memory]
+    best = int(lk.scores()[0].argmax())
+    members, externals, tables = int(lk.members[0, best]), int(lk.externals[0, best]), lk.tables
+    looked = lk.variants[best]
+    if members:
+        seen = (f"its fingerprint matches a training image's in {members} of {tables} hash tables (looked up "
+                f"{looked})" + (f", an external non-member's in {externals}" if externals else ""))
+    elif externals:
+        seen = (f"its fingerprint matches only images that were NOT used for training ({externals} of {tables} hash "
+                "tables)")
     else:
         seen = "its fingerprint matches no stored fingerprint"
-    kind = "after trying small moves and zooms" if pair.head.memories[memory].cfg.shifts else "as uploaded"
-    return f"The {memory} memory ({kind}): {seen}; it pushes {direction} by {abs(contribution):.1f}."
+    kind = "after trying small moves and zooms" if len(lk.variants) > 1 else "as uploaded"
+    return f"The {memory} memory ({kind}) reads the image itself, not the model: {seen}; {push}."
 
 
 # Edits that keep every pixel where it is, so that one region of the image can be edited alone;
@@ -138,21 +140,23 @@ _COLS = ("left", "centre-left", "centre-right", "right")
 
 @dataclass
 class EditSaliency:
-    """Which regions' edits move the member probability, and by how much."""
+    """Which regions' edits move one reading's probability, and by how much."""
 
     heat: np.ndarray  # HxW in [0, 1]: the largest |change of probability| over the edits, / FULL_SCALE, clipped
-    region_change: np.ndarray  # (edits, GRID, GRID): signed change of the member probability per edit and region
-    base: float  # the unedited image's member probability
-    whole: dict[str, float]  # each suite edit applied to the whole image: its member probability
+    region_change: np.ndarray  # (edits, GRID, GRID): signed change of the probability per edit and region
+    base: float  # the unedited image's probability
+    whole: dict[str, float]  # each suite edit applied to the whole image: its probability
     words: str
+    reading: str = AMINT  # which reading's probability: amint, fingerprint, combined (legacy)
 
 
-def edit_saliency(pair: AuditedPair, x: torch.Tensor, edits: tuple[str, ...] = REGION_EDITS,
-                  grid: int = GRID) -> EditSaliency:
-    """Occlusion driven by the edit suite: each region of the model input edited alone, one batched forward.
+def edit_saliencies(pair: AuditedPair, x: torch.Tensor, edits: tuple[str, ...] = REGION_EDITS,
+                    grid: int = GRID) -> dict[str, EditSaliency]:
+    """Occlusion driven by the edit suite, for every reading: each region of the model input edited alone, in one
+    batched forward (whose readings all come from the same evidence).
 
     Works for any head (memories have no input gradient): the question is the one a person asks,
-    "if I edit this part of the image, does the verdict move?".
+    "if I edit this part of the image, does the answer move?".
     """
     h, w = x.shape[1:]
     edited = torch.cat([_edited_whole(pair, x, e) for e in edits])
@@ -164,18 +168,31 @@ def edit_saliency(pair: AuditedPair, x: torch.Tensor, edits: tuple[str, ...] = R
                 mixed = x.clone()
                 mixed[:, ys[i]:ys[i + 1], xs[j]:xs[j + 1]] = edited[k, :, ys[i]:ys[i + 1], xs[j]:xs[j + 1]]
                 batch.append(mixed)
-    probs = _probabilities(pair, torch.stack(batch))
-    base = float(probs[0])
-    whole = {e: float(p) for e, p in zip(edits, probs[1:1 + len(edits)]) if e != "erase"}
-    changes = probs[1 + len(edits):].view(len(edits), grid, grid) - base
-    moved = changes.abs().amax(0)  # per region: the largest move any of the edits makes
-    heat = torch.zeros(h, w, dtype=torch.float64)
-    for i in range(grid):
-        for j in range(grid):
-            heat[ys[i]:ys[i + 1], xs[j]:xs[j + 1]] = moved[i, j]
-    heat = (heat / FULL_SCALE).clamp(0, 1).float().numpy()
-    words = _saliency_words(changes.numpy(), edits, base, whole, pair.config.threshold)
-    return EditSaliency(heat, changes.numpy(), base, whole, words)
+    scores = score_images(pair, torch.stack(batch))
+    out = {}
+    for name, probs in scores.probabilities.items():
+        base = float(probs[0])
+        whole = {e: float(p) for e, p in zip(edits, probs[1:1 + len(edits)]) if e != "erase"}
+        changes = probs[1 + len(edits):].view(len(edits), grid, grid) - base
+        moved = changes.abs().amax(0)  # per region: the largest move any of the edits makes
+        heat = torch.zeros(h, w, dtype=torch.float64)
+        for i in range(grid):
+            for j in range(grid):
+                heat[ys[i]:ys[i + 1], xs[j]:xs[j + 1]] = moved[i, j]
+        heat = (heat / FULL_SCALE).clamp(0, 1).float().numpy()
+        words = _saliency_words(changes.numpy(), edits, base, whole, pair.readings[name].threshold, name)
+        out[name] = EditSaliency(heat, changes.numpy(), base, whole, words, name)
+    return out
+
+
+def edit_saliency(pair: AuditedPair, x: torch.Tensor, edits: tuple[str, ...] = REGION_EDITS, grid: int = GRID,
+                  reading: str | None = None) -> EditSaliency:
+    """``edit_saliencies`` of one reading: ``reading``, or the headline one (the aMINT verdict; else the fingerprint)."""
+    found = edit_saliencies(pair, x, edits, grid)
+    name = reading or headline(found) or FINGERPRINT
+    if name not in found:
+        raise ValueError(f"This pair has no {name} reading; it has {', '.join(found) or 'none (not calibrated)'}")
+    return found[name]
 
 
 def _edited_whole(pair: AuditedPair, x: torch.Tensor, edit: str) -> torch.Tensor:
@@ -187,13 +204,6 @@ def _edited_whole(pair: AuditedPair, x: torch.Tensor, edit: str) -> torch.Tensor
 
 def _cuts(n: int, parts: int) -> list[int]:
     return [round(k * n / parts) for k in range(parts + 1)]
-
-
-@torch.no_grad()
-def _probabilities(pair: AuditedPair, images: torch.Tensor) -> torch.Tensor:
-    inp = pair.normalize(images.to(next(pair.parameters()).device))
-    with eval_mode(pair), scoring_precision(pair, inp.device):
-        return pair(inp).member_probability.double().cpu()
 
 
 def _region_name(i: int, j: int, grid: int) -> str:
@@ -210,20 +220,22 @@ def percent(p: float) -> str:
 
 
 def _saliency_words(changes: np.ndarray, edits: tuple[str, ...], base: float, whole: dict[str, float],
-                    threshold: float) -> str:
+                    threshold: float, reading: str) -> str:
     grid = changes.shape[1]
+    score = {AMINT: "the aMINT score", FINGERPRINT: "the fingerprint score"}.get(reading, "the combined score")
+    answer = {AMINT: "the aMINT verdict", FINGERPRINT: "the fingerprint's answer"}.get(reading, "the combined verdict")
     sentences = []
     if "erase" in edits:
         erased = changes[edits.index("erase")]
         i, j = np.unravel_index(np.abs(erased).argmax(), erased.shape)
         flips = int(((base + erased >= threshold) != (base >= threshold)).sum())
         if abs(erased[i, j]) >= 0.02:
-            sentences.append(f"Covering the {_region_name(i, j, grid)} part with the background moves the score "
+            sentences.append(f"Covering the {_region_name(i, j, grid)} part with the background moves {score} "
                              f"most: {percent(base)} → {percent(base + erased[i, j])}.")
-            sentences.append(f"Covering any of {flips} of the {grid * grid} parts (one at a time) flips the verdict."
-                             if flips else "Covering any single part does not flip the verdict.")
+            sentences.append(f"Covering any of {flips} of the {grid * grid} parts (one at a time) flips {answer}."
+                             if flips else f"Covering any single part does not flip {answer}.")
         else:
-            sentences.append("Covering any single part with the background hardly moves the score.")
+            sentences.append(f"Covering any single part with the background hardly moves {score}.")
     local = [k for k, e in enumerate(edits) if e != "erase"]
     if local:
         worst = float(np.abs(changes[local]).max())
@@ -231,26 +243,3 @@ def _saliency_words(changes: np.ndarray, edits: tuple[str, ...], base: float, wh
                          + (f"; on the whole image, to {percent(min(whole.values()))}–{percent(max(whole.values()))}."
                             if whole else "."))
     return " ".join(sentences)
-
-
-def membership_saliency(pair: AuditedPair, x: torch.Tensor) -> np.ndarray:
-    """Which pixels move the membership score, HxW in [0, 1].
-
-    |d membership logit / d input| (max over channels, 3x3 mean) where the head is only a trace head;
-    where it has hashed memories, whose scores depend on the input through sign bits only, the
-    edit-driven occlusion of ``edit_saliency``.
-    """
-    if pair.head.memories:
-        return edit_saliency(pair, x).heat
-    with eval_mode(pair), torch.enable_grad():
-        inp = _model_batch(pair, x).detach().requires_grad_(True)
-        mint = pair(inp).membership_logit
-        # autograd.grad only touches the input: no parameter .grad is written.
-        (grad,) = torch.autograd.grad(mint.sum(), inp, allow_unused=True)
-        if grad is None:
-            heat = torch.zeros_like(inp[:, :1])
-        else:
-            heat = grad.abs().amax(dim=1, keepdim=True)
-            # Raw gradients are speckled pixel by pixel; a 3x3 mean shows the regions that matter.
-            heat = F.avg_pool2d(heat, 3, stride=1, padding=1, count_include_pad=False)
-    return _unit(heat[0, 0])

@@ -23,8 +23,10 @@ from torch import nn
 
 from . import __version__
 from .backbones import create_backbone, setup_taps, tap_indices
-from .card import render_model_card
+from .card import notes_of, render_model_card
+from .fingerprint import Lookup
 from .head import HeadConfig, MintHead
+from .readings import Reading, headline, legacy_reading
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -32,6 +34,12 @@ CARD_NAME = "README.md"
 
 
 PRECISIONS = ("float32", "bfloat16")
+# A pair saved before readings (amint 0.1 before issue 17) kept its one readout in the config's top level ...
+LEGACY_KEYS = ("threshold", "threshold_fpr", "fpr_record", "calibration")
+# ... and its readout's weights and isotonic knots in model.safetensors: read into the legacy "combined"
+# reading, kept in the file when the pair is saved again (so its weights file need not change).
+LEGACY_TENSORS = ("head.readout.weight", "head.readout.bias", "head.calibration_knots")
+COMBINED = "combined"
 
 # A pair's config.json comes from strangers (any Hub repo): these bounds are checked before anything
 # is built, so an absurd value fails in words instead of in a multi-GB allocation.
@@ -58,11 +66,10 @@ class PairConfig:
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to timm.create_model
     stem_stride: int = 1  # small inputs: the first convolution's stride (1 keeps every pixel; 2: 4x fewer operations)
     head: dict[str, Any] = field(default_factory=lambda: HeadConfig().to_dict())  # HeadConfig as a dict
-    precision: str = "float32"  # what scoring runs in on every device: the precision the threshold was fitted in
-    threshold: float = 0.5  # member probability at or above which the verdict is "member"
-    threshold_fpr: float | None = None  # the rate behind every decision and audit: fpr_record's bound
-    fpr_record: dict[str, Any] = field(default_factory=dict)  # amint.pvalue.FprRecord: how, on what, per edit family
-    calibration: dict[str, Any] = field(default_factory=dict)  # readout fit, score histograms, calibration error
+    precision: str = "float32"  # what scoring runs in on every device: the precision the thresholds were fitted in
+    # name -> amint.readings.Reading.to_config(): "amint" (the trace) and "fingerprint" (the memories), each with its
+    # threshold, false-positive record and calibration; a pair saved before readings loads as one legacy "combined".
+    readings: dict[str, Any] = field(default_factory=dict)
     dataset: str = ""
     split: dict[str, Any] = field(default_factory=dict)  # MembershipSplit.to_config(): regenerates the members
     metrics: dict[str, Any] = field(default_factory=dict)  # evaluate_pair() output
@@ -92,15 +99,40 @@ class PairConfig:
         if len(self.class_names) not in (0, self.num_classes):
             raise ValueError(f"class_names has {len(self.class_names)} names for {self.num_classes} classes")
 
+    # The headline reading's facts (the aMINT verdict's; a legacy pair's combined reading's), read from ``readings``.
+
+    @property
+    def threshold(self) -> float | None:
+        name = headline(self.readings)
+        return self.readings[name]["threshold"] if name else None
+
+    @property
+    def threshold_fpr(self) -> float | None:
+        name = headline(self.readings)
+        return self.readings[name].get("threshold_fpr") if name else None
+
+    @property
+    def calibration(self) -> dict[str, Any]:
+        name = headline(self.readings)
+        return self.readings[name].get("calibration", {}) if name else {}
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PairConfig":
+        data = dict(data)
+        legacy = {k: data.pop(k) for k in LEGACY_KEYS if k in data}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"Unknown key(s) in pair config: {unknown}. Is this pair from a newer amint?")
+        if legacy:
+            if data.get("readings"):
+                raise ValueError(f"The pair config has readings and also top-level {sorted(legacy)}: a pair states "
+                                 "its thresholds per reading only (readings.<name>.threshold)")
+            names = HeadConfig.from_dict(data.get("head", HeadConfig().to_dict())).evidence_names
+            data["readings"] = {COMBINED: legacy_reading(legacy, names)}
         return cls(**data)
 
     def save(self, path: Path) -> None:
@@ -138,14 +170,17 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
 
 class PairOutput(NamedTuple):
     class_logits: torch.Tensor  # (N, num_classes)
-    membership_logit: torch.Tensor  # (N,) the readout's logit: higher = more likely a member
-    member_probability: torch.Tensor  # (N,) calibrated on the calibration split (isotonic, equal priors)
-    evidence: torch.Tensor  # (N, E) what the readout reads, named by HeadConfig.evidence_names
+    evidence: torch.Tensor  # (N, E) the trace logit and each memory's score, named by HeadConfig.evidence_names
     maps: list[torch.Tensor]  # the tapped activation maps, (N, C, h, w) each
+    lookups: dict[str, Lookup]  # per memory: its table counts per query variant (amint.fingerprint)
 
 
 class AuditedPair(nn.Module):
-    """Audited classifier plus MINT head; one forward returns class logits, membership logit and maps."""
+    """Audited classifier plus MINT head; one forward returns class logits, the head's evidence and the maps.
+
+    What the evidence means is said by the pair's readings (``readings``: amint.readings.Reading per name,
+    from ``config.readings``); amint.evaluate.score_images applies them.
+    """
 
     def __init__(self, config: PairConfig):
         super().__init__()
@@ -161,6 +196,27 @@ class AuditedPair(nn.Module):
         self.head = MintHead(self._tap_shapes(), config.in_chans, config.image_size, self.head_config)
         self.register_buffer("mean", torch.tensor(config.mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(config.std).view(1, -1, 1, 1), persistent=False)
+        self.legacy_tensors: dict[str, torch.Tensor] = {}  # LEGACY_TENSORS found in the weights file, kept as read
+        self._readings: tuple[Any, dict[str, Reading]] = (None, {})
+
+    @property
+    def readings(self) -> dict[str, Reading]:
+        """The pair's readings, parsed from ``config.readings`` (again whenever that dict is replaced, as
+        ``set_readings`` does; a change made inside it in place is not seen)."""
+        source, parsed = self._readings
+        if source is not self.config.readings:
+            names = self.head_config.evidence_names
+            parsed = {name: Reading.from_config(name, data) for name, data in self.config.readings.items()}
+            for r in parsed.values():
+                if not set(r.evidence) <= set(names):
+                    raise ValueError(f"The {r.name} reading reads {r.evidence}, but this pair's head gives {names}")
+            self._readings = (self.config.readings, parsed)
+        return parsed
+
+    def set_readings(self, readings: dict[str, dict[str, Any]]) -> None:
+        """Replace the pair's readings (Reading.to_config() per name); checked here, stored in the config."""
+        self.config.readings = readings
+        self.readings  # noqa: B018 - parse now: a bad reading fails here, not at the first verdict
 
     @torch.no_grad()
     def _tap_shapes(self) -> list[tuple[int, int, int]]:
@@ -183,9 +239,8 @@ class AuditedPair(nn.Module):
 
     def forward(self, x: torch.Tensor) -> PairOutput:
         logits, maps = self.classify(x)
-        evidence = self.head.evidence(x, maps)
-        logit = self.head.readout(evidence).squeeze(1)
-        return PairOutput(logits, logit, self.head.probability(logit), evidence, maps)
+        evidence, lookups = self.head(x, maps)
+        return PairOutput(logits, evidence, maps, lookups)
 
     # --- persistence -------------------------------------------------------------------------
 
@@ -200,7 +255,7 @@ class AuditedPair(nn.Module):
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.saving-", dir=folder.parent))
         try:
-            state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+            state = {k: v.detach().cpu().contiguous() for k, v in (self.state_dict() | self.legacy_tensors).items()}
             save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "amint_version": __version__})
             (tmp / CARD_NAME).write_text(card if card is not None else render_model_card(self.config))
             self.config.save(tmp / CONFIG_NAME)
@@ -214,6 +269,27 @@ class AuditedPair(nn.Module):
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        return folder
+
+    def save_config(self, folder: str | Path) -> Path:
+        """Rewrite config.json and the model card in ``folder`` (a pair folder holding these weights), leaving
+        model.safetensors as it is: what recalibrating a pair changes. The card's notes are kept."""
+        folder = Path(folder)
+        if not (folder / WEIGHTS_NAME).is_file():
+            raise FileNotFoundError(f"{folder} holds no {WEIGHTS_NAME}: save the whole pair with save_pretrained")
+        card = folder / CARD_NAME
+        notes = notes_of(card.read_text()) if card.is_file() else ""
+        for name, write in ((CARD_NAME, lambda p: p.write_text(render_model_card(self.config, notes))),
+                            (CONFIG_NAME, self.config.save)):
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
+            os.close(fd)
+            try:
+                write(Path(tmp))
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, folder / name)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
         return folder
 
     @classmethod
@@ -230,11 +306,14 @@ class AuditedPair(nn.Module):
         _check_weights_fit(config, weights)  # on the meta device: nothing large is allocated yet
         pair = cls(config)
         state = load_file(str(weights))
+        pair.legacy_tensors = {k: state.pop(k) for k in LEGACY_TENSORS if k in state}
         missing, unexpected = pair.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise ValueError(
                 f"Weights in {weights} do not match the config: missing {missing[:5]}, unexpected {unexpected[:5]}"
             )
+        _read_legacy_readout(pair)
+        pair.readings  # noqa: B018 - a reading that does not fit this head fails at load
         return pair.eval()
 
     def push_to_hub(self, repo_id: str, *, commit_message: str = "Upload aMINT pair", private: bool | None = None,
@@ -257,6 +336,19 @@ class AuditedPair(nn.Module):
                 raise type(e)(redact(str(e), token)) if _rebuildable(e) else RuntimeError(redact(str(e), token)) from None
             raise
         return str(url)
+
+
+def _read_legacy_readout(pair: AuditedPair) -> None:
+    """A legacy combined reading scores with the readout and knots its weights file holds (they decided its verdicts)."""
+    combined = pair.config.readings.get(COMBINED)
+    if not combined or not combined.get("legacy") or "head.readout.weight" not in pair.legacy_tensors:
+        return
+    t = pair.legacy_tensors
+    knots = t.get("head.calibration_knots")
+    fitted = knots is not None and bool((knots[0, 1:] > knots[0, :-1]).all())  # all zero: never fitted, a sigmoid
+    pair.config.readings = {**pair.config.readings, COMBINED: {
+        **combined, "weights": [float(w) for w in t["head.readout.weight"].double().flatten()],
+        "bias": float(t["head.readout.bias"].double().flatten()[0]), "knots": knots.double().tolist() if fitted else None}}
 
 
 def _no_safetensors_words(where: str, files: list[str]) -> str:
@@ -288,6 +380,13 @@ def _check_weights_fit(config: PairConfig, weights: Path) -> None:
             found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except Exception as e:  # safetensors raises its own error types for a damaged header
         raise ValueError(f"{weights.name} is not a readable safetensors file ({e})") from e
+    n_evidence = len(skeleton.head_config.evidence_names)
+    legacy_ok = {"head.readout.weight": lambda s: s == (1, n_evidence), "head.readout.bias": lambda s: s == (1,),
+                 "head.calibration_knots": lambda s: len(s) == 2 and s[0] == 2 and 2 <= s[1] <= 4096}
+    for k, ok in legacy_ok.items():
+        shape = found.pop(k, None)
+        if shape is not None and not ok(shape):
+            raise ValueError(f"Weights in {weights} do not match the config: the legacy readout's {k} has shape {shape}")
     missing = [k for k in expected if k not in found]
     unexpected = [k for k in found if k not in expected]
     wrong = [f"{k} {found[k]} (config: {expected[k]})" for k in expected if k in found and found[k] != expected[k]]

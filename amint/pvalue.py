@@ -243,12 +243,20 @@ def as_null_rate(null: NullRate | float) -> NullRate:
     return null
 
 
+# What a flagged image is, and what a set with too many of them shows, per reading (the words of _reading).
+CLAIMS = {
+    "member": ("flagged as members", "this set was used in training"),
+    "index": ("found in the training index", "this set is in the pair's training index"),
+}
+
+
 def dataset_membership_test(probabilities: torch.Tensor, threshold: float, null: NullRate | float,
-                            keys: Sequence[Hashable] | None = None) -> DatasetVerdict:
+                            keys: Sequence[Hashable] | None = None, claim: str = "member") -> DatasetVerdict:
     """Binomial test: are more images flagged than the null false-positive rate explains?
 
     ``null`` is an upper bound on the rate for never-seen images (``FprRecord.null_rate``), so the p-value
-    does not overstate the evidence. ``keys`` (one per score, e.g. the SHA-256 of the model input) mark
+    does not overstate the evidence. ``claim`` words the reading: "member" (the model's verdict), "index"
+    (the fingerprint's lookup in the training index shipped with a pair). ``keys`` (one per score, e.g. the SHA-256 of the model input) mark
     identical inputs: each counts once, since a copy adds no independent evidence.
     """
     null = as_null_rate(null)
@@ -264,18 +272,19 @@ def dataset_membership_test(probabilities: torch.Tensor, threshold: float, null:
     k = int((probabilities >= threshold).sum())
     p_value = binomial_sf(k, n, null.rate)
     expected = n * null.rate
-    return DatasetVerdict(n, k, expected, null.rate, p_value, _reading(n, k, expected, p_value, total - n),
+    return DatasetVerdict(n, k, expected, null.rate, p_value, _reading(n, k, expected, p_value, total - n, claim),
                           total - n, null)
 
 
-def _reading(n: int, k: int, expected: float, p: float, duplicates: int) -> str:
+def _reading(n: int, k: int, expected: float, p: float, duplicates: int, claim: str = "member") -> str:
+    flagged, conclusion = CLAIMS[claim]
     if n == 0:
         return "No images to test."
-    counts = f"{k} of {n} images were flagged as members, where up to {expected:.1f} would be flagged by chance."
+    counts = f"{k} of {n} images were {flagged}, where up to {expected:.1f} would be by chance."
     if duplicates:
         counts += f" {duplicates} identical {'copy' if duplicates == 1 else 'copies'} of images in the set counted once."
     if p < 0.001:
-        return counts + " Very strong evidence that this set was used in training."
+        return counts + f" Very strong evidence that {conclusion}."
     if p < 0.05:
-        return counts + " Evidence that at least part of this set was used in training."
-    return counts + " No evidence that this set was used in training."
+        return counts + f" Evidence that at least part of {conclusion}."
+    return counts + f" No evidence that {conclusion}."

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 
 from .data import Benchmark
 from .edits import EDIT_NAMES, edit_images
-from .evaluate import (balanced_eval_indices, calibration_images, evaluate_pair, fit_threshold, membership_metrics,
-                       score_images)
+from .evaluate import (balanced_eval_indices, calibrate, calibration_images, evaluate_pair, fit_threshold,
+                       membership_metrics, score_images)
 from .splits import MembershipSplit
 
 Progress = Callable[[str, int, int], None]  # (edit name, done, total)
@@ -30,20 +30,22 @@ def eval_images(bench: Benchmark, split: MembershipSplit, n: int | None = None) 
 
 
 def evaluate_edits(pair, bench: Benchmark, split: MembershipSplit, edits: tuple[str, ...] = EDIT_NAMES,
-                   n: int | None = None, device=None, progress: Progress | None = None) -> dict[str, dict]:
-    """Per edit: accuracy, AUC, TPR at 1% / 0.1% FPR, the FPR at the pair's stored threshold and, beside it,
-    the bound the pair states for that edit family (its fpr_record, measured on calibration half B)."""
+                   n: int | None = None, device=None, progress: Progress | None = None) -> dict[str, dict[str, dict]]:
+    """Per reading, per edit: accuracy, AUC, TPR at 1% / 0.1% FPR, the FPR at the reading's stored threshold and,
+    beside it, the bound the reading states for that edit family (measured on calibration half B). Each edited
+    copy is scored once; every reading is read from that forward."""
     members, nonmembers = eval_images(bench, split, n)
-    stated = pair.config.fpr_record.get("per_family", {})
-    out = {}
-    for i, name in enumerate(edits):
-        sm = score_images(pair, edit_images(members, name, pair.config), device=device).member_probability
-        sn = score_images(pair, edit_images(nonmembers, name, pair.config), device=device).member_probability
-        out[name] = _edit_metrics(sm, sn, pair.config.threshold)
-        if name in stated:
-            out[name]["fpr_bound"] = stated[name]["bound"]
+    out: dict[str, dict[str, dict]] = {name: {} for name in pair.readings}
+    for i, edit in enumerate(edits):
+        sm = score_images(pair, edit_images(members, edit, pair.config), device=device)
+        sn = score_images(pair, edit_images(nonmembers, edit, pair.config), device=device)
+        for name, reading in pair.readings.items():
+            out[name][edit] = _edit_metrics(sm.probabilities[name], sn.probabilities[name], reading.threshold)
+            family = reading.fpr_record.per_family.get(edit) if reading.fpr_record else None
+            if family is not None:
+                out[name][edit]["fpr_bound"] = family.bound
         if progress:
-            progress(name, i + 1, len(edits))
+            progress(edit, i + 1, len(edits))
     return out
 
 
@@ -86,11 +88,39 @@ def pixel_reference(bench: Benchmark, split: MembershipSplit, spec, edits: tuple
 
 def evaluate_split(pair, bench: Benchmark, roc: bool = False, device: str | None = None,
                    edits: tuple[str, ...] = (), edits_n: int | None = None, progress: Progress | None = None) -> dict:
-    """Metrics of ``pair`` on ``bench``, on the held-out split regenerated from the pair's config.
+    """Metrics of ``pair`` on ``bench``, on the held-out split regenerated from the pair's config: the aMINT
+    verdict's at the top level, the fingerprint's under ``fingerprint`` (amint.evaluate.evaluate_pair).
 
-    With ``edits``: the same metrics on edited copies (members and non-members edited alike, at the
-    pair's own threshold), and the model-free pixel reference on the same images.
+    With ``edits``: the same metrics on edited copies for each reading (members and non-members edited
+    alike, at the reading's own threshold), and the model-free pixel reference on the same images.
     """
+    split = _split_of(pair, bench)
+    result = evaluate_pair(pair, bench, split, device=device)
+    if edits:
+        per = evaluate_edits(pair, bench, split, edits, n=edits_n, device=device, progress=progress)
+        for name, table in per.items():
+            (result if name == result.get("reading") else result.setdefault(name, {}))["edits"] = table
+        result["references"] = {"pixel_nearest_member": pixel_reference(bench, split, pair.config, edits, n=edits_n,
+                                                                         progress=progress)}
+    if not roc:
+        result.pop("roc", None)
+        for value in result.values():
+            if isinstance(value, dict):
+                value.pop("roc", None)
+    return result
+
+
+def recalibrate(pair, bench: Benchmark, target_fpr: float | None = None, device: str | None = None,
+                edits: tuple[str, ...] = (), edits_n: int | None = None, progress: Progress | None = None) -> dict:
+    """Fit the pair's readings again on its own calibration split (no training: the weights stay as they are),
+    then evaluate them (``evaluate_split``); both are stored in ``pair.config``. Returns the metrics."""
+    split = _split_of(pair, bench)
+    pair.set_readings(calibrate(pair, bench, split, target_fpr, device=device))
+    pair.config.metrics = evaluate_split(pair, bench, device=device, edits=edits, edits_n=edits_n, progress=progress)
+    return pair.config.metrics
+
+
+def _split_of(pair, bench: Benchmark) -> MembershipSplit:
     split = MembershipSplit.from_config(pair.config.split)
     sizes = (len(bench.train_images), len(bench.test_images))
     if sizes != (split.n_train, split.n_test):
@@ -98,9 +128,4 @@ def evaluate_split(pair, bench: Benchmark, roc: bool = False, device: str | None
             f"benchmark {bench.name!r} has {sizes[0]} training / {sizes[1]} test images, but this pair's split was "
             f"drawn from {split.n_train} / {split.n_test}: wrong dataset or data root"
         )
-    result = evaluate_pair(pair, bench, split, device=device)
-    if edits:
-        result["edits"] = evaluate_edits(pair, bench, split, edits, n=edits_n, device=device, progress=progress)
-        result["references"] = {"pixel_nearest_member": pixel_reference(bench, split, pair.config, edits, n=edits_n,
-                                                                         progress=progress)}
-    return result if roc else {k: v for k, v in result.items() if k != "roc"}
+    return split

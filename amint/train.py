@@ -7,7 +7,8 @@ Read top to bottom: device and data, model, then three phases (the settings: ami
    membership); passive = the task loss alone; untrained = skipped (a control).
 2. head, on the frozen backbone: the trace head learns members vs externals; the hashed memories
    are written with each member and external as is and as random edited views.
-3. calibration: the readout (Platt scaling) and the threshold, on the calibration split.
+3. calibration: each reading (the aMINT verdict on the trace, the fingerprint on the memories: Platt
+   scaling, isotonic map, threshold) on the calibration split, its false-positive bound on half B.
 
 Callbacks only report; ``should_stop`` lets a UI cancel.
 """
@@ -578,7 +579,7 @@ def _train(cfg: TrainConfig, callback: Callback, should_stop: Callable[[], bool]
     occupancy = write_memories(pair, bench, split, cfg.memory_views, cfg.seed, callback, ranks=ranks)
     train_seconds = time.perf_counter() - t0
 
-    callback(Progress("phase", "calibrate", 0, 0, message="calibrating the readout and threshold, evaluating"))
+    callback(Progress("phase", "calibrate", 0, 0, message="calibrating the readings, evaluating"))
     if ranks.is_main:  # deterministic work, done once; the result goes to every rank below
         with _threads_of_waiting_ranks(device):
             _calibrate_and_record(pair, cfg, bench, split, device, ranks, history, occupancy, origin, streamed,
@@ -596,11 +597,7 @@ def _calibrate_and_record(pair: AuditedPair, cfg: TrainConfig, bench: Benchmark,
                           device: torch.device, ranks: distributed.Ranks, history: list[dict], occupancy: dict,
                           origin: dict | None, streamed: bool, train_seconds: float) -> None:
     """Calibrate, evaluate and write the training record into the pair's config (rank 0)."""
-    fitted = calibrate(pair, bench, split, cfg.target_fpr)
-    pair.config.threshold = fitted["threshold"]
-    pair.config.threshold_fpr = fitted["threshold_fpr"]
-    pair.config.fpr_record = fitted["fpr_record"]
-    pair.config.calibration = fitted["calibration"]
+    pair.set_readings(calibrate(pair, bench, split, cfg.target_fpr))
     pair.config.metrics = evaluate_pair(pair, bench, split)
     pair.config.training = {
         "config": asdict(cfg) | {"out": None, "data_root": None,
@@ -633,9 +630,9 @@ def _threads_of_waiting_ranks(device: torch.device):
 
 
 def _share_from_rank0(pair: AuditedPair, ranks: distributed.Ranks) -> None:
-    """Rank 0's weights, memories, readout and results on every rank: any rank would save the same pair."""
+    """Rank 0's weights, memories, readings and results on every rank: any rank would save the same pair."""
     distributed.sync_state(pair, ranks)
-    keys = ("threshold", "threshold_fpr", "fpr_record", "calibration", "metrics", "training")
+    keys = ("readings", "metrics", "training")
     shared = distributed.broadcast_object({k: getattr(pair.config, k) for k in keys}, ranks)
     for k, v in shared.items():
         setattr(pair.config, k, v)

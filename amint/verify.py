@@ -1,7 +1,12 @@
-"""One image in, one verdict out: was it in the audited model's training set?
+"""One image in, its readings out: the aMINT verdict (from the model) and the fingerprint (from the image).
 
-Preprocessing follows the pair's config.json (channels, image size); the decision uses the threshold
-calibrated at training time. Batched inference for many images; a bad file fails alone.
+- the aMINT verdict: does the audited model carry a trace of the image? The trace head's reading of
+  the model's activation maps, calibrated (amint.readings "amint"; a legacy pair's "combined").
+- the fingerprint: is the image, or a re-encoding or small move of it, in the training index shipped
+  with the pair? The hashed memories' reading of the image itself; it does not read the model.
+
+Preprocessing follows the pair's config.json (channels, image size); each decision uses its own
+reading's threshold. Batched inference for many images; a bad file fails alone.
 """
 
 from __future__ import annotations
@@ -16,10 +21,12 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import explain
-from .edits import apply_edit_at
-from .evaluate import score_images
-from .preprocess import preprocess
+from .edits import apply_edit
+from .evaluate import Scores, score_images
+from .fingerprint import Match
+from .preprocess import preprocess, to_pil
 from .pair import AuditedPair, PairConfig
+from .readings import AMINT, COMBINED, FINGERPRINT, TRACE_SIGNAL_AUC, Reading, headline
 from .uploads import UploadError, ZipEntry, bomb_words, check_image_bytes, check_image_header
 
 TOP_K = 5
@@ -82,15 +89,10 @@ def _decode(source: str | Path | bytes | ZipEntry, name: str | None) -> Image.Im
 
 
 def _from_array(a: np.ndarray, name: str) -> Image.Image:
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[:, :, 0]
-    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)) or a.size == 0:
-        raise ImageError(f"{name} is not a readable image (array of shape {a.shape}; expected HxW, HxWx3 or HxWx4)")
-    if a.dtype != np.uint8:
-        # Float images in [0, 1] are common (matplotlib, skimage); anything else is clipped to 0..255.
-        scale = 255.0 if np.issubdtype(a.dtype, np.floating) and np.nanmax(a) <= 1.0 else 1.0
-        a = np.clip(np.nan_to_num(a.astype(np.float64) * scale), 0, 255).round().astype(np.uint8)
-    return Image.fromarray(a)
+    try:
+        return to_pil(a)
+    except ValueError as err:
+        raise ImageError(f"{name} is not a readable image ({err})") from None
 
 
 # --- verdicts ---------------------------------------------------------------------------------
@@ -98,26 +100,61 @@ def _from_array(a: np.ndarray, name: str) -> Image.Image:
 
 @dataclass
 class Verdict:
-    member_probability: float
-    is_member: bool
-    threshold: float
-    threshold_fpr: float | None  # the pair's stated false-positive bound at the threshold (PairConfig.threshold_fpr)
+    """One image's readings.
+
+    ``member_probability``, ``is_member``, ``threshold``, ``threshold_fpr``: the aMINT verdict (the trace head's
+    reading of the model), or a legacy pair's combined reading (``reading`` says which); None for a pair without a
+    trace head. ``fingerprint_*``: the fingerprint (the memories' reading of the image); None without memories.
+    """
+
+    member_probability: float | None
+    is_member: bool | None
+    threshold: float | None
+    threshold_fpr: float | None  # the reading's stated false-positive bound at its threshold
     predicted_class: str
     class_probability: float
     top_classes: list[tuple[str, float]]  # top-5 (class name, probability)
     model_input: np.ndarray  # uint8 HxW (gray) or HxWx3: what the model actually sees
+    reading: str | None = AMINT  # what member_probability is: "amint", or "combined" (a legacy pair)
+    trace_cal_auc: float | None = None  # the aMINT reading's calibration AUC (half A); None when not measured
+    fingerprint_probability: float | None = None
+    fingerprint_is_member: bool | None = None
+    fingerprint_threshold: float | None = None
+    fingerprint_threshold_fpr: float | None = None
+    fingerprint_match: Match | None = None  # what the lookups found, from their table counts
+
+    @property
+    def trace_signal(self) -> bool | None:
+        """Whether the trace head separated members from never-seen images on calibration (AUC >= 0.6);
+        None when that was not measured (no trace head, or a legacy pair)."""
+        return None if self.trace_cal_auc is None else self.trace_cal_auc >= TRACE_SIGNAL_AUC
+
+    @property
+    def has_fingerprint(self) -> bool:
+        return self.fingerprint_probability is not None
 
     def to_dict(self, file: str | None = None) -> dict[str, Any]:
-        return {
+        """A ``verify --json`` row: the aMINT verdict's fields, the fingerprint's (for a pair with memories), the class."""
+        out: dict[str, Any] = {
             "file": file,
             "member_probability": self.member_probability,
             "is_member": self.is_member,
             "threshold": self.threshold,
             "threshold_fpr": self.threshold_fpr,
-            "predicted_class": self.predicted_class,
-            "class_probability": self.class_probability,
-            "top_classes": [[name, p] for name, p in self.top_classes],
+            "reading": self.reading,
+            "trace_signal": self.trace_signal,
+            "trace_cal_auc": self.trace_cal_auc,
         }
+        if self.reading == COMBINED:
+            out["legacy"] = True  # calibrated before the readings were separated: `python -m amint calibrate`
+        if self.has_fingerprint:
+            out |= {"fingerprint_probability": self.fingerprint_probability,
+                    "fingerprint_is_member": self.fingerprint_is_member,
+                    "fingerprint_threshold": self.fingerprint_threshold,
+                    "fingerprint_threshold_fpr": self.fingerprint_threshold_fpr,
+                    "fingerprint_match": self.fingerprint_match.to_dict() if self.fingerprint_match else None}
+        return out | {"predicted_class": self.predicted_class, "class_probability": self.class_probability,
+                      "top_classes": [[name, p] for name, p in self.top_classes], "words": readings_words(self)}
 
 
 def verify_image(pair: AuditedPair, image: Any) -> Verdict:
@@ -161,29 +198,38 @@ def _verify_batch(pair: AuditedPair, images: list, names: list[str | None]) -> l
     good = [x for x in slots if isinstance(x, torch.Tensor)]
     if not good:
         return list(slots)  # type: ignore[arg-type]
-    scores = score_images(pair, torch.stack(good))
-    verdicts = iter(
-        _verdict(pair.config, x, float(p), logits)
-        for x, p, logits in zip(good, scores.member_probability, scores.class_logits)
-    )
+    verdicts = iter(verdicts_of(pair.config, torch.stack(good), score_images(pair, torch.stack(good))))
     return [s if isinstance(s, ImageError) else next(verdicts) for s in slots]
 
 
-def _verdict(config: PairConfig, x: torch.Tensor, probability: float, logits: torch.Tensor) -> Verdict:
-    probs = torch.softmax(logits.float(), dim=0)
-    top_p, top_i = probs.topk(min(TOP_K, len(probs)))
-    top = [(_class_name(config, int(i)), float(p)) for p, i in zip(top_p, top_i)]
-    image = x.numpy()
-    return Verdict(
-        member_probability=probability,
-        is_member=probability >= config.threshold,
-        threshold=config.threshold,
-        threshold_fpr=config.threshold_fpr,
-        predicted_class=top[0][0],
-        class_probability=top[0][1],
-        top_classes=top,
-        model_input=image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0),
-    )
+def verdicts_of(config: PairConfig, images: torch.Tensor, scores: Scores) -> list[Verdict]:
+    """The verdicts of uint8 (N, C, H, W) model inputs from their scores (amint.evaluate.score_images)."""
+    readings = scores.readings
+    top, fp = headline(readings), readings.get(FINGERPRINT)
+    matches = scores.matches() or [None] * len(images)
+    out = []
+    for i, (x, logits) in enumerate(zip(images, scores.class_logits)):
+        probs = torch.softmax(logits.float(), dim=0)
+        top_p, top_i = probs.topk(min(TOP_K, len(probs)))
+        classes = [(_class_name(config, int(k)), float(p)) for p, k in zip(top_p, top_i)]
+        image = x.numpy()
+        v = Verdict(None, None, None, None, classes[0][0], classes[0][1], classes,
+                    image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0), reading=top)
+        if top:
+            r = readings[top]
+            v.member_probability, v.is_member = float(scores.probabilities[top][i]), bool(scores.decisions[top][i])
+            v.threshold, v.threshold_fpr, v.trace_cal_auc = r.threshold, r.threshold_fpr, _trace_auc(r)
+        if fp is not None:
+            v.fingerprint_probability = float(scores.probabilities[FINGERPRINT][i])
+            v.fingerprint_is_member = bool(scores.decisions[FINGERPRINT][i])
+            v.fingerprint_threshold, v.fingerprint_threshold_fpr = fp.threshold, fp.threshold_fpr
+            v.fingerprint_match = matches[i]
+        out.append(v)
+    return out
+
+
+def _trace_auc(reading: Reading) -> float | None:
+    return reading.cal_auc if reading.name == AMINT else None
 
 
 def _class_name(config: PairConfig, i: int) -> str:
@@ -195,32 +241,35 @@ class Explained:
     verdict: Verdict
     maps: list[tuple[str, np.ndarray]]  # per tap: activation energy (where the layer responds), HxW in [0, 1]
     attribution: list[tuple[str, np.ndarray]] | None  # per tap: where the trace head reads membership (Grad-CAM)
-    saliency: explain.EditSaliency  # which regions' edits move the member probability
-    evidence: list[explain.EvidencePart]  # what each part of the head contributed to the decision
+    saliency: explain.EditSaliency | None  # which regions' edits move the aMINT verdict (else the fingerprint)
+    evidence: list[explain.EvidencePart]  # what each part of the head contributed to its reading
+    saliencies: dict[str, explain.EditSaliency]  # the same for every reading, from one batch
 
 
 @dataclass
 class Forwarded:
-    """One image through the pair once: its model input, the pair's output and the verdict."""
+    """One image through the pair once: its model input, its scores (with the tapped maps) and the verdict."""
 
     x: torch.Tensor  # uint8 (C, H, W), as the model sees it
-    output: Any  # PairOutput of the batch of one
+    scores: Scores  # of the batch of one, maps kept
     verdict: Verdict
 
 
 def forward_image(pair: AuditedPair, image: Any, name: str | None = None) -> Forwarded:
     """Decode, preprocess and run one image: the verdict now, and what ``explain_forwarded`` reuses later."""
     x = preprocess(load_image(image, name), pair.config)
-    out = explain.forward_one(pair, x)
-    return Forwarded(x, out, _verdict(pair.config, x, float(out.member_probability[0]), out.class_logits[0].cpu()))
+    scores = explain.forward_one(pair, x)
+    return Forwarded(x, scores, verdicts_of(pair.config, x.unsqueeze(0), scores)[0])
 
 
 def explain_forwarded(pair: AuditedPair, fwd: Forwarded) -> Explained:
     """Activation maps, trace attribution, edit saliency and evidence of an image already run once."""
-    x, out = fwd.x, fwd.output
-    maps = explain.heat_maps(pair.config.taps, out.maps, tuple(x.shape[1:]))
-    return Explained(fwd.verdict, maps, explain.trace_attribution(pair, x, out.maps), explain.edit_saliency(pair, x),
-                     explain.evidence_parts(pair, out.evidence[0]))
+    x, maps = fwd.x, fwd.scores.maps
+    saliencies = explain.edit_saliencies(pair, x)
+    first = headline(saliencies) or (FINGERPRINT if FINGERPRINT in saliencies else None)
+    return Explained(fwd.verdict, explain.heat_maps(pair.config.taps, maps, tuple(x.shape[1:])),
+                     explain.trace_attribution(pair, x, maps), saliencies.get(first) if first else None,
+                     explain.evidence_parts(pair, fwd.scores), saliencies)
 
 
 def explain_image(pair: AuditedPair, image: Any, name: str | None = None) -> Explained:
@@ -241,54 +290,116 @@ class EditedVerdict:
 
     @property
     def holds(self) -> bool:
-        return self.original.is_member == self.edited.is_member
+        """The aMINT verdict (a legacy pair's combined one) is the same before and after the edit; for a pair
+        without a trace head, the fingerprint's."""
+        a, b = self.original, self.edited
+        return a.is_member == b.is_member if a.is_member is not None else self.fingerprint_holds
+
+    @property
+    def fingerprint_holds(self) -> bool | None:
+        a, b = self.original, self.edited
+        return None if not a.has_fingerprint else a.fingerprint_is_member == b.fingerprint_is_member
 
     def words(self) -> str:
+        """One sentence per reading: held or changed by the edit, with both probabilities."""
         a, b = self.original, self.edited
-        before = f"{verdict_word(a)} ({explain.percent(a.member_probability)})"
-        after = f"{verdict_word(b)} ({explain.percent(b.member_probability)})"
-        if self.holds:
-            return f"The verdict holds: {before} before the edit, {after} after it."
-        if a.is_member:
-            return (f"The verdict changes: {before} before, {after} after. This edit hides the image from this "
-                    "detector: a member edited this way would be missed.")
-        return (f"The verdict changes: {before} before, {after} after. After the edit the image looks like a "
-                "training image to the detector: if the original was never used, this is a false alarm.")
+        out = []
+        if a.is_member is not None:
+            out.append(_held_words(_reading_title(a), verdict_word(a), a.member_probability, verdict_word(b),
+                                   b.member_probability, bool(a.is_member), a.is_member == b.is_member))
+        if a.has_fingerprint:
+            out.append(_held_words("fingerprint", fingerprint_word(a), a.fingerprint_probability, fingerprint_word(b),
+                                   b.fingerprint_probability, bool(a.fingerprint_is_member),
+                                   a.fingerprint_is_member == b.fingerprint_is_member))
+        return " ".join(out)
+
+
+def _held_words(title: str, before: str, p: float, after: str, q: float, was_member: bool, holds: bool) -> str:
+    before, after = f"{before} ({explain.percent(p)})", f"{after} ({explain.percent(q)})"
+    if holds:
+        return f"The {title} holds: {before} before the edit, {after} after it."
+    if was_member:
+        return (f"The {title} changes: {before} before, {after} after: this edit hides the image from this reading, "
+                "so a member edited this way would be missed.")
+    return (f"The {title} changes: {before} before, {after} after: after the edit this reading takes the image for a "
+            "training image; if the original was never used, this is a false alarm.")
 
 
 def verify_edited(pair: AuditedPair, image: Any, edit: str, strength: float | None = None,
                   name: str | None = None) -> EditedVerdict:
-    """The verdict for an image and for the same image edited (``edits.apply_edit_at``), in one batch."""
+    """The verdict for an image and for the same image edited (``edits.apply_edit``), in one batch."""
     original = load_image(image, name)
-    edited = apply_edit_at(original, edit, strength)
+    edited = apply_edit(original, edit, strength)
     a, b = verify_images(pair, [original, edited])
     return EditedVerdict(a, b, edited, edit, strength)  # type: ignore[arg-type]
 
 
 def verdict_word(v: Verdict) -> str:
+    """The aMINT verdict (a legacy pair's combined one) in one or two words."""
     return "Member" if v.is_member else "Not a member"
+
+
+def fingerprint_word(v: Verdict) -> str:
+    return "In the training index" if v.fingerprint_is_member else "Not in the training index"
+
+
+def _reading_title(v: Verdict) -> str:
+    return "combined verdict (legacy)" if v.reading == COMBINED else "aMINT verdict"
 
 
 def comparison_words(name_a: str, a: Verdict, config_a: PairConfig, name_b: str, b: Verdict,
                      config_b: PairConfig) -> str:
-    """What the difference between two pairs' verdicts on one image means, in one or two sentences."""
+    """What the difference between two pairs' readings of one image means, in a few sentences.
+
+    The fingerprints agree whenever the two pairs ship the same training index (their hashed memories are
+    identical): that says nothing about the models. The aMINT verdicts are compared only as far as the traces
+    carry signal: a disagreement where a trace head is at chance is readout noise, not the way of training."""
     same_split = bool(config_a.split.get("members_sha256")) and \
         config_a.split.get("members_sha256") == config_b.split.get("members_sha256")
-    modes = [c.training.get("config", {}).get("mode") for c in (config_a, config_b)]
-    said = (f"{name_a} says {verdict_word(a)} ({explain.percent(a.member_probability)}); "
-            f"{name_b} says {verdict_word(b)} ({explain.percent(b.member_probability)}).")
+    said = "; ".join(f"{n}: {_reading_title(v)} {verdict_word(v)} ({explain.percent(v.member_probability)})"
+                     if v.is_member is not None else f"{n}: no trace head" for n, v in ((name_a, a), (name_b, b)))
+    out = [said + "."]
     if not same_split:
-        return (said + " The two models were trained on different sets of images, so they answer different "
-                "questions: an image can be in one training set and not in the other.")
-    both = " Both were trained on the same images"
-    differ = modes[0] != modes[1]
-    if differ:
-        both += f" ({name_a} {_MODE_WORDS.get(modes[0], 'trained')}; {name_b} {_MODE_WORDS.get(modes[1], 'trained')})"
-    if a.is_member == b.is_member:
-        return said + both + (", and they agree: for this image, how the model was trained does not change the "
-                              "answer." if differ else ", and they agree.")
-    return said + both + (", so one of them is wrong here: the difference is what the way of training "
-                          "changes." if differ else ", so one of them is wrong here: their detectors differ.")
+        return out[0] + (" The two models were trained on different sets of images, so they answer different "
+                         "questions: an image can be in one training set and not in the other.")
+    modes = [c.training.get("config", {}).get("mode") for c in (config_a, config_b)]
+    out.append("Both were trained on the same images" + (
+        f" ({name_a} {_MODE_WORDS.get(modes[0], 'trained')}; {name_b} {_MODE_WORDS.get(modes[1], 'trained')})."
+        if modes[0] != modes[1] else "."))
+    if a.has_fingerprint and b.has_fingerprint:
+        index = [c.readings.get(FINGERPRINT, {}).get("index_sha256") for c in (config_a, config_b)]
+        if index[0] and index[0] == index[1]:
+            out.append(f"They ship the same training index (identical hashed memories), so their fingerprints give one "
+                       f"answer: {fingerprint_word(a).lower()}. It reads the image, not the models, so it cannot tell "
+                       "them apart.")
+        elif a.fingerprint_is_member == b.fingerprint_is_member:
+            out.append(f"Their fingerprints agree: {fingerprint_word(a).lower()}.")
+        else:
+            out.append(f"Their fingerprints differ ({name_a}: {fingerprint_word(a).lower()}; {name_b}: "
+                       f"{fingerprint_word(b).lower()}): their training indexes are not the same.")
+    if a.is_member is None or b.is_member is None:
+        return " ".join(out)
+    legacy = [n for n, v in ((name_a, a), (name_b, b)) if v.reading == COMBINED]
+    quiet = [n for n, v in ((name_a, a), (name_b, b)) if v.reading == AMINT and not v.trace_signal]
+    if legacy:
+        out.append(f"{' and '.join(legacy)} {'is a legacy pair' if len(legacy) == 1 else 'are legacy pairs'}: "
+                   "its verdict combines the trace head and the memories, so the difference between the models' "
+                   "traces cannot be read from it; recalibrate it (python -m amint calibrate) for the two readings.")
+    elif a.is_member == b.is_member:
+        both = not quiet and modes[0] != modes[1]
+        out.append("Their aMINT verdicts agree" + (": for this image, how the model was trained does not change the "
+                                                   "answer." if both else "."))
+    elif quiet:
+        out.append(f"Their aMINT verdicts differ, but {' and '.join(quiet)} "
+                   f"{'shows' if len(quiet) == 1 else 'show'} no detectable trace (calibration AUC below "
+                   f"{TRACE_SIGNAL_AUC}): the difference is readout noise, not something the way of training changed.")
+    elif modes[0] != modes[1]:
+        out.append("Their aMINT verdicts differ and both trace heads carry signal: one of them is wrong here, and the "
+                   "difference is what the way of training changes.")
+    else:
+        out.append("Their aMINT verdicts differ and both trace heads carry signal: one of them is wrong here; their "
+                   "detectors differ.")
+    return " ".join(out)
 
 
 _MODE_WORDS = {
@@ -302,20 +413,79 @@ _MODE_WORDS = {
 
 
 def decision_words(v: Verdict) -> str:
-    """The verdict in plain words, with how often it is wrong for images the model never saw."""
-    score = f"membership score {v.member_probability:.2f}, threshold {v.threshold:.2f}"
+    """The aMINT verdict in plain words (a legacy pair's combined reading, said so), with how often it is wrong
+    for images the model never saw, and whether the model shows a detectable trace at all."""
+    if v.member_probability is None:
+        return "No aMINT verdict: this pair has no trace head, so nothing it carries reads the model."
+    score = f"score {v.member_probability:.2f}, threshold {v.threshold:.2f}"
+    missed = "This is not proof that it was never used: the test misses some members."
+    if v.reading == COMBINED:
+        what = ("this pair's combined detector (its trace head and its hashed memories, calibrated together before "
+                "amint separated them, so which part decided is not told apart; the memories read the image, not the "
+                "model)")
+        if v.is_member:
+            return (f"Member (combined reading, legacy): {what} scores this image at or above its threshold ({score}). "
+                    + _false_alarm_words(v.threshold_fpr, "images the model never saw"))
+        return f"Not a member (combined reading, legacy): {what} scores this image below its threshold ({score}). {missed}"
     if v.is_member:
-        return (f"Member: the model most likely saw this image during training ({score}). "
-                f"{_false_alarm_words(v.threshold_fpr)}")
-    return (f"Not a member: the model shows no sign of having trained on this image ({score}). "
-            "This is not proof that it was never used: the test misses some members.")
+        words = (f"Member (aMINT verdict): the trace head, reading the model's activation maps, finds a trace of this "
+                 f"image ({score}). " + _false_alarm_words(v.threshold_fpr, "images the model never saw"))
+    else:
+        words = (f"Not a member (aMINT verdict): the trace head finds no trace of this image in the model's activation "
+                 f"maps ({score}). {missed}")
+    if v.trace_signal is False:
+        words += (f" This model shows no detectable trace: on calibration its trace head told training images from "
+                  f"never-seen ones barely better than chance (AUC {v.trace_cal_auc:.2f}), so this verdict says little "
+                  "either way.")
+    return words
 
 
-def _false_alarm_words(fpr: float | None) -> str:
+def fingerprint_words(v: Verdict) -> str | None:
+    """The fingerprint in plain words: what the lookups matched, from their counts; None without memories."""
+    if not v.has_fingerprint:
+        return None
+    m = v.fingerprint_match
+    score = f"score {v.fingerprint_probability:.2f}, threshold {v.fingerprint_threshold:.2f}"
+    counts = f"{m.member_tables} of {m.tables} hash tables of the {m.memory} memory" if m else ""
+    reads = "The fingerprint reads the image, not the model."
+    if v.fingerprint_is_member:
+        if m and m.kind == "after small edits":
+            how = (f"match after a small edit: the image is in this pair's training index: looked up {m.variant}, it "
+                   f"matches a training image ({counts}; {score}).")
+        else:
+            how = (f"exact match: the image itself is in this pair's training index: as uploaded, it matches a training "
+                   f"image ({counts}; {score}); a re-encoded copy (JPEG, resizing) matches like this too.")
+        return f"Fingerprint: {how} " + _false_alarm_words(v.fingerprint_threshold_fpr, "images not in the index") \
+            + " " + reads
+    best = f"; the best lookup found {counts}" if m else ""
+    return (f"Fingerprint: no match: the lookups find no training image like this one in this pair's training index "
+            f"({score}{best}). Larger crops, rotations or another photo of the same thing are not recognised. {reads}")
+
+
+def readings_words(v: Verdict) -> list[str]:
+    """The aMINT verdict's sentence, then the fingerprint's, then (when they disagree) what that means."""
+    out = [decision_words(v)] if v.member_probability is not None or not v.has_fingerprint else []
+    if v.has_fingerprint:
+        out.append(fingerprint_words(v))
+    if v.has_fingerprint and v.is_member is not None and v.is_member != v.fingerprint_is_member:
+        if v.is_member:
+            out.append("The two disagree: the trace head flags the image, but the training index holds no copy of it: "
+                       "either a false alarm, or a training image edited beyond what the fingerprint recognises.")
+        elif v.trace_signal is False:
+            out.append("The two disagree: the image is in the training index, but the trace head finds no trace of it; "
+                       "expected, since this model shows no detectable trace.")
+        else:
+            out.append("The two disagree: the image is in the training index, but the trace head finds no trace of it "
+                       "in the model: the model need not retain every training image, or the fingerprint match is a "
+                       "false alarm.")
+    return out
+
+
+def _false_alarm_words(fpr: float | None, others: str) -> str:
     if fpr is None:
-        return "How often this verdict is wrong for unseen images was not measured for this model."
+        return f"How often this answer is wrong for {others} was not measured for this pair."
     if fpr <= 0:
-        return "During calibration, no image the model never saw got this verdict, so mistakes are rare."
+        return f"During calibration, none of the {others} got this answer, so mistakes are rare."
     if fpr <= 0.5:
-        return f"Among images the model never saw, at most about 1 in {round(1 / fpr)} get this verdict by mistake."
-    return f"Among images the model never saw, at most about {round(fpr * 10)} in 10 get this verdict by mistake."
+        return f"Among {others}, at most about 1 in {round(1 / fpr)} get this answer by mistake."
+    return f"Among {others}, at most about {round(fpr * 10)} in 10 get this answer by mistake."

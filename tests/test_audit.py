@@ -67,8 +67,10 @@ def test_audit_rows_csv_and_table(tiny_pair, synthetic, tmp_path):
 
     with (result.to_csv(tmp_path / "audit.csv")).open() as f:
         rows = list(csv.reader(f))
-    assert rows[0] == ["file", "member_probability", "is_member", "predicted_class", "error"]
-    assert len(rows) == 5 and rows[4][0] == "broken.png" and rows[4][1] == "" and "not a readable" in rows[4][4]
+    assert rows[0] == ["file", "member_probability", "is_member", "fingerprint_probability", "fingerprint_is_member",
+                       "predicted_class", "error"]
+    assert len(rows) == 5 and rows[4][0] == "broken.png" and rows[4][1] == "" and "not a readable" in rows[4][6]
+    assert rows[1][3] == rows[1][4] == "" and result.fingerprint is None  # this pair has no memories
     assert float(rows[1][1]) == pytest.approx(result.rows[0].member_probability, abs=1e-6)
 
     table = result.table()
@@ -98,22 +100,9 @@ def test_identical_inputs_count_once_and_a_known_family_uses_its_own_bound(tiny_
     assert (v.n_images, v.n_duplicates) == (21, 9) and len(result.scores) == 30
     assert v.n_flagged == sum(r.is_member for r in result.rows[9:])
     assert "9 identical copies" in v.reading
-    record = pair.config.fpr_record
-    assert v.fpr == pair.config.threshold_fpr == record["bound"] and v.null.family == record["worst_family"]
+    record = pair.readings["amint"].fpr_record
+    assert v.fpr == pair.config.threshold_fpr == record.bound and v.null.family == record.worst_family
     own = audit_images(pair, items, family="exact").verdict
-    assert own.fpr == record["per_family"]["exact"]["bound"] and own.null.family == "exact"
+    assert own.fpr == record.per_family["exact"].bound and own.null.family == "exact"
     with pytest.raises(ValueError, match="Unknown edit family|No false-positive rate"):
         audit_images(pair, items, family="rotate90")
-
-
-def test_a_pair_from_before_held_out_calibration_is_tested_at_a_bound_said_to_be_in_sample(tiny_pair):
-    from dataclasses import replace
-
-    from amint.audit import null_rate
-    from amint.pvalue import clopper_pearson_upper
-
-    config = replace(tiny_pair[0].config, fpr_record={}, threshold_fpr=0.02,
-                     calibration={"n_nonmembers": 100})
-    null = null_rate(config)
-    assert null.rate == clopper_pearson_upper(2, 100) and "in sample" in null.basis
-    assert null_rate(replace(config, threshold_fpr=None)).rate == 0.05

@@ -23,9 +23,9 @@ def test_known_backbones_give_both_outputs_and_distinct_taps_per_setup(backbone)
     for setup in SETUPS:
         pair = AuditedPair(_config(backbone, setup)).eval()
         out = pair(torch.randn(2, 1, 32, 32))
-        assert out.class_logits.shape == (2, 3) and out.membership_logit.shape == (2,)
-        assert out.evidence.shape == (2, 2) and len(out.maps) == 2
-        assert torch.isfinite(out.membership_logit).all()
+        assert out.class_logits.shape == (2, 3)
+        assert out.evidence.shape == (2, 2) and len(out.maps) == 2 and list(out.lookups) == ["exact"]
+        assert torch.isfinite(out.evidence).all()
         taps_by_setup[setup] = tuple(pair.config.taps)
     assert taps_by_setup["entry"] != taps_by_setup["output"]
 

@@ -60,7 +60,7 @@ def test_verify_plain_words_and_ok_exit(tiny_pair, synthetic, tmp_path, capsys):
     assert out.startswith(f"{good}: ") and ("Member" in out or "Not a member" in out)
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "verify", "push", "bench"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "calibrate", "verify", "push", "bench"])
 def test_every_command_has_help_with_examples(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main([command, "--help"])
@@ -130,7 +130,7 @@ def test_evaluate_command_json_and_table(tiny_pair, synthetic, monkeypatch, caps
     assert result["threshold_fpr"] == AuditedPair.from_pretrained(folder).config.threshold_fpr
     assert cli.main(["evaluate", str(folder), "--device", "cpu"]) == 0
     table = capsys.readouterr().out
-    assert "aMINT (this pair)" in table and "loss attack" in table and "task accuracy" in table
+    assert "aMINT verdict (trace head)" in table and "loss attack" in table and "task accuracy" in table
     assert f"stated bound {result['threshold_fpr']:.4f}" in table
 
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from amint.explain import (GRID, REGION_EDITS, activation_maps, edit_saliency, evidence_parts, forward_one,
-                           membership_saliency, trace_attribution)
+from amint.explain import (GRID, REGION_EDITS, edit_saliencies, edit_saliency, evidence_parts, forward_one, heat_maps,
+                           trace_attribution)
 from amint.plots import overlay, plot_history, plot_roc, plot_score_distribution, plot_top_classes
 from amint.splits import MembershipSplit
 
@@ -41,26 +41,14 @@ def memory_pair(tiny_memory_pair):
 def test_activation_maps_shapes_ranges_and_no_side_effects(pair, synthetic):
     before = _state(pair)
     pair.train()  # a caller in train mode must not update BatchNorm statistics through us
-    maps = activation_maps(pair, synthetic.test_images[0])
+    x = synthetic.test_images[0]
+    maps = heat_maps(pair.config.taps, forward_one(pair, x).maps, tuple(x.shape[1:]))
     assert pair.training
     assert all(torch.equal(before[k], v) for k, v in pair.state_dict().items())
     assert [name for name, _ in maps] == pair.config.taps
     for _, m in maps:
         assert m.shape == (16, 16) and m.dtype == np.float32
         assert m.min() == 0 and m.max() == pytest.approx(1)
-
-
-def test_membership_saliency(pair, synthetic):
-    before = _state(pair)
-    for p in pair.parameters():
-        p.grad = None
-    a = membership_saliency(pair, synthetic.test_images[0])
-    b = membership_saliency(pair, synthetic.test_images[1])
-    assert a.shape == (16, 16) and np.isfinite(a).all()
-    assert a.min() == 0 and a.max() == pytest.approx(1)
-    assert not np.allclose(a, b)  # it depends on the image
-    assert all(p.grad is None for p in pair.parameters())  # gradients w.r.t. the input only
-    assert all(torch.equal(before[k], v) for k, v in pair.state_dict().items())
 
 
 def test_trace_attribution_differs_by_tap_and_writes_no_grad(pair, synthetic):
@@ -73,21 +61,28 @@ def test_trace_attribution_differs_by_tap_and_writes_no_grad(pair, synthetic):
     assert all(p.grad is None for p in pair.parameters())
 
 
-def test_evidence_parts_add_up_to_the_logit(memory_pair, synthetic):
+def test_evidence_parts_add_up_to_each_readings_logit(memory_pair, synthetic):
     x = synthetic.train_images[0]
-    out = forward_one(memory_pair, x)
-    parts = evidence_parts(memory_pair, out.evidence[0])
+    scores = forward_one(memory_pair, x)
+    parts = evidence_parts(memory_pair, scores)
     assert [p.name for p in parts] == memory_pair.head.cfg.evidence_names
-    total = sum(p.contribution for p in parts) + float(memory_pair.head.readout.bias.detach())
-    assert total == pytest.approx(float(out.membership_logit[0]), abs=1e-4)
+    # The trace feeds the aMINT verdict alone, the memories the fingerprint alone.
+    assert [p.reading for p in parts] == ["amint", "fingerprint", "fingerprint"]
+    for name, reading in memory_pair.readings.items():
+        total = sum(p.contribution for p in parts if p.reading == name) + reading.bias
+        assert total == pytest.approx(float(reading.logit(scores.evidence, scores.evidence_names)[0]), abs=1e-6)
     assert all(p.words for p in parts)
+    # A memory's sentence says what it read (the image), and its counts are the lookup's.
+    lookup = scores.lookups["exact"]
+    assert "reads the image itself, not the model" in parts[1].words
+    assert f"in {int(lookup.members[0, 0])} of {lookup.tables} hash tables" in parts[1].words
 
 
 def test_edit_saliency_finds_the_region_that_carries_a_member(memory_pair, synthetic):
     pair = memory_pair
     split = MembershipSplit.from_config(pair.config.split)
     member = synthetic.train_images[int(split.members[0])]
-    s = edit_saliency(pair, member)
+    s = edit_saliency(pair, member, reading="fingerprint")  # the memories read the pixels that get covered
     assert s.region_change.shape == (len(REGION_EDITS), GRID, GRID) and s.heat.shape == (16, 16)
     assert 0 <= s.heat.min() and s.heat.max() <= 1
     # Covering a part of a memorised member with the background breaks its fingerprint somewhere...
@@ -96,6 +91,11 @@ def test_edit_saliency_finds_the_region_that_carries_a_member(memory_pair, synth
     assert "Covering the" in s.words
     # ...and the whole-image edits are scored as they would be uploaded.
     assert set(s.whole) == set(REGION_EDITS) - {"erase"}
+    assert s.reading == "fingerprint" and "the fingerprint score" in s.words
+    # Every reading from one batch: the fingerprint's is the one just computed, the default is the aMINT verdict's.
+    both = edit_saliencies(pair, member)
+    assert set(both) == {"amint", "fingerprint"} and np.array_equal(both["fingerprint"].heat, s.heat)
+    assert edit_saliency(pair, member).reading == "amint"
 
 
 def test_overlay_blends_and_upscales():

@@ -115,32 +115,36 @@ def test_active_run_refused_when_the_head_passes_no_gradient():
 def test_single_batched_and_reloaded_scoring_give_identical_verdicts(tiny_memory_pair, synthetic):
     pair, folder = tiny_memory_pair
     images = torch.cat([synthetic.train_images[:40], synthetic.test_images[:40]])
-    plain = score_images(pair, images).member_probability
-    batched = score_images(pair, images, batch_size=64).member_probability
-    single = torch.cat([score_images(pair, images[i : i + 1]).member_probability for i in range(len(images))])
-    reloaded = score_images(AuditedPair.from_pretrained(folder), images).member_probability
-    # Batch composition moves float32 convolutions' last bits (by how much depends on the CPU): the verdicts
-    # agree, except where a score lies within that noise of the threshold (a calibration image's score can be it).
-    threshold, noise = pair.config.threshold, 1e-5
-    clear = (plain - threshold).abs() > noise
-    for other in (batched, single):
-        assert torch.allclose(other, plain, atol=noise, rtol=0)
-        assert torch.equal((other >= threshold)[clear], (plain >= threshold)[clear])
-    assert torch.equal(reloaded, plain)  # the same weights on the same batch: a reload changes no bit
+    reloaded_pair = AuditedPair.from_pretrained(folder)
+    for name, reading in pair.readings.items():
+        plain = score_images(pair, images).probabilities[name]
+        batched = score_images(pair, images, batch_size=64).probabilities[name]
+        single = torch.cat([score_images(pair, images[i : i + 1]).probabilities[name] for i in range(len(images))])
+        reloaded = score_images(reloaded_pair, images).probabilities[name]
+        # Batch composition moves float32 convolutions' last bits (by how much depends on the CPU): the verdicts
+        # agree, except where a score lies within that noise of the threshold (a calibration image's score can be it).
+        threshold, noise = reading.threshold, 1e-5
+        clear = (plain - threshold).abs() > noise
+        for other in (batched, single):
+            assert torch.allclose(other, plain, atol=noise, rtol=0), name
+            assert torch.equal((other >= threshold)[clear], (plain >= threshold)[clear]), name
+        assert torch.equal(reloaded, plain), name  # the same weights on the same batch: a reload changes no bit
 
 
 def test_scoring_keeps_the_pairs_precision_inside_an_outer_autocast(tiny_memory_pair, synthetic):
     pair, _ = tiny_memory_pair
     assert pair.config.precision == "float32"
     images = synthetic.test_images[:32]
-    plain = score_images(pair, images).member_probability
+    plain = score_images(pair, images).probabilities
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        inside = score_images(pair, images).member_probability
-    assert torch.equal(plain, inside)
+        inside = score_images(pair, images).probabilities
+    assert plain.keys() == inside.keys() == {"amint", "fingerprint"}
+    assert all(torch.equal(plain[k], inside[k]) for k in plain)
 
 
 def test_calibrated_probability_is_monotone_and_ranks_like_the_logit(tiny_memory_pair):
     pair, _ = tiny_memory_pair
     logits = torch.linspace(-100, 100, 4001)
-    p = pair.head.probability(logits)
-    assert bool((p[1:] > p[:-1]).all()) and 0 <= float(p.min()) and float(p.max()) <= 1
+    for reading in pair.readings.values():
+        p = reading.probability(logits)
+        assert bool((p[1:] > p[:-1]).all()) and 0 <= float(p.min()) and float(p.max()) <= 1

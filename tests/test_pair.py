@@ -18,7 +18,7 @@ from tests.hubserver import fake_hub  # noqa: F401
 def _outputs(pair: AuditedPair, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
     pair.eval()
     out = pair(pair.normalize(images))
-    return out.class_logits, out.membership_logit, out.member_probability, out.evidence
+    return out.class_logits, out.evidence
 
 
 def _assert_same_pair(a: AuditedPair, b: AuditedPair, images: torch.Tensor) -> None:
@@ -42,7 +42,7 @@ def test_save_load_round_trip_is_bit_identical(which, request, synthetic, tmp_pa
     _assert_same_pair(pair, loaded, images)
     assert not loaded.training
     assert {p.name for p in again.iterdir()} == {CONFIG_NAME, WEIGHTS_NAME, CARD_NAME}
-    assert json.loads((again / CONFIG_NAME).read_text())["threshold"] == pair.config.threshold
+    assert json.loads((again / CONFIG_NAME).read_text())["readings"]["amint"]["threshold"] == pair.config.threshold
 
 
 def test_missing_head_weight_is_a_clear_error(folder):
@@ -82,12 +82,12 @@ def test_load_by_repo_id_and_revision(fake_hub, tiny_pair, synthetic, folder):  
     pair, saved = tiny_pair
     fake_hub.add_repo("acme/tiny-pair", saved)
     config = json.loads((folder / CONFIG_NAME).read_text())
-    (folder / CONFIG_NAME).write_text(json.dumps({**config, "threshold": 0.123}))
+    (folder / CONFIG_NAME).write_text(json.dumps({**config, "dataset": "revision-v1"}))
     fake_hub.add_repo("acme/tiny-pair", folder, revision="v1")
 
     _assert_same_pair(pair, AuditedPair.from_pretrained("acme/tiny-pair"), synthetic.test_images[:16])
-    assert AuditedPair.from_pretrained("acme/tiny-pair@v1").config.threshold == 0.123
-    assert AuditedPair.from_pretrained("acme/tiny-pair", revision="v1").config.threshold == 0.123
+    assert AuditedPair.from_pretrained("acme/tiny-pair@v1").config.dataset == "revision-v1"
+    assert AuditedPair.from_pretrained("acme/tiny-pair", revision="v1").config.dataset == "revision-v1"
     with pytest.raises(FileNotFoundError, match="acme/no-such-pair"):
         AuditedPair.from_pretrained("acme/no-such-pair")
     with pytest.raises(FileNotFoundError, match="no revision 'v9'"):

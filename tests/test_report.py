@@ -80,7 +80,10 @@ def test_html_report_holds_everything_to_keep(tiny_pair, audit_set, tmp_path):
     assert all(r.file in page for r in result.rows) and "unseen.zip/unseen_" in page
     assert page.count("data:image/png;base64,") == 1 + len(result.rows)  # self-contained: plot and thumbnails
     assert "http://" not in page and "https://" not in page  # nothing fetched when opened
-    assert all(html.escape(limit) in page for limit in method_limits(v.null))
+    report = AuditReport.build(pair, result, pair_identity("tiny", folder))
+    assert all(html.escape(limit) in page for limit in method_limits(report.answers))
+    # This pair has no memories: no fingerprint answer, and no sentence about what memories recognise.
+    assert result.fingerprint is None and "fingerprint" not in page.lower()
 
 
 def test_pdf_report_opens(tiny_pair, audit_set, tmp_path):

@@ -123,12 +123,12 @@ def test_revision_pins_a_commit(fake_hub, tiny_pair, folder):  # noqa: F811
     fake_hub.add_repo("acme/pinned", saved)
     fake_hub.add_repo("acme/pinned", saved, revision="v1")  # keeps the first content reachable
     first = HfApi().model_info("acme/pinned").sha
-    _edit_config(folder, threshold=0.321)
+    _edit_config(folder, dataset="moved-on")
     fake_hub.add_repo("acme/pinned", folder)  # main moves on
     assert HfApi().model_info("acme/pinned").sha != first
-    assert AuditedPair.from_pretrained("acme/pinned").config.threshold == 0.321
+    assert AuditedPair.from_pretrained("acme/pinned").config.dataset == "moved-on"
     pinned = AuditedPair.from_pretrained(f"acme/pinned@{first}")
-    assert pinned.config.threshold == json.loads((saved / CONFIG_NAME).read_text())["threshold"] != 0.321
+    assert pinned.config.dataset == json.loads((saved / CONFIG_NAME).read_text())["dataset"] != "moved-on"
     with pytest.raises(FileNotFoundError, match="no revision"):
         AuditedPair.from_pretrained("acme/pinned@" + "0" * 40)
 

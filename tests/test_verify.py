@@ -67,8 +67,11 @@ def test_verdict_fields_and_json(tiny_pair, synthetic):
     assert v.model_input.shape == (16, 16) and v.model_input.dtype == np.uint8
     d = json.loads(json.dumps(v.to_dict(file="x.png")))
     assert d["file"] == "x.png" and d["top_classes"][0] == [v.predicted_class, v.class_probability]
-    assert set(d) == {"file", "member_probability", "is_member", "threshold", "threshold_fpr", "predicted_class",
-                      "class_probability", "top_classes"}
+    # A pair without memories has no fingerprint: its fields are absent, not null.
+    assert set(d) == {"file", "member_probability", "is_member", "threshold", "threshold_fpr", "reading", "trace_signal",
+                      "trace_cal_auc", "predicted_class", "class_probability", "top_classes", "words"}
+    assert d["reading"] == "amint" and d["trace_cal_auc"] == pair.readings["amint"].cal_auc
+    assert d["words"] == [decision_words(v)]
 
 
 def test_bad_file_is_an_image_error_naming_it(tmp_path):
@@ -144,16 +147,21 @@ def test_exif_orientation_is_applied():
     assert torch.equal(preprocess(direct, _config(image_size=10)), preprocess(loaded, _config(image_size=10)))
 
 
-def _verdict(p: float, threshold: float = 0.5, fpr: float | None = 0.05) -> Verdict:
-    return Verdict(p, p >= threshold, threshold, fpr, "a", 0.9, [("a", 0.9)], np.zeros((2, 2), np.uint8))
+def _verdict(p: float, threshold: float = 0.5, fpr: float | None = 0.05, trace_auc: float | None = None) -> Verdict:
+    return Verdict(p, p >= threshold, threshold, fpr, "a", 0.9, [("a", 0.9)], np.zeros((2, 2), np.uint8),
+                   trace_cal_auc=trace_auc)
 
 
 def test_decision_words():
     member = decision_words(_verdict(0.93))
-    assert member.startswith("Member") and "1 in 20" in member and "0.93" in member
+    assert member.startswith("Member (aMINT verdict)") and "1 in 20" in member and "0.93" in member
     assert "1 in 3" in decision_words(_verdict(0.93, fpr=0.31))
     assert "not measured" in decision_words(_verdict(0.93, fpr=None))
-    assert decision_words(_verdict(0.2)).startswith("Not a member")
+    assert decision_words(_verdict(0.2)).startswith("Not a member (aMINT verdict)")
+    # The model's trace is claimed only where the trace head carries signal: otherwise the words say so.
+    quiet = decision_words(_verdict(0.93, trace_auc=0.53))
+    assert "shows no detectable trace" in quiet and "AUC 0.53" in quiet
+    assert "no detectable trace" not in decision_words(_verdict(0.93, trace_auc=0.8))
 
 
 def test_two_threads_on_one_pair_get_one_threads_answers(tiny_memory_pair, synthetic):
@@ -163,7 +171,11 @@ def test_two_threads_on_one_pair_get_one_threads_answers(tiny_memory_pair, synth
     pair, _ = tiny_memory_pair
     images = [synthetic.test_images[i, 0].numpy() for i in range(24)] + \
              [synthetic.train_images[i, 0].numpy() for i in range(24)]
-    alone = [verify_image(pair, im).member_probability for im in images]
+    def both(im):
+        v = verify_image(pair, im)
+        return v.member_probability, v.fingerprint_probability, v.fingerprint_match
+
+    alone = [both(im) for im in images]
     with ThreadPoolExecutor(2) as pool:
-        together = list(pool.map(lambda im: verify_image(pair, im).member_probability, images * 3))
+        together = list(pool.map(both, images * 3))
     assert together == alone * 3
