@@ -177,7 +177,7 @@ def _reading_paragraph(name: str, reading: dict, m: dict) -> str:
         what = ("**Combined reading (legacy)**: one readout over the trace head and the memories, calibrated before "
                 "this version separated them; which part decided is not told apart. Recalibrate the pair "
                 "(`python -m amint calibrate`) for the two readings.")
-    ece = (f" Expected calibration error on held-out images made like the calibration set "
+    ece = (f" Expected calibration error on the scored images made like the calibration set "
            f"{_fmt(m.get('calibration_error'))} (exact copies alone {_fmt(m.get('calibration_error_exact'))}, edited "
            f"alone {_fmt(m.get('calibration_error_edited'))})." if m.get("calibration_error") is not None else "")
     return what + " " + _fpr_sentence(reading) + ece

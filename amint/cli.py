@@ -406,9 +406,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = _subparser(sub, "train", "train a pair (audited model + MINT head) and save it",
-                   "Train an audited classifier jointly with its MINT head, calibrate the decision threshold on "
-                   "a separate split, evaluate on held-out data and save the pair (config.json, "
-                   "model.safetensors, README.md) to --out. Every option below is a TrainConfig field.",
+                   "Train an audited classifier jointly with its MINT head, calibrate its readings (the aMINT "
+                   "verdict on the trace head, the fingerprint on the memories, each with its own threshold) on a "
+                   "separate split, evaluate them on the scored members (held out from calibration only) and save "
+                   "the pair (config.json, model.safetensors, README.md) to --out. Every option below is a "
+                   "TrainConfig field.",
                    f"  {PROG} train --dataset fashion-mnist --backbone resnet18 --epochs 10 --out runs/fmnist\n"
                    f"  {PROG} train --dataset cifar10 --setup entry --augment --out runs/c10\n"
                    f"  {PROG} train --backbone resnet18 --backbone-kwargs '{{\"channels\": [16, 32, 64, 128]}}' "
@@ -439,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "reference: all edits, or a comma-separated list of: "
                         + "; ".join(f"{k} ({v})" for k, v in EDIT_DESCRIPTIONS.items()).replace("%", "%%"))
     p.add_argument("--edits-n", type=int, metavar="N",
-                   help="with --edits: the first N held-out members and N non-members only (default: all)")
+                   help="with --edits: the first N scored members and N non-members only (default: all)")
     p.set_defaults(func=cmd_evaluate)
 
     p = _subparser(sub, "calibrate", "fit a pair's readings again, without training",

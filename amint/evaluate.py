@@ -3,8 +3,8 @@
 ``score_images`` is the one path from images to readings (amint.readings): every verdict, audit,
 calibration and explanation scores through it. Each reading's threshold is fitted on the calibration
 members and half A of the calibration non-members, its false-positive rate is bounded on half B (never
-fitted on; amint.pvalue), and it is reported on held-out evaluation data: never tuned on what it is
-scored on. The dataset-level test is amint.pvalue's.
+fitted on; amint.pvalue), and it is reported on the scored members (held out from calibration only)
+against never-seen test images: never tuned on what it is scored on. The dataset-level test is amint.pvalue's.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def balanced_accuracy(member_scores: torch.Tensor, nonmember_scores: torch.Tenso
 def membership_metrics(
     member_scores: torch.Tensor, nonmember_scores: torch.Tensor, threshold: float, threshold_at_0_5: float | None = 0.5
 ) -> dict[str, float]:
-    """Metrics on held-out members vs held-out non-members at a threshold fitted elsewhere."""
+    """Metrics on scored members vs never-seen non-members at a threshold fitted elsewhere."""
     out = {
         "mint_accuracy": balanced_accuracy(member_scores, nonmember_scores, threshold),
         "auc": roc_auc(member_scores, nonmember_scores),
@@ -356,14 +356,15 @@ def _attack_thresholds(pair, bench: Benchmark, split: MembershipSplit, device) -
 
 
 def balanced_eval_indices(split: MembershipSplit) -> tuple[torch.Tensor, torch.Tensor]:
-    """Equal numbers of held-out members and test-split non-members, as in the paper's metric."""
+    """Equal numbers of scored members (held out from calibration only) and test-split non-members, as in the
+    paper's metric."""
     n = min(len(split.eval_members), len(split.eval_nonmembers))
     return split.eval_members[:n], split.eval_nonmembers[:n]
 
 
 def reading_metrics(reading: Reading, pm: torch.Tensor, pn: torch.Tensor, edited_m: torch.Tensor,
                     edited_n: torch.Tensor) -> dict:
-    """One reading's metrics on held-out members ``pm`` vs never-seen images ``pn`` (probabilities) at its stored
+    """One reading's metrics on scored members ``pm`` (held out from calibration only) vs never-seen images ``pn`` (probabilities) at its stored
     threshold, its stated bound beside the rate measured here, its calibration errors and its ROC."""
     result = {}
     for key, value in membership_metrics(pm, pn, reading.threshold).items():
@@ -375,7 +376,7 @@ def reading_metrics(reading: Reading, pm: torch.Tensor, pn: torch.Tensor, edited
     def ece(m: torch.Tensor, n: torch.Tensor) -> float:
         return calibration_error(torch.cat([m, n]), torch.cat([torch.ones(len(m)), torch.zeros(len(n))]))
 
-    # On held-out images made like the calibration set (each as is and once randomly edited), and on each half.
+    # On the scored images made like the calibration set (each as is and once randomly edited), and on each half.
     result |= {"calibration_error": ece(torch.cat([pm, edited_m]), torch.cat([pn, edited_n])),
                "calibration_error_exact": ece(pm, pn), "calibration_error_edited": ece(edited_m, edited_n)}
     result["roc"] = _downsampled_roc(pm, pn)

@@ -22,7 +22,8 @@ Progress = Callable[[str, int, int], None]  # (edit name, done, total)
 
 
 def eval_images(bench: Benchmark, split: MembershipSplit, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The balanced held-out set (members from D, non-members from the test split), optionally its first n each."""
+    """The balanced scored set (members from D held out from calibration only, non-members from the test split),
+    optionally its first n each."""
     members, nonmembers = balanced_eval_indices(split)
     if n is not None:
         members, nonmembers = members[:n], nonmembers[:n]
@@ -88,7 +89,7 @@ def pixel_reference(bench: Benchmark, split: MembershipSplit, spec, edits: tuple
 
 def evaluate_split(pair, bench: Benchmark, roc: bool = False, device: str | None = None,
                    edits: tuple[str, ...] = (), edits_n: int | None = None, progress: Progress | None = None) -> dict:
-    """Metrics of ``pair`` on ``bench``, on the held-out split regenerated from the pair's config: the aMINT
+    """Metrics of ``pair`` on ``bench``, on the scored split regenerated from the pair's config: the aMINT
     verdict's at the top level, the fingerprint's under ``fingerprint`` (amint.evaluate.evaluate_pair).
 
     With ``edits``: the same metrics on edited copies for each reading (members and non-members edited

@@ -32,7 +32,7 @@ from . import checkpoint, distributed, streaming
 from .data import Benchmark, default_split_sizes, load_benchmark
 from .edits import random_edits
 from .evaluate import balanced_accuracy, calibrate, evaluate_pair, fit_threshold, roc_auc
-from .pair import AuditedPair, PairConfig
+from .pair import LEGACY_TENSORS, AuditedPair, PairConfig
 from .splits import MembershipSplit, calibration_halves, make_split
 from .train_config import TrainConfig
 
@@ -398,7 +398,9 @@ def _load_checkpoint(cfg: TrainConfig, pair: AuditedPair) -> tuple[dict, dict] |
     found = checkpoint.load(cfg.checkpoint) if cfg.checkpoint else None
     if found is None:
         return None
-    tensors, meta = found
+    # A checkpoint from before the readings moved into config.json holds the old readout: nothing reads it now.
+    tensors = {k: v for k, v in found[0].items() if k.split(".", 1)[-1] not in LEGACY_TENSORS}
+    meta = found[1]
     if meta["config"] != _resume_key(cfg):
         changed = sorted(k for k in set(meta["config"]) | set(_resume_key(cfg))
                          if meta["config"].get(k) != _resume_key(cfg).get(k))

@@ -31,15 +31,17 @@ SHOWN = ("jpeg75", "resize224", "resize56", "screenshot", "shift1", "shift2", "c
 
 
 def markdown(results: dict[str, dict], reference: dict[str, dict]) -> str:
-    head = "| model | task acc | exact AUC | exact TPR@0.1% | " + " | ".join(SHOWN) + " |"
+    """One row per pair and reading: the aMINT verdict (the trace head alone) and the fingerprint (the memories)."""
+    head = "| model: reading | task acc | exact AUC | exact TPR@0.1% | " + " | ".join(SHOWN) + " |"
     rows = [head, "|" + "---|" * (4 + len(SHOWN))]
+    titles = {"amint": "aMINT verdict", "combined": "combined (legacy)", "fingerprint": "fingerprint"}
     for name, m in results.items():
-        cells = [f"{m['edits'][e]['auc']:.4f} ({m['edits'][e]['tpr_at_1pct_fpr']:.2f})" for e in SHOWN]
-        rows.append(f"| {name} | {m['task_accuracy']:.4f} | {m['auc']:.4f} | {m['tpr_at_0_1pct_fpr']:.4f} | "
-                    + " | ".join(cells) + " |")
-        if "trace" in m.get("evidence", {}):
-            rows.append(f"| {name}: trace head alone | | {m['evidence']['trace']['auc']:.4f} | | "
-                        + " | ".join("" for _ in SHOWN) + " |")
+        for reading, r in ((m.get("reading"), m), ("fingerprint", m.get("fingerprint"))):
+            if not reading or not r or "edits" not in r:
+                continue
+            cells = [f"{r['edits'][e]['auc']:.4f} ({r['edits'][e]['tpr_at_1pct_fpr']:.2f})" for e in SHOWN]
+            rows.append(f"| {name}: {titles[reading]} | {m['task_accuracy']:.4f} | {r['auc']:.4f} | "
+                        f"{r['tpr_at_0_1pct_fpr']:.4f} | " + " | ".join(cells) + " |")
     cells = [f"{reference[e]['auc']:.4f} ({reference[e]['tpr_at_1pct_fpr']:.2f})" for e in SHOWN]
     rows.append(f"| pixel reference (needs the members) | | {reference['png']['auc']:.4f} | "
                 f"{reference['png']['tpr_at_0_1pct_fpr']:.4f} | " + " | ".join(cells) + " |")
@@ -64,7 +66,11 @@ def main() -> None:
         bench = load_benchmark(pair.config.dataset, image_size=pair.config.image_size)
         membership = MembershipSplit.from_config(split)
         m = {k: v for k, v in evaluate_pair(pair, bench, membership).items() if k != "roc"}
-        m["edits"] = evaluate_edits(pair, bench, membership, EDIT_NAMES, n=args.n)
+        m.get("fingerprint", {}).pop("roc", None)
+        per = evaluate_edits(pair, bench, membership, EDIT_NAMES, n=args.n)  # reading -> edit -> metrics
+        m["edits"] = per.get(m["reading"], {})
+        if "fingerprint" in per:
+            m["fingerprint"]["edits"] = per["fingerprint"]
         results[name] = m
         if reference is None:
             reference = pixel_reference(bench, membership, pair.config, EDIT_NAMES, n=args.n)

@@ -62,8 +62,8 @@ def test_audit_rows_csv_and_table(tiny_pair, synthetic, tmp_path):
     assert broken.error.startswith("broken.png is not a readable image")
     assert result.rows[0].thumbnail.shape == (16, 16) and result.rows[0].error is None
     assert result.scores == [r.member_probability for r in result.rows[:3]]
-    assert result.verdict.n_images == 3  # only readable images enter the dataset test
-    assert result.verdict.n_flagged == sum(r.is_member for r in result.rows[:3])
+    assert result.dataset.n_images == 3  # only readable images enter the dataset test
+    assert result.dataset.n_flagged == sum(r.is_member for r in result.rows[:3])
 
     with (result.to_csv(tmp_path / "audit.csv")).open() as f:
         rows = list(csv.reader(f))
@@ -81,8 +81,8 @@ def test_audit_rows_csv_and_table(tiny_pair, synthetic, tmp_path):
 def test_dataset_test_separates_training_set_from_never_seen_set(tiny_pair, synthetic):
     pair, _ = tiny_pair
     split = MembershipSplit.from_config(pair.config.split)
-    members = audit_images(pair, _items(synthetic.train_images[split.eval_members], "m")).verdict
-    never_seen = audit_images(pair, _items(synthetic.test_images[:100], "t")).verdict
+    members = audit_images(pair, _items(synthetic.train_images[split.eval_members], "m")).dataset
+    never_seen = audit_images(pair, _items(synthetic.test_images[:100], "t")).dataset
     assert members.n_images == never_seen.n_images == 100
     assert members.p_value < 1e-8, members
     assert never_seen.p_value > 1e-3, never_seen
@@ -96,13 +96,13 @@ def test_identical_inputs_count_once_and_a_known_family_uses_its_own_bound(tiny_
     # One member uploaded ten times (as PNG and as a different file name) is one image to the test.
     items = [(f"copy{i}.png", member) for i in range(10)] + _items(synthetic.test_images[:20], "t")
     result = audit_images(pair, items)
-    v = result.verdict
+    v = result.dataset
     assert (v.n_images, v.n_duplicates) == (21, 9) and len(result.scores) == 30
     assert v.n_flagged == sum(r.is_member for r in result.rows[9:])
     assert "9 identical copies" in v.reading
     record = pair.readings["amint"].fpr_record
     assert v.fpr == pair.config.threshold_fpr == record.bound and v.null.family == record.worst_family
-    own = audit_images(pair, items, family="exact").verdict
+    own = audit_images(pair, items, family="exact").dataset
     assert own.fpr == record.per_family["exact"].bound and own.null.family == "exact"
     with pytest.raises(ValueError, match="Unknown edit family|No false-positive rate"):
         audit_images(pair, items, family="rotate90")

@@ -38,7 +38,7 @@ def memory_pair(tiny_memory_pair):
     return tiny_memory_pair[0]
 
 
-def test_activation_maps_shapes_ranges_and_no_side_effects(pair, synthetic):
+def test_heat_maps_shapes_ranges_and_no_side_effects(pair, synthetic):
     before = _state(pair)
     pair.train()  # a caller in train mode must not update BatchNorm statistics through us
     x = synthetic.test_images[0]
