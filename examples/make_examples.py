@@ -1,8 +1,11 @@
-"""Write the demo's example images with known ground truth for a pair.
+"""Write the demo's example images with known ground truth for a pair, and the pair's answers to them.
 
 Members are drawn from the pair's evaluation members (training images never used for calibration),
-non-members from the official test split (never seen by either head), using the membership split
-recorded in the pair's config.json. Writes PNGs and ``examples.json`` next to this script:
+non-members from the official test split (never seen by the model, never written into the memories),
+using the membership split recorded in the pair's config.json. For each image ``examples.json`` keeps
+the truth and each reading's known answer as ``verify`` gives it from the PNG file: ``amint`` (the
+aMINT verdict; ``combined`` for a legacy pair) and ``fingerprint`` (with what it matched). Writes PNGs
+and ``examples.json`` next to this script:
 
     python examples/make_examples.py                      # the models/fashion-mnist-* pair
     python examples/make_examples.py --pair models/NAME --n 8 --out examples
@@ -25,6 +28,7 @@ if str(ROOT) not in sys.path:
 from amint.data import Benchmark, load_benchmark  # noqa: E402
 from amint.pair import AuditedPair  # noqa: E402
 from amint.splits import MembershipSplit  # noqa: E402
+from amint.verify import verify_images  # noqa: E402
 
 INDEX = "examples.json"
 
@@ -60,6 +64,12 @@ def make_examples(pair: AuditedPair, out_dir: str | Path, pair_name: str, n_per_
             _to_png(images[index], out / file)
             examples.append({"file": file, "truth": truth, "class": names[int(labels[index])],
                              "split": split_name, "index": index})
+    for e, v in zip(examples, verify_images(pair, [out / e["file"] for e in examples])):
+        if v.member_probability is not None:
+            e[v.reading] = {"probability": round(v.member_probability, 6), "is_member": v.is_member}
+        if v.has_fingerprint:
+            e["fingerprint"] = {"probability": round(v.fingerprint_probability, 6), "is_member": v.fingerprint_is_member,
+                                "match": v.fingerprint_match.kind}
     data = {"pair": pair_name, "dataset": pair.config.dataset, "seed": seed, "examples": examples}
     (out / INDEX).write_text(json.dumps(data, indent=2) + "\n")
     return data
