@@ -372,7 +372,9 @@ _RESUMABLE_DIFFERENCES = ("out", "checkpoint", "device", "data_workers", "data_r
 
 
 def _resume_key(cfg: TrainConfig) -> dict:
-    return {k: v for k, v in asdict(cfg).items() if k not in _RESUMABLE_DIFFERENCES}
+    # Under a constant learning rate an epoch does not depend on how many follow: a run may be extended or cut.
+    free = _RESUMABLE_DIFFERENCES + (("epochs",) if cfg.schedule == "constant" else ())
+    return {k: v for k, v in asdict(cfg).items() if k not in free}
 
 
 def _save_checkpoint(cfg: TrainConfig, pair: AuditedPair, phase: str, epoch: int, history: list[dict],
@@ -402,6 +404,10 @@ def _load_checkpoint(cfg: TrainConfig, pair: AuditedPair) -> tuple[dict, dict] |
                          if meta["config"].get(k) != _resume_key(cfg).get(k))
         raise ValueError(f"the checkpoint in {cfg.checkpoint} belongs to another training config (differs in "
                          f"{changed}): give a new --checkpoint folder, or delete that one to start over")
+    wanted = cfg.head_epochs if meta["phase"] == "head" else cfg.epochs
+    if meta["epoch"] > wanted:
+        raise ValueError(f"the checkpoint in {cfg.checkpoint} is at {meta['phase']} epoch {meta['epoch']}, past the "
+                         f"{wanted} asked for: ask for at least {meta['epoch']} epochs")
     pair.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("pair.")})
     return tensors, meta
 

@@ -102,3 +102,20 @@ def test_edit_views_show_members_and_externals_edited_alike(synthetic, monkeypat
     members, externals = (sum(s[i] for s in seen) / len(seen) for i in (0, 1))
     # Two views out of three choices: about two thirds of the rows of each side are shown edited.
     assert 0.5 < members < 0.8 and 0.5 < externals < 0.8, (members, externals)
+
+
+def test_a_constant_schedule_run_can_be_extended_or_cut_where_it_stands(synthetic, tmp_path):
+    folder = str(tmp_path / "ckpt")
+    settings = RUN | {"schedule": "constant", "head_epochs": 0}
+    callback, should_stop = _stop_after(2)
+    with pytest.raises(TrainingCancelled):
+        train_pair(tiny_config(**settings | {"epochs": 5}, checkpoint=folder), callback=callback,
+                   should_stop=should_stop, bench=synthetic)
+    # Finish at the epoch the checkpoint holds: no epoch runs again, the pair is calibrated and saved.
+    epochs = []
+    pair = train_pair(tiny_config(**settings | {"epochs": 2}, checkpoint=folder, out=str(tmp_path / "pair")),
+                      callback=lambda p: p.kind == "epoch" and epochs.append(p.epoch), bench=synthetic)
+    assert epochs == [] and (tmp_path / "pair" / "config.json").exists()
+    assert [r["epoch"] for r in pair.config.training["history"]] == [1, 2]
+    with pytest.raises(ValueError, match="past the 1 asked for"):
+        train_pair(tiny_config(**settings | {"epochs": 1}, checkpoint=folder), bench=synthetic)
