@@ -283,8 +283,8 @@ def test_publish_then_load_from_hub(client, fake_hub):
         client.predict("tiny", "not a repo id", DEFAULT_TOKEN, False, api_name="/publish")
 
 
-def test_publish_without_external_tables_refits_and_says_what_it_left_out(client, app_env, fake_hub, tiny_memory_pair,  # noqa: F811
-                                                                          synthetic, monkeypatch):
+def test_publish_without_external_tables_says_what_it_left_out(client, app_env, fake_hub,  # noqa: F811
+                                                                tiny_memory_pair, synthetic, monkeypatch):
     from amint import publish
     from amint.pair import AuditedPair
     from amint.ui.train import _reveal_notice

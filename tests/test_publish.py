@@ -133,8 +133,8 @@ def test_warning_quotes_the_measured_figures(tiny_memory_pair, tmp_path, monkeyp
     monkeypatch.setattr(reveal, "RESULTS", path)
     card = render_model_card(pair.config)
     words = card.split("## What publishing this pair reveals", 1)[1]
-    for figure in ("99%", "25,000", "1.23%", "54%", "30,000", "0.42%", "1,234", "7 test", "brought 3 within SSIM 0.9", "0.46",
-                   "0.57", "some-pair, 2026-12-01", "--no-externals", "--trace-only"):
+    for figure in ("99%", "25,000", "1.23%", "54%", "30,000", "0.42%", "1,234", "7 test", "brought 3 within SSIM 0.9",
+                   "0.46", "0.57", "some-pair, 2026-12-01", "--no-externals", "--trace-only"):
         assert figure in words, figure
     without = reveal.reveal_words(pair.config, "externals")
     assert "54%" not in without and "--no-externals" not in without and "--trace-only" in without
