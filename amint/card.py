@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from .reveal import LEAVE_OUT, reveal_words
+
 if TYPE_CHECKING:
     from .pair import PairConfig
 
@@ -102,7 +104,8 @@ def _head_lines(cfg: PairConfig) -> list[str]:
                 f"{', '.join(f'{z:.3f}' for z in m['zooms']) or 'no zoom'}" if m["shifts"] or m["zooms"] else ""
         lines.append(f"- memory `{name}`: {m['tables']} hash tables of {m['bits']} sign bits over {m['dims']} whitened "
                      f"components of the input ({m['pool']}x{m['pool']} pooled, border {m['border']} px left out){moves}; "
-                     f"one presence bit per bucket for members and one for externals")
+                     + ("one presence bit per bucket for members and one for externals" if m.get("externals", True)
+                        else "one presence bit per bucket for members (the external tables were left out of this copy)"))
     readout = cfg.calibration.get("readout")
     if readout:
         lines.append("- readout (logistic, fitted on the calibration split): "
@@ -190,17 +193,30 @@ def render_model_card(cfg: PairConfig, notes: str = "") -> str:
         lines += _origin_lines(t.get("init_from"), tc)
     if notes:
         lines += ["", "## Notes", "", notes]
+    lines += ["", "## What publishing this pair reveals", "", reveal_words(cfg)]
+    if cfg.left_out:
+        lines += ["", f"This is a published copy without {LEAVE_OUT[cfg.left_out].split(':')[0]}: its readout, threshold "
+                      "and the numbers above were refitted on the same calibration split and held-out data without "
+                      "them (`amint.publish`). The owner's full pair keeps them."]
     lines += [
         "",
         "## Limits",
         "",
-        "What the verdict depends on: mostly on the hashed memories, which remember the training images as this "
-        "model receives them (sign bits of projections, no images). They recognise exact copies, re-encodings "
-        "(JPEG, resizing, noise, brightness) and small moves (shifts of up to the memory's alignment, slight "
-        "crops); larger crops, rotations, flips, or a different photo of the same object are not recognised. "
-        "Because the memories read the input rather than a trace in the classifier's weights, the verdict says "
-        "which images were used to train this pair, not what the classifier itself retained; see the controls "
-        "in the notes. Some never-seen images are flagged: the false-positive rate is stated with the threshold.",
+        _limits(cfg),
         "",
     ]
     return "\n".join(lines)
+
+
+def _limits(cfg: PairConfig) -> str:
+    if not cfg.head.get("memories"):
+        return ("What the verdict depends on: the trace head alone, which reads the classifier's activation maps; "
+                "this pair carries no hashed memories. Read its numbers above before trusting a verdict. Some "
+                "never-seen images are flagged: the false-positive rate is stated with the threshold.")
+    return ("What the verdict depends on: mostly on the hashed memories, which remember the training images as this "
+            "model receives them (sign bits of projections, no images). They recognise exact copies, re-encodings "
+            "(JPEG, resizing, noise, brightness) and small moves (shifts of up to the memory's alignment, slight "
+            "crops); larger crops, rotations, flips, or a different photo of the same object are not recognised. "
+            "Because the memories read the input rather than a trace in the classifier's weights, the verdict says "
+            "which images were used to train this pair, not what the classifier itself retained; see the controls "
+            "in the notes. Some never-seen images are flagged: the false-positive rate is stated with the threshold.")

@@ -51,6 +51,7 @@ class MemoryConfig:
     shifts: int = 0  # query-time alignment: also look the image up moved by up to this many pixels
     zooms: list[float] = field(default_factory=list)  # ... and zoomed out to these fractions (undoes a crop)
     seed: int = 0  # of the random hyperplanes and the bucket mixing
+    externals: bool = True  # False: no external tables (left out when published); lookups read the member table alone
 
 
 def default_memories() -> dict[str, MemoryConfig]:
@@ -181,7 +182,8 @@ class HashedMemory(nn.Module):
         self.register_buffer("mix", torch.randint(1, 2**31 - 1, (cfg.tables, cfg.bits), generator=g) * 2 + 1)
         packed = (cfg.tables, 2 ** max(cfg.buckets_log2 - 3, 0))
         self.register_buffer("members", torch.zeros(packed, dtype=torch.uint8))
-        self.register_buffer("externals", torch.zeros(packed, dtype=torch.uint8))
+        # Absent (None, not saved) in a copy published without them: amint.publish, --no-externals.
+        self.register_buffer("externals", torch.zeros(packed, dtype=torch.uint8) if cfg.externals else None)
 
     # keys and codes
 
@@ -241,6 +243,8 @@ class HashedMemory(nn.Module):
     def write(self, x: torch.Tensor, member: bool) -> None:
         """Set the bits of these normalised images: as members, or as external non-members."""
         table = self.members if member else self.externals
+        if table is None:
+            raise ValueError("this memory has no external tables (left out when it was published): it cannot be written")
         codes = self.codes(x)
         rows = torch.arange(table.shape[0], device=codes.device).expand_as(codes)
         flat = (rows * table.shape[1] + (codes >> 3)).flatten()
@@ -253,14 +257,29 @@ class HashedMemory(nn.Module):
 
     def occupancy(self) -> dict[str, float]:
         count = lambda t: float(sum(((t >> i) & 1).sum() for i in range(8))) / (t.numel() * 8)  # noqa: E731
-        return {"members": count(self.members), "externals": count(self.externals)}
+        return {"members": count(self.members)} | ({"externals": count(self.externals)} if self.externals is not None else {})
 
     # lookup
 
-    def _score(self, x: torch.Tensor) -> torch.Tensor:
+    def _bits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, tables) member and external presence bits at the image's buckets (externals all 0 when absent)."""
         codes = self.codes(x)
-        m, e = self._get(self.members, codes).double(), self._get(self.externals, codes).double()
+        m = self._get(self.members, codes)
+        return m, self._get(self.externals, codes) if self.externals is not None else torch.zeros_like(m)
+
+    def _score(self, x: torch.Tensor) -> torch.Tensor:
+        m, e = (b.double() for b in self._bits(x))
         return (m * (1 - e) - EXTERNAL_PENALTY * e * (1 - m)).mean(1)
+
+    @torch.no_grad()
+    def hits(self, x: torch.Tensor, variants: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N,) member tables and (N,) external tables hit, each the most over the aligned variants of the query
+        (``variants=False``: the image as is): what anyone holding the memory reads, without the readout."""
+        m, e = (b.sum(1) for b in self._bits(x))
+        for v in self._variants(x) if variants else ():
+            mv, ev = (b.sum(1) for b in self._bits(v))
+            m, e = torch.maximum(m, mv), torch.maximum(e, ev)
+        return m, e
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Score in [-0.5, 1] per image: the best over the aligned variants of the query."""

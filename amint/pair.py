@@ -66,6 +66,7 @@ class PairConfig:
     split: dict[str, Any] = field(default_factory=dict)  # MembershipSplit.to_config(): regenerates the members
     metrics: dict[str, Any] = field(default_factory=dict)  # evaluate_pair() output
     training: dict[str, Any] = field(default_factory=dict)  # the TrainConfig it was trained with, and its history
+    left_out: str = ""  # what this published copy left out: "externals" or "memories" (amint.publish); "" = nothing
     amint_version: str = __version__
 
     def __post_init__(self) -> None:

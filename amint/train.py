@@ -442,11 +442,13 @@ def write_memories(pair: AuditedPair, bench: Benchmark, split: MembershipSplit, 
             part, pair.config, seed=seed + 7919 * (v - 1) + start + (0 if member else 1 << 20))
         x = pair.normalize(version.to(device))
         for memory in pair.head.memories.values():
-            memory.write(x, member)
+            if member or memory.externals is not None:  # a memory configured without external tables skips them
+                memory.write(x, member)
         callback(Progress("step", "memory", 1, 1, done, len(mine), message="writing the memories"))
     for memory in pair.head.memories.values():
         distributed.or_across_ranks(memory.members, ranks)
-        distributed.or_across_ranks(memory.externals, ranks)
+        if memory.externals is not None:
+            distributed.or_across_ranks(memory.externals, ranks)
     return {name: m.occupancy() for name, m in pair.head.memories.items()}
 
 

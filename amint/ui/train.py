@@ -27,6 +27,8 @@ from amint.backbones import KNOWN_BACKBONES, SETUPS
 from amint.data import available_benchmarks, default_split_sizes, load_benchmark
 from amint.launch import train_multiprocess, visible_gpus
 from amint.pair import check_repo_id, redact
+from amint.publish import publishable
+from amint.reveal import LEAVE_OUT, reveal_words
 from amint.train import Progress, TrainConfig, TrainingCancelled, resolve_device, train_pair
 from amint.uploads import MB, extract_images, prune_folder
 
@@ -324,9 +326,14 @@ def stop() -> str:
     return "Stopping at the next step…"
 
 
-def publish(pair_name: str, repo_id: str, token: str, private: bool = False) -> str:
-    """API ``publish``: push the selected pair to the Hugging Face Hub; returns a link."""
+def publish(pair_name: str, repo_id: str, token: str, private: bool = False, leave_out: str = "",
+            progress=gr.Progress()) -> str:
+    """API ``publish``: push the selected pair to the Hugging Face Hub, whole or without its external tables
+    ("externals") or every memory ("memories"); returns a link."""
     _check_enabled()
+    leave_out = leave_out or ""
+    if leave_out not in LEAVE_OUT:
+        raise gr.Error(f"What to publish must be one of {', '.join(repr(k) for k in LEAVE_OUT)}.", title="Not valid")
     repo_id = (repo_id or "").strip()
     try:
         check_repo_id(repo_id)
@@ -338,15 +345,33 @@ def publish(pair_name: str, repo_id: str, token: str, private: bool = False) -> 
         raise gr.Error("Publishing needs a Hugging Face access token with write permission: paste it in the "
                        "token box (or set HF_TOKEN).", title="No token")
     loaded = get_pair(pair_name)
+    pair = loaded.pair
+    if leave_out:
+        progress(None, desc="Refitting the threshold without the left-out tables (minutes on a CPU)")
+        with user_errors(f"Publishing without {leave_out} failed"):
+            pair = publishable(pair, leave_out)
     try:
-        url = loaded.pair.push_to_hub(repo_id, token=token, private=bool(private))
+        url = pair.push_to_hub(repo_id, token=token, private=bool(private))
     except Exception as e:  # noqa: BLE001 - huggingface_hub raises many types; the message is what matters
         # Never echo the token: the message is shown on the page and may be logged.
         raise gr.Error(f"Publishing to {repo_id} failed: {redact(str(e), token)}", title="Publish failed") from None
-    return f"Published **{loaded.name}** to [{repo_id}]({url})."
+    left = f" without {LEAVE_OUT[leave_out].split(':')[0]}" if leave_out else ""
+    return f"Published **{loaded.name}**{left} to [{repo_id}]({url})."
 
 
 # --- layout ------------------------------------------------------------------------------------
+
+PUBLISH_CHOICES = [("Everything: model, trace head and memories", ""),
+                   ("Without the external tables (weaker on edited uploads)", "externals"),
+                   ("Model and trace head only (no memories)", "memories")]
+
+
+def _reveal_notice(leave_out: str) -> str:
+    """What the chosen upload reveals to anyone who downloads it (amint.reveal: measured figures, not typed in)."""
+    options = (f"“{PUBLISH_CHOICES[1][0].split(' (')[0]}” (`push --no-externals`)",
+               f"“{PUBLISH_CHOICES[2][0].split(' (')[0]}” (`push --trace-only`)")
+    return f"**What this reveals.** {reveal_words(None, leave_out or '', options)}"
+
 
 
 def build(sel: Selector) -> None:
@@ -419,6 +444,9 @@ def build(sel: Selector) -> None:
             token = gr.Textbox(label="Access token (write)", type="password", scale=2,
                                placeholder="empty: use HF_TOKEN from the environment")
             private = gr.Checkbox(label="Private", value=False, scale=1)
+        leave_out = gr.Radio(PUBLISH_CHOICES, value="", label="What to publish", elem_id="publish-what",
+                             info="Without memories the threshold is refitted on the pair's calibration split first.")
+        reveal = gr.Markdown(_reveal_notice(""), elem_classes=["notice"], elem_id="publish-reveal")
         publish_btn = gr.Button("Publish", interactive=enabled)
         published = gr.Markdown()
 
@@ -433,4 +461,5 @@ def build(sel: Selector) -> None:
         preprocess=True,
     )
     stop_btn.click(stop, None, status, api_name="stop", concurrency_limit=None)
-    publish_btn.click(publish, [sel.dropdown, repo_id, token, private], published, api_name="publish")
+    leave_out.change(_reveal_notice, leave_out, reveal, api_visibility="private")
+    publish_btn.click(publish, [sel.dropdown, repo_id, token, private, leave_out], published, api_name="publish")
