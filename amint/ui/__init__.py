@@ -1,6 +1,7 @@
 """The Gradio web demonstrator: one module per tab, a shared pair selector. The only layer that imports gradio.
 
-``build_app()`` only lays out the page: no pair is loaded until a page opens or a handler runs.
+``build_app()`` only lays out the page, from what imports without torch; ``launch()`` serves it, then
+loads torch and the default pair in the background (wake.py). Handlers import the library when they run.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class AmintBlocks(gr.Blocks):
     def launch(self, *args, **kwargs):
         from amint.uploads import MAX_UPLOAD_BYTES
 
+        from . import wake
         from .common import MAX_THREADS, configure_serving
 
         kwargs.setdefault("theme", theme())
@@ -106,6 +108,7 @@ class AmintBlocks(gr.Blocks):
         kwargs.setdefault("max_file_size", MAX_UPLOAD_BYTES)
         kwargs.setdefault("max_threads", MAX_THREADS)
         configure_serving()
+        wake.start(self)  # waits until the page is served, then loads torch and the default pair
         return super().launch(*args, **kwargs)
 
 
