@@ -36,9 +36,9 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 300
-# The floor for any Gradio app: one textbox and one button, queued, launched.
+# The floor for any Gradio app: one textbox and one button, launched.
 TRIVIAL_APP = ("import gradio as gr\nwith gr.Blocks() as demo:\n    box = gr.Textbox()\n"
-               "    gr.Button().click(lambda x: x, box, box)\ndemo.queue().launch()\n")
+               "    gr.Button().click(lambda x: x, box, box)\ndemo.launch()\n")
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through a proxy
 
 

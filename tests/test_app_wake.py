@@ -111,8 +111,11 @@ def test_the_page_is_served_before_torch_loads_and_a_verdict_waits_for_the_model
 
 def test_building_the_page_imports_neither_torch_nor_timm():
     code = ("import os; os.environ['GRADIO_ANALYTICS_ENABLED'] = 'False'\n"
-            "import sys\nfrom amint.ui import build_app\nbuild_app()\n"
-            "print(sorted({'torch', 'timm', 'matplotlib', 'amint.pair'} & set(sys.modules)))")
+            "import sys\nfrom amint.ui import build_app, common\ndemo = build_app()\n"
+            "print(sorted({'torch', 'timm', 'matplotlib', 'amint.pair'} & set(sys.modules)))\n"
+            # The queue gradio's Blocks sets up itself carries the app's settings (AmintBlocks.queue).
+            "q = demo._queue\nprint(q.max_size == common.QUEUE_MAX_SIZE, "
+            "q.default_concurrency_limit == common.MODEL_CONCURRENCY)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-2:] == ["[]", "True True"], out.stderr[-2000:]
