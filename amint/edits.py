@@ -5,6 +5,9 @@ pair's own preprocessing): real JPEG encoding, resampling up and back, moves wit
 filled in, crops, sensor-like noise, brightness. The evaluation applies the same named edit to
 members and non-members alike; training draws random edits from ranges (``random_edit``) so that
 the detector does not learn the evaluation settings themselves.
+
+The edits themselves are PIL and numpy: the app lists them before torch has loaded. torch is
+imported by the batch functions at the end (``edit_images``, ``random_edits``).
 """
 
 from __future__ import annotations
@@ -12,13 +15,15 @@ from __future__ import annotations
 import io
 import zlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
 from PIL import Image
 
-from .preprocess import InputSpec, preprocess
+if TYPE_CHECKING:
+    import torch
+
+    from .preprocess import InputSpec
 
 Edit = Callable[[Image.Image], Image.Image]
 
@@ -206,6 +211,10 @@ def to_pil(a: np.ndarray) -> Image.Image:
 
 def edit_images(images: torch.Tensor, edit: str | Edit, spec: InputSpec) -> torch.Tensor:
     """Edit each uint8 (N, C, H, W) image as a PIL image, then preprocess it as the pair would an upload."""
+    import torch
+
+    from .preprocess import preprocess
+
     fn = EDITS[edit] if isinstance(edit, str) and edit in EDITS else edit
     if isinstance(fn, str):
         raise ValueError(f"Unknown edit {fn!r}: choose one of {', '.join(EDIT_NAMES)}")

@@ -24,12 +24,8 @@ from torch import nn
 from . import __version__
 from .backbones import create_backbone, setup_taps, tap_indices
 from .card import render_model_card
+from .catalog import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME  # noqa: F401  (also imported from here)
 from .head import HeadConfig, MintHead
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-CARD_NAME = "README.md"
-
 
 PRECISIONS = ("float32", "bfloat16")
 
