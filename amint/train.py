@@ -393,9 +393,29 @@ def _save_checkpoint(cfg: TrainConfig, pair: AuditedPair, phase: str, epoch: int
                   str(Path(cfg.checkpoint) / f"{phase}-epoch-{epoch:03d}.safetensors"))
 
 
+def _trained_folder(cfg: TrainConfig) -> Path | None:
+    """Where the trained pair waits for its calibration: the checkpoint folder, else a hidden sibling of ``out``."""
+    if cfg.checkpoint:
+        return Path(cfg.checkpoint) / "trained"
+    return Path(cfg.out).with_name(f".{Path(cfg.out).name}.trained") if cfg.out else None
+
+
+def _save_trained(cfg: TrainConfig, pair: AuditedPair, history: list[dict], occupancy: dict) -> None:
+    """The trained pair (weights and memories) before calibration: a calibration that fails or outlasts a
+    collective's timeout under torchrun loses no training; the same command then only calibrates."""
+    tensors = {f"pair.{k}": v for k, v in pair.state_dict().items()}
+    checkpoint.save(_trained_folder(cfg), tensors, {"phase": "trained", "epoch": cfg.epochs, "history": history,
+                                                    "occupancy": occupancy, "config": _resume_key(cfg),
+                                                    "epochs": [cfg.epochs, cfg.head_epochs]})
+
+
 def _load_checkpoint(cfg: TrainConfig, pair: AuditedPair) -> tuple[dict, dict] | None:
     """The run's checkpoint, its weights already in ``pair``; None when there is none to resume."""
-    found = checkpoint.load(cfg.checkpoint) if cfg.checkpoint else None
+    trained = checkpoint.load(_trained_folder(cfg)) if _trained_folder(cfg) else None
+    if trained is not None and trained[1]["epochs"] == [cfg.epochs, cfg.head_epochs]:
+        found = trained  # training finished: only the calibration is left
+    else:  # the last epoch's checkpoint, if any (a trained pair of other lengths does not count)
+        found = checkpoint.load(cfg.checkpoint) if cfg.checkpoint else None
     if found is None:
         return None
     tensors, meta = found
@@ -405,7 +425,7 @@ def _load_checkpoint(cfg: TrainConfig, pair: AuditedPair) -> tuple[dict, dict] |
         raise ValueError(f"the checkpoint in {cfg.checkpoint} belongs to another training config (differs in "
                          f"{changed}): give a new --checkpoint folder, or delete that one to start over")
     wanted = cfg.head_epochs if meta["phase"] == "head" else cfg.epochs
-    if meta["epoch"] > wanted:
+    if meta["phase"] != "trained" and meta["epoch"] > wanted:
         raise ValueError(f"the checkpoint in {cfg.checkpoint} is at {meta['phase']} epoch {meta['epoch']}, past the "
                          f"{wanted} asked for: ask for at least {meta['epoch']} epochs")
     pair.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("pair.")})
@@ -568,8 +588,9 @@ def _train(cfg: TrainConfig, callback: Callback, should_stop: Callable[[], bool]
     resumed = _load_checkpoint(cfg, pair)  # every rank reads the same files
     t0 = time.perf_counter()
     backbone_phase = "joint" if cfg.mode == "active" else "task"
+    trained = resumed is not None and resumed[1]["phase"] == "trained"
     for phase, wanted in ((backbone_phase, cfg.epochs), ("head", cfg.head_epochs if pair.head.trace is not None else 0)):
-        if not wanted:
+        if not wanted or trained:
             continue
         if resumed is not None and resumed[1]["phase"] != phase:
             if resumed[1]["phase"] == "head":  # the backbone phase finished before that checkpoint
@@ -582,7 +603,13 @@ def _train(cfg: TrainConfig, callback: Callback, should_stop: Callable[[], bool]
         resumed = None
     pair.eval()
     distributed.sync_state(pair, ranks)
-    occupancy = write_memories(pair, bench, split, cfg.memory_views, cfg.seed, callback, ranks=ranks)
+    if trained:
+        history[:], occupancy = resumed[1]["history"], resumed[1]["occupancy"]
+        callback(Progress("phase", "calibrate", 0, 0, message="trained pair found: calibrating it"))
+    else:
+        occupancy = write_memories(pair, bench, split, cfg.memory_views, cfg.seed, callback, ranks=ranks)
+        if ranks.is_main and _trained_folder(cfg):
+            _save_trained(cfg, pair, history, occupancy)
     train_seconds = time.perf_counter() - t0
 
     callback(Progress("phase", "calibrate", 0, 0, message="calibrating the readout and threshold, evaluating"))
@@ -594,6 +621,8 @@ def _train(cfg: TrainConfig, callback: Callback, should_stop: Callable[[], bool]
     pair = pair.cpu().to(memory_format=torch.contiguous_format)
     if cfg.out and ranks.is_main:
         save_atomically(pair, Path(cfg.out))
+        if not cfg.checkpoint:  # the implicit one served its purpose; an asked-for checkpoint folder stays
+            shutil.rmtree(_trained_folder(cfg), ignore_errors=True)
     distributed.barrier(ranks)  # the pair is on disk before any rank returns
     callback(Progress("done", "done", cfg.epochs, cfg.epochs, metrics=pair.config.metrics))
     return pair
