@@ -419,9 +419,11 @@ def _load_checkpoint(cfg: TrainConfig, pair: AuditedPair) -> tuple[dict, dict] |
     if found is None:
         return None
     tensors, meta = found
-    if meta["config"] != _resume_key(cfg):
-        changed = sorted(k for k in set(meta["config"]) | set(_resume_key(cfg))
-                         if meta["config"].get(k) != _resume_key(cfg).get(k))
+    # Compared as this version reads them: settings added since the checkpoint take their defaults.
+    ours = _resume_key(cfg)
+    saved = {k: v for k, v in (_resume_key(TrainConfig()) | meta["config"]).items() if k in ours}
+    if saved != ours:
+        changed = sorted(k for k in ours if saved.get(k) != ours.get(k))
         raise ValueError(f"the checkpoint in {cfg.checkpoint} belongs to another training config (differs in "
                          f"{changed}): give a new --checkpoint folder, or delete that one to start over")
     wanted = cfg.head_epochs if meta["phase"] == "head" else cfg.epochs
