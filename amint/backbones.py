@@ -3,14 +3,17 @@
 Taps are data: a setup (Entry / Middle / Output) is a pair of indices into timm's ``feature_info``,
 resolved to module names once, and the pair's config records the names. Taps are read with timm's
 ``forward_intermediates``, so any timm model that has it works, with stage names as taps.
+
+The names (setups, the backbones the app offers) import without torch or timm: the app lists them
+before either has loaded. timm and torch are imported when a backbone is built.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import timm
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
 SETUPS = ("entry", "middle", "output")
 
@@ -37,6 +40,8 @@ def create_backbone(
     stem_stride: int = 1,
 ) -> nn.Module:
     """A timm model trained from scratch, with its stem relaxed for 28-64 px inputs (first stride ``stem_stride``)."""
+    import timm
+
     kwargs = dict(backbone_kwargs or {})
     if _is_vit(name):
         kwargs.setdefault("img_size", image_size)
@@ -56,6 +61,8 @@ def _is_vit(name: str) -> bool:
 
 def _relax_stem(model: nn.Module, stride: int = 1) -> None:
     """Set the first convolution's stride to ``stride`` and remove the stem max-pool (CIFAR-style stem)."""
+    from torch import nn
+
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
             if module.stride != (1, 1):

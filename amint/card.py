@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from .reveal import LEAVE_OUT, reveal_words
+
 if TYPE_CHECKING:
     from .pair import PairConfig
 
@@ -122,7 +124,8 @@ def _head_lines(cfg: PairConfig) -> list[str]:
                 f"{', '.join(f'{z:.3f}' for z in m['zooms']) or 'no zoom'}" if m["shifts"] or m["zooms"] else ""
         lines.append(f"- memory `{name}`: {m['tables']} hash tables of {m['bits']} sign bits over {m['dims']} whitened "
                      f"components of the input ({m['pool']}x{m['pool']} pooled, border {m['border']} px left out){moves}; "
-                     f"one presence bit per bucket for members and one for externals")
+                     + ("one presence bit per bucket for members and one for externals" if m.get("externals", True)
+                        else "one presence bit per bucket for members (the external tables were left out of this copy)"))
     for name, r in cfg.readings.items():
         weights = ", ".join(f"{k} {w:.3f}" for k, w in zip(r["evidence"], r["weights"]))
         lines.append(f"- {READING_TITLES.get(name, name)}: logistic (Platt) on {weights}, bias {r['bias']:.3f}, then an "
@@ -268,6 +271,11 @@ def render_model_card(cfg: PairConfig, notes: str = "") -> str:
         lines += _origin_lines(t.get("init_from"), tc)
     if notes:
         lines += ["", "## Notes", "", notes]
+    lines += ["", "## What publishing this pair reveals", "", reveal_words(cfg)]
+    if cfg.left_out:
+        lines += ["", f"This is a published copy without {LEAVE_OUT[cfg.left_out].split(':')[0]}: its readings, thresholds "
+                      "and the numbers above were refitted on the same calibration split and scored images without "
+                      "them (`amint.publish`). The owner's full pair keeps them."]
     lines += ["", "## Limits", ""] + [p for text in _limits(cfg) for p in (text, "")]
     return "\n".join(lines)
 

@@ -351,9 +351,26 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from .pair import AuditedPair
+    from .pair import AuditedPair, check_repo_id
+    from .publish import publishable
+    from .reveal import LEAVE_OUT, reveal_words
+    from .train import resolve_device
 
+    check_repo_id(args.repo_id)  # before minutes of refitting
     pair = AuditedPair.from_pretrained(args.pair)
+    leave_out = "memories" if args.trace_only else "externals" if args.no_externals else ""
+    if leave_out:
+        print(f"leaving out {LEAVE_OUT[leave_out]}; refitting the readings and thresholds on the calibration split "
+              "and measuring the copy on the scored images (the local pair is not changed)", file=sys.stderr, flush=True)
+        pair = publishable(pair, leave_out, data_root=args.data_root, device=resolve_device(args.device))
+        m = pair.config.metrics
+        for title, r, reading in (("aMINT verdict", m, pair.readings.get("amint")),
+                                  ("fingerprint", m.get("fingerprint"), pair.readings.get("fingerprint"))):
+            if r and reading is not None:
+                print(f"the copy: {title} AUC {r['auc']:.4f}, TPR at 1% FPR {r['tpr_at_1pct_fpr']:.4f}, threshold "
+                      f"{reading.threshold:.4f} (FPR bound {reading.threshold_fpr:.4f} on never-seen calibration "
+                      "images)", file=sys.stderr)
+    print(f"{PROG}: note: {reveal_words(pair.config)}", file=sys.stderr, flush=True)
     url = pair.push_to_hub(args.repo_id, token=args.token or os.environ.get("HF_TOKEN"), private=args.private)
     print(url)
     return 0
@@ -500,12 +517,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_audit)
 
     p = _subparser(sub, "push", "upload a pair to the Hugging Face Hub",
-                   "Create the Hub model repo if needed and upload the pair folder (config, weights, model card).",
-                   f"  {PROG} push runs/fmnist me/amint-fmnist\n  {PROG} push runs/fmnist me/amint-fmnist --private")
+                   "Create the Hub model repo if needed and upload the pair (config, weights, model card). A pair "
+                   "with hashed memories is a membership oracle for its members and its external images to anyone "
+                   "who downloads it (README: What publishing a pair reveals): --no-externals or --trace-only "
+                   "upload a copy without them, its threshold refitted on the pair's calibration split (this needs "
+                   "the pair's dataset); the local pair is not changed.",
+                   f"  {PROG} push runs/fmnist me/amint-fmnist\n  {PROG} push runs/fmnist me/amint-fmnist --private\n"
+                   f"  {PROG} push runs/fmnist me/amint-fmnist --no-externals\n"
+                   f"  {PROG} push runs/fmnist me/amint-fmnist-model --trace-only")
     p.add_argument("pair", metavar="PAIR", help="pair folder (or Hub repo id to copy)")
     p.add_argument("repo_id", metavar="REPO_ID", help="target Hub repo, owner/name")
     p.add_argument("--token", help="Hub token with write access (default: $HF_TOKEN)")
     p.add_argument("--private", action="store_true", help="create the repo as private")
+    leave = p.add_mutually_exclusive_group()
+    leave.add_argument("--no-externals", action="store_true",
+                       help="leave the memories' external tables out: who was in the external set stays private; "
+                            "exact copies are still recognised, edited ones less often")
+    leave.add_argument("--trace-only", action="store_true",
+                       help="leave every memory out: the audited model and the trace head alone (the fingerprint "
+                            "index stays private; the verdict then rests on the trace head)")
+    p.add_argument("--data-root", metavar="DIR",
+                   help="with --no-externals / --trace-only: directory holding the pair's dataset (default: "
+                        "$AMINT_DATA_DIR)")
+    p.add_argument("--device", default="auto", help="where the copy is refitted: auto, cpu or cuda (default: auto)")
     p.set_defaults(func=cmd_push)
 
     p = _subparser(sub, "bench", "measure verify latency and throughput on this machine",

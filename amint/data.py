@@ -17,6 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+# Re-exported: the names live in amint.catalog, which imports without torch (the app lists them early).
+from .catalog import IMAGE_EXTENSIONS, NAMED_BENCHMARKS, TORCHVISION_BENCHMARKS, available_benchmarks  # noqa: F401
+
 FASHION_MNIST_FILES = (
     "train-images-idx3-ubyte.gz",
     "train-labels-idx1-ubyte.gz",
@@ -28,22 +31,8 @@ FASHION_MNIST_CLASSES = [
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 ]
 SYSTEM_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 IMAGEFOLDER_DEFAULT_SIZE = 64
 IMAGEFOLDER_SPLIT_SEED = 0  # fixed so a folder without train/test always splits the same way
-
-# torchvision-backed benchmarks: constructor name and where torchvision expects the files under root.
-_TORCHVISION = {
-    "mnist": ("MNIST", "MNIST/raw/ (train-images-idx3-ubyte, train-labels-idx1-ubyte, "
-                       "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte)"),
-    "cifar10": ("CIFAR10", "cifar-10-batches-py/ (or cifar-10-python.tar.gz in the directory itself)"),
-    "cifar100": ("CIFAR100", "cifar-100-python/ (or cifar-100-python.tar.gz in the directory itself)"),
-    "gtsrb": ("GTSRB", "gtsrb/GTSRB/Training/, gtsrb/GTSRB/Final_Test/Images/ and "
-                       "gtsrb/GT-final_test.csv (the unzipped GTSRB-Training_fixed.zip, "
-                       "GTSRB_Final_Test_Images.zip and GTSRB_Final_Test_GT.zip)"),
-    "svhn": ("SVHN", "train_32x32.mat and test_32x32.mat (needs scipy)"),
-}
-_NAMED = ("fashion-mnist", *_TORCHVISION)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -81,11 +70,6 @@ class Benchmark:
         return h
 
 
-def available_benchmarks() -> list[str]:
-    """Names accepted by load_benchmark; PATH in the last one is a folder of class subfolders."""
-    return [*_NAMED, "imagefolder:PATH"]
-
-
 def load_benchmark(name: str, root: str | Path | None = None, image_size: int | None = None) -> Benchmark:
     """Load a benchmark by name (see available_benchmarks), cached per (name, root, image_size).
 
@@ -108,7 +92,7 @@ def _canonical_name(name: str) -> str:
             raise ValueError("imagefolder needs a path: 'imagefolder:/path/to/folder'")
         return name
     key = name.strip().lower()
-    if key not in _NAMED:
+    if key not in NAMED_BENCHMARKS:
         raise ValueError(f"unknown benchmark {name!r}; available: {', '.join(available_benchmarks())}")
     return key
 
@@ -258,7 +242,7 @@ def _download_fashion_mnist(data_dir: Path, searched: list[Path]) -> tuple:
 
 
 def _load_torchvision(name: str, data_dir: Path, image_size: int | None) -> tuple:
-    ctor_name, layout = _TORCHVISION[name]
+    ctor_name, layout = TORCHVISION_BENCHMARKS[name]
     try:
         import torchvision.datasets as tvd
 

@@ -5,6 +5,9 @@ pair's own preprocessing): real JPEG encoding, resampling up and back, moves wit
 filled in, crops, sensor-like noise, brightness. The evaluation applies the same named edit to
 members and non-members alike; training draws random edits from ranges (``random_edit``) so that
 the detector does not learn the evaluation settings themselves.
+
+The edits themselves are PIL and numpy: the app lists them before torch has loaded. torch is
+imported by the batch functions at the end (``edit_images``, ``random_edits``).
 """
 
 from __future__ import annotations
@@ -12,13 +15,15 @@ from __future__ import annotations
 import io
 import zlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
 from PIL import Image
 
-from .preprocess import InputSpec, preprocess, to_pil
+if TYPE_CHECKING:
+    import torch
+
+    from .preprocess import InputSpec
 
 Edit = Callable[[Image.Image], Image.Image]
 
@@ -189,8 +194,25 @@ def random_edit(image: Image.Image, rng: np.random.Generator, moves: bool = Fals
     return out
 
 
+def to_pil(a: np.ndarray) -> Image.Image:
+    """An image array as a PIL image: uint8 HxW, HxWx1, HxWx3 or HxWx4 as it is (datasets hold images so); float
+    arrays in [0, 1] (matplotlib, skimage) scaled to 0..255, anything else clipped there. ValueError for other shapes."""
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)) or a.size == 0:
+        raise ValueError(f"array of shape {a.shape}; expected HxW, HxWx3 or HxWx4")
+    if a.dtype != np.uint8:
+        scale = 255.0 if np.issubdtype(a.dtype, np.floating) and np.nanmax(a) <= 1.0 else 1.0
+        a = np.clip(np.nan_to_num(a.astype(np.float64) * scale), 0, 255).round().astype(np.uint8)
+    return Image.fromarray(a)
+
+
 def edit_images(images: torch.Tensor, edit: str | Edit, spec: InputSpec) -> torch.Tensor:
     """Edit each uint8 (N, C, H, W) image as a PIL image, then preprocess it as the pair would an upload."""
+    import torch
+
+    from .preprocess import preprocess
+
     fn = EDITS[edit] if isinstance(edit, str) and edit in EDITS else edit
     if isinstance(fn, str):
         raise ValueError(f"Unknown edit {fn!r}: choose one of {', '.join(EDIT_NAMES)}")

@@ -15,59 +15,19 @@ says what the lookups found, from their table counts.
 from __future__ import annotations
 
 import hashlib
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+# Its settings live with the head's (importable without torch); re-exported here.
+from .head_config import MemoryConfig, default_memories  # noqa: F401
+
 # Looked up per table: +1 where only members landed, -EXTERNAL_PENALTY where only externals did.
 EXTERNAL_PENALTY = 0.5
 AS_UPLOADED = "as uploaded"  # the name of a lookup of the image itself, unmoved
-
-
-@dataclass
-class MemoryConfig:
-    border: int = 0  # pixels left out at each side: moves bring unknown pixels in there (>= shifts)
-    pool: int = 2  # average-pool the image by this factor before hashing (tolerates resampling)
-    dims: int = 128  # whitened principal components the hash reads (fitted on the training images)
-    tables: int = 32  # independent hash tables; a member sets one bit in each
-    bits: int = 24  # random-hyperplane sign bits per table: more = only closer copies collide
-    buckets_log2: int = 21  # 2**buckets_log2 presence bits per table, for members and for externals
-    shifts: int = 0  # query-time alignment: also look the image up moved by up to this many pixels
-    zooms: list[float] = field(default_factory=list)  # ... and zoomed out to these fractions (undoes a crop)
-    seed: int = 0  # of the random hyperplanes and the bucket mixing
-
-
-def default_memories() -> dict[str, MemoryConfig]:
-    """The measured defaults (benchmarks/README.md): an exact memory and a move-tolerant one."""
-    return {
-        "exact": MemoryConfig(dims=128, seed=0),
-        "aligned": MemoryConfig(border=2, dims=96, shifts=2, zooms=[26 / 28, 27 / 28], seed=1),
-    }
-
-
-def check_memory(m: MemoryConfig, where: str) -> None:
-    """Refuse a memory that cannot be queried. The fields a query divides or slices by: a config from a stranger
-    fails here in words, not in a division by zero when the pair is built (pool) or first queried (a zoom is
-    inverted in _variants)."""
-    for name, low in (("pool", 1), ("border", 0), ("shifts", 0)):
-        value = getattr(m, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ValueError(f"{where}.{name} is {value!r}; it must be a whole number >= {low}")
-    if not isinstance(m.zooms, list):
-        raise ValueError(f"{where}.zooms is {m.zooms!r}; it must be a list of fractions in (0, 1]")
-    for zoom in m.zooms:
-        ok = isinstance(zoom, (int, float)) and not isinstance(zoom, bool) and 0 < zoom <= 1
-        if not (ok and math.isfinite(1 / zoom)):  # NaN fails the range; a subnormal zoom's inverse overflows
-            raise ValueError(f"{where}.zooms holds {zoom!r}; each zoom must be a fraction in (0, 1] "
-                             "(the query zoomed out to that fraction of its side)")
-    if m.shifts > m.border:
-        raise ValueError(f"{where}: shifts ({m.shifts}) must not exceed border ({m.border})")
-    if not (1 <= m.bits <= 62 and 8 <= m.buckets_log2 <= 30 and m.tables >= 1 and m.dims >= 1):
-        raise ValueError(f"{where}: bits 1-62, buckets_log2 8-30, tables and dims >= 1")
 
 
 # --- hashed memories -------------------------------------------------------------------------------
@@ -126,7 +86,8 @@ class HashedMemory(nn.Module):
         self.register_buffer("mix", torch.randint(1, 2**31 - 1, (cfg.tables, cfg.bits), generator=g) * 2 + 1)
         packed = (cfg.tables, 2 ** max(cfg.buckets_log2 - 3, 0))
         self.register_buffer("members", torch.zeros(packed, dtype=torch.uint8))
-        self.register_buffer("externals", torch.zeros(packed, dtype=torch.uint8))
+        # Absent (None, not saved) in a copy published without them: amint.publish, --no-externals.
+        self.register_buffer("externals", torch.zeros(packed, dtype=torch.uint8) if cfg.externals else None)
 
     # keys and codes
 
@@ -186,6 +147,8 @@ class HashedMemory(nn.Module):
     def write(self, x: torch.Tensor, member: bool) -> None:
         """Set the bits of these normalised images: as members, or as external non-members."""
         table = self.members if member else self.externals
+        if table is None:
+            raise ValueError("this memory has no external tables (left out when it was published): it cannot be written")
         codes = self.codes(x)
         rows = torch.arange(table.shape[0], device=codes.device).expand_as(codes)
         flat = (rows * table.shape[1] + (codes >> 3)).flatten()
@@ -198,7 +161,8 @@ class HashedMemory(nn.Module):
 
     def occupancy(self) -> dict[str, float]:
         count = lambda t: float(sum(((t >> i) & 1).sum() for i in range(8))) / (t.numel() * 8)  # noqa: E731
-        return {"members": count(self.members), "externals": count(self.externals)}
+        return {"members": count(self.members)} | ({"externals": count(self.externals)} if self.externals is not None
+                                                   else {})
 
     # lookup
 
@@ -207,12 +171,27 @@ class HashedMemory(nn.Module):
         """Table counts of normalised images (N, C, H, W), looked up as uploaded and as each aligned variant."""
         members, externals, names = [], [], []
         for name, v in self._variants(x):
-            codes = self.codes(v)
-            m, e = self._get(self.members, codes).bool(), self._get(self.externals, codes).bool()
+            m, e = (b.bool() for b in self._bits(v))
             members.append((m & ~e).sum(1, dtype=torch.int32))
             externals.append((e & ~m).sum(1, dtype=torch.int32))
             names.append(name)
         return Lookup(torch.stack(members, 1), torch.stack(externals, 1), self.cfg.tables, tuple(names))
+
+    def _bits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, tables) member and external presence bits at the image's buckets (externals all 0 when absent)."""
+        codes = self.codes(x)
+        m = self._get(self.members, codes)
+        return m, self._get(self.externals, codes) if self.externals is not None else torch.zeros_like(m)
+
+    @torch.no_grad()
+    def hits(self, x: torch.Tensor, variants: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N,) member tables and (N,) external tables hit, each the most over the aligned variants of the query
+        (``variants=False``: the image as is): what anyone holding the memory reads, without a reading."""
+        m = e = None
+        for _, v in self._variants(x) if variants else ((AS_UPLOADED, x),):
+            mv, ev = (b.sum(1) for b in self._bits(v))
+            m, e = (mv, ev) if m is None else (torch.maximum(m, mv), torch.maximum(e, ev))
+        return m, e
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Score in [-0.5, 1] per image: the best over the aligned variants of the query."""

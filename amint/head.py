@@ -12,51 +12,14 @@ One forward gives the ``evidence`` (trace logit, then each memory's score, named
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
-
 import torch
 from torch import nn
 
-# The detectors' own modules; imported from here by older code.
-from .fingerprint import EXTERNAL_PENALTY, HashedMemory, Lookup, MemoryConfig, check_memory, default_memories  # noqa: F401
-from .trace import TraceConfig, TraceHead  # noqa: F401
-
-
-@dataclass
-class HeadConfig:
-    trace: TraceConfig | None = field(default_factory=TraceConfig)  # None: no trace head (passes no gradient)
-    memories: dict[str, MemoryConfig] = field(default_factory=default_memories)  # name -> memory; {} for none
-
-    def __post_init__(self) -> None:
-        if isinstance(self.trace, dict):
-            self.trace = _strict(TraceConfig, self.trace, "head.trace")
-        self.memories = {k: _strict(MemoryConfig, v, f"head.memories.{k}") if isinstance(v, dict) else v
-                         for k, v in self.memories.items()}
-        if self.trace is None and not self.memories:
-            raise ValueError("The MINT head needs a trace head, a memory, or both")
-        for name, m in self.memories.items():
-            if not isinstance(m, MemoryConfig):
-                raise ValueError(f"head.memories.{name} is {m!r}; it must be a mapping of memory settings")
-            check_memory(m, f"head.memories.{name}")
-
-    @property
-    def evidence_names(self) -> list[str]:
-        return (["trace"] if self.trace else []) + [f"memory_{k}" for k in self.memories]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "HeadConfig":
-        return _strict(cls, data, "head")
-
-
-def _strict(cls: type, data: dict[str, Any], where: str):
-    unknown = sorted(set(data) - {f.name for f in fields(cls)})
-    if unknown:
-        raise ValueError(f"Unknown key(s) in {where}: {unknown}")
-    return cls(**data)
+# The head's settings are plain dataclasses in their own module (importable without torch); the detectors each
+# in a module of their own. All re-exported here for older imports.
+from .fingerprint import EXTERNAL_PENALTY, HashedMemory, Lookup  # noqa: F401
+from .head_config import HeadConfig, MemoryConfig, TraceConfig, default_memories  # noqa: F401
+from .trace import TraceHead  # noqa: F401
 
 
 class MintHead(nn.Module):

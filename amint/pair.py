@@ -24,14 +24,10 @@ from torch import nn
 from . import __version__
 from .backbones import create_backbone, setup_taps, tap_indices
 from .card import notes_of, render_model_card
+from .catalog import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME  # noqa: F401  (also imported from here)
 from .fingerprint import Lookup
 from .head import HeadConfig, MintHead
 from .readings import Reading, headline, legacy_reading
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-CARD_NAME = "README.md"
-
 
 PRECISIONS = ("float32", "bfloat16")
 # A pair saved before readings (amint 0.1 before issue 17) kept its one readout in the config's top level ...
@@ -74,6 +70,7 @@ class PairConfig:
     split: dict[str, Any] = field(default_factory=dict)  # MembershipSplit.to_config(): regenerates the members
     metrics: dict[str, Any] = field(default_factory=dict)  # evaluate_pair() output
     training: dict[str, Any] = field(default_factory=dict)  # the TrainConfig it was trained with, and its history
+    left_out: str = ""  # what this published copy left out: "externals" or "memories" (amint.publish); "" = nothing
     amint_version: str = __version__
 
     def __post_init__(self) -> None:
@@ -115,6 +112,11 @@ class PairConfig:
     def calibration(self) -> dict[str, Any]:
         name = headline(self.readings)
         return self.readings[name].get("calibration", {}) if name else {}
+
+    @property
+    def fpr_record(self) -> dict[str, Any]:
+        name = headline(self.readings)
+        return self.readings[name].get("fpr_record", {}) if name else {}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

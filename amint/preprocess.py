@@ -24,19 +24,6 @@ def preprocess(image: Image.Image, config: InputSpec) -> torch.Tensor:
     return x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1).contiguous()
 
 
-def to_pil(a: np.ndarray) -> Image.Image:
-    """An image array as a PIL image: uint8 HxW, HxWx1, HxWx3 or HxWx4 as it is (datasets hold images so); float
-    arrays in [0, 1] (matplotlib, skimage) scaled to 0..255, anything else clipped there. ValueError for other shapes."""
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[:, :, 0]
-    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)) or a.size == 0:
-        raise ValueError(f"array of shape {a.shape}; expected HxW, HxWx3 or HxWx4")
-    if a.dtype != np.uint8:
-        scale = 255.0 if np.issubdtype(a.dtype, np.floating) and np.nanmax(a) <= 1.0 else 1.0
-        a = np.clip(np.nan_to_num(a.astype(np.float64) * scale), 0, 255).round().astype(np.uint8)
-    return Image.fromarray(a)
-
-
 def _to_mode(im: Image.Image, mode: str) -> Image.Image:
     if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         im = _to_8bit(im)

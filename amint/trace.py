@@ -8,16 +8,11 @@ is this logit, calibrated.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-
-@dataclass
-class TraceConfig:
-    width: int = 64  # channels of each branch's two convolutions
-    hidden: int = 512  # width of the MLP after the branches are concatenated
+# Its settings live with the head's (importable without torch); re-exported here.
+from .head_config import TraceConfig
 
 
 def _branch(in_chans: int, size: int, width: int) -> nn.Sequential:

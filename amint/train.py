@@ -374,7 +374,9 @@ _RESUMABLE_DIFFERENCES = ("out", "checkpoint", "device", "data_workers", "data_r
 
 
 def _resume_key(cfg: TrainConfig) -> dict:
-    return {k: v for k, v in asdict(cfg).items() if k not in _RESUMABLE_DIFFERENCES}
+    # Under a constant learning rate an epoch does not depend on how many follow: a run may be extended or cut.
+    free = _RESUMABLE_DIFFERENCES + (("epochs",) if cfg.schedule == "constant" else ())
+    return {k: v for k, v in asdict(cfg).items() if k not in free}
 
 
 def _save_checkpoint(cfg: TrainConfig, pair: AuditedPair, phase: str, epoch: int, history: list[dict],
@@ -393,19 +395,45 @@ def _save_checkpoint(cfg: TrainConfig, pair: AuditedPair, phase: str, epoch: int
                   str(Path(cfg.checkpoint) / f"{phase}-epoch-{epoch:03d}.safetensors"))
 
 
+def _trained_folder(cfg: TrainConfig) -> Path | None:
+    """Where the trained pair waits for its calibration: the checkpoint folder, else a hidden sibling of ``out``."""
+    if cfg.checkpoint:
+        return Path(cfg.checkpoint) / "trained"
+    return Path(cfg.out).with_name(f".{Path(cfg.out).name}.trained") if cfg.out else None
+
+
+def _save_trained(cfg: TrainConfig, pair: AuditedPair, history: list[dict], occupancy: dict) -> None:
+    """The trained pair (weights and memories) before calibration: a calibration that fails or outlasts a
+    collective's timeout under torchrun loses no training; the same command then only calibrates."""
+    tensors = {f"pair.{k}": v for k, v in pair.state_dict().items()}
+    checkpoint.save(_trained_folder(cfg), tensors, {"phase": "trained", "epoch": cfg.epochs, "history": history,
+                                                    "occupancy": occupancy, "config": _resume_key(cfg),
+                                                    "epochs": [cfg.epochs, cfg.head_epochs]})
+
+
 def _load_checkpoint(cfg: TrainConfig, pair: AuditedPair) -> tuple[dict, dict] | None:
     """The run's checkpoint, its weights already in ``pair``; None when there is none to resume."""
-    found = checkpoint.load(cfg.checkpoint) if cfg.checkpoint else None
+    trained = checkpoint.load(_trained_folder(cfg)) if _trained_folder(cfg) else None
+    if trained is not None and trained[1]["epochs"] == [cfg.epochs, cfg.head_epochs]:
+        found = trained  # training finished: only the calibration is left
+    else:  # the last epoch's checkpoint, if any (a trained pair of other lengths does not count)
+        found = checkpoint.load(cfg.checkpoint) if cfg.checkpoint else None
     if found is None:
         return None
     # A checkpoint from before the readings moved into config.json holds the old readout: nothing reads it now.
     tensors = {k: v for k, v in found[0].items() if k.split(".", 1)[-1] not in LEGACY_TENSORS}
     meta = found[1]
-    if meta["config"] != _resume_key(cfg):
-        changed = sorted(k for k in set(meta["config"]) | set(_resume_key(cfg))
-                         if meta["config"].get(k) != _resume_key(cfg).get(k))
+    # Compared as this version reads them: settings added since the checkpoint take their defaults.
+    ours = _resume_key(cfg)
+    saved = {k: v for k, v in (_resume_key(TrainConfig()) | meta["config"]).items() if k in ours}
+    if saved != ours:
+        changed = sorted(k for k in ours if saved.get(k) != ours.get(k))
         raise ValueError(f"the checkpoint in {cfg.checkpoint} belongs to another training config (differs in "
                          f"{changed}): give a new --checkpoint folder, or delete that one to start over")
+    wanted = cfg.head_epochs if meta["phase"] == "head" else cfg.epochs
+    if meta["phase"] != "trained" and meta["epoch"] > wanted:
+        raise ValueError(f"the checkpoint in {cfg.checkpoint} is at {meta['phase']} epoch {meta['epoch']}, past the "
+                         f"{wanted} asked for: ask for at least {meta['epoch']} epochs")
     pair.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("pair.")})
     return tensors, meta
 
@@ -440,11 +468,13 @@ def write_memories(pair: AuditedPair, bench: Benchmark, split: MembershipSplit, 
             part, pair.config, seed=seed + 7919 * (v - 1) + start + (0 if member else 1 << 20))
         x = pair.normalize(version.to(device))
         for memory in pair.head.memories.values():
-            memory.write(x, member)
+            if member or memory.externals is not None:  # a memory configured without external tables skips them
+                memory.write(x, member)
         callback(Progress("step", "memory", 1, 1, done, len(mine), message="writing the memories"))
     for memory in pair.head.memories.values():
         distributed.or_across_ranks(memory.members, ranks)
-        distributed.or_across_ranks(memory.externals, ranks)
+        if memory.externals is not None:
+            distributed.or_across_ranks(memory.externals, ranks)
     return {name: m.occupancy() for name, m in pair.head.memories.items()}
 
 
@@ -564,8 +594,9 @@ def _train(cfg: TrainConfig, callback: Callback, should_stop: Callable[[], bool]
     resumed = _load_checkpoint(cfg, pair)  # every rank reads the same files
     t0 = time.perf_counter()
     backbone_phase = "joint" if cfg.mode == "active" else "task"
+    trained = resumed is not None and resumed[1]["phase"] == "trained"
     for phase, wanted in ((backbone_phase, cfg.epochs), ("head", cfg.head_epochs if pair.head.trace is not None else 0)):
-        if not wanted:
+        if not wanted or trained:
             continue
         if resumed is not None and resumed[1]["phase"] != phase:
             if resumed[1]["phase"] == "head":  # the backbone phase finished before that checkpoint
@@ -578,7 +609,13 @@ def _train(cfg: TrainConfig, callback: Callback, should_stop: Callable[[], bool]
         resumed = None
     pair.eval()
     distributed.sync_state(pair, ranks)
-    occupancy = write_memories(pair, bench, split, cfg.memory_views, cfg.seed, callback, ranks=ranks)
+    if trained:
+        history[:], occupancy = resumed[1]["history"], resumed[1]["occupancy"]
+        callback(Progress("phase", "calibrate", 0, 0, message="trained pair found: calibrating it"))
+    else:
+        occupancy = write_memories(pair, bench, split, cfg.memory_views, cfg.seed, callback, ranks=ranks)
+        if ranks.is_main and _trained_folder(cfg):
+            _save_trained(cfg, pair, history, occupancy)
     train_seconds = time.perf_counter() - t0
 
     callback(Progress("phase", "calibrate", 0, 0, message="calibrating the readings, evaluating"))
@@ -590,6 +627,8 @@ def _train(cfg: TrainConfig, callback: Callback, should_stop: Callable[[], bool]
     pair = pair.cpu().to(memory_format=torch.contiguous_format)
     if cfg.out and ranks.is_main:
         save_atomically(pair, Path(cfg.out))
+        if not cfg.checkpoint:  # the implicit one served its purpose; an asked-for checkpoint folder stays
+            shutil.rmtree(_trained_folder(cfg), ignore_errors=True)
     distributed.barrier(ranks)  # the pair is on disk before any rank returns
     callback(Progress("done", "done", cfg.epochs, cfg.epochs, metrics=pair.config.metrics))
     return pair

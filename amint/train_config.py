@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Callable
 
-from .head import HeadConfig
+from .head_config import HeadConfig
 
 MODES = ("active", "passive", "untrained")
 

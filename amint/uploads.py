@@ -20,7 +20,7 @@ from typing import Iterator
 
 from PIL import Image
 
-from .data import IMAGE_EXTENSIONS
+from .catalog import IMAGE_EXTENSIONS
 
 MB = 2**20
 

@@ -21,10 +21,10 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import explain
-from .edits import apply_edit
+from .edits import apply_edit, to_pil
 from .evaluate import Scores, score_images
 from .fingerprint import Match
-from .preprocess import preprocess, to_pil
+from .preprocess import preprocess
 from .pair import AuditedPair, PairConfig
 from .readings import AMINT, COMBINED, FINGERPRINT, TRACE_SIGNAL_AUC, Reading, headline
 from .uploads import UploadError, ZipEntry, bomb_words, check_image_bytes, check_image_header

@@ -78,18 +78,40 @@ def run(args, bench: Benchmark) -> dict:
     head_cfg = TraceConfig(**active.head_config.trace.__dict__)
     epochs = active.config.training["config"]["epochs"] + active.config.training["config"]["head_epochs"]
     control_epochs = args.control_epochs or epochs
-    out: dict = {}
+    out: dict = json.loads(Path(args.results).read_text()) if args.part != "all" and Path(args.results).exists() else {}
+    out.setdefault("fresh_head", {})
     t0 = time.time()
+    if args.part in ("all", "active"):
+        _active_part(out, active, bench, split, head_cfg, control_epochs, args)
+    if args.part in ("all", "controls"):
+        _control_part(out, split, head_cfg, control_epochs, args, bench)
+    out["settings"] = {"recipe": args.recipe, "members": args.members, "joint_epochs": epochs,
+                       "control_head_epochs": control_epochs, "scored": args.max_scored,
+                       "active_pair": args.active, "passive_pair": args.passive}
+    out |= {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "seconds": round(time.time() - t0) + (out.get("seconds", 0) if args.part != "all" else 0),
+            "command": "python benchmarks/trace_controls.py " + " ".join(sys.argv[1:]),
+            "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, "
+                       f"{torch.get_num_threads()} threads"}
+    return out
+
+
+def _active_part(out: dict, active: AuditedPair, bench: Benchmark, split: MembershipSplit, head_cfg: TraceConfig,
+                 control_epochs: int, args) -> None:
     cache = MapCache(active, bench)
     out["active"] = pick(trace_alone(active, bench, split, max_scored=args.max_scored, cache=cache))
-    out["fresh_head"] = {"active": pick(fresh_head_probe(cache, split, head_cfg, control_epochs,
-                                                         max_scored=args.max_scored))}
+    out["fresh_head"]["active"] = pick(fresh_head_probe(cache, split, head_cfg, control_epochs,
+                                                       max_scored=args.max_scored))
     del cache
     print("active", out["active"], "\nfresh active", out["fresh_head"]["active"], flush=True)
     if args.edits:
         edited = trace_alone_edited(active, bench, split, args.edits.split(","), max_scored=args.edits_n)
         out["active_edited"] = {k: pick(v) for k, v in edited.items()}
         print("active edited", out["active_edited"], flush=True)
+
+
+def _control_part(out: dict, split: MembershipSplit, head_cfg: TraceConfig, control_epochs: int, args,
+                  bench: Benchmark) -> None:
     passive = backbone("passive", "passive", args, bench, args.passive)
     cache = MapCache(passive, bench)
     head = control_head(cache, split, head_cfg, control_epochs)
@@ -102,14 +124,6 @@ def run(args, bench: Benchmark) -> dict:
     out["untrained"] = pick(score_trace(control_head(cache, split, head_cfg, control_epochs), cache, split,
                                         split.eval_members, max_scored=args.max_scored))
     print("untrained", out["untrained"], flush=True)
-    out["settings"] = {"recipe": args.recipe, "members": args.members, "joint_epochs": epochs,
-                       "control_head_epochs": control_epochs, "scored": args.max_scored,
-                       "active_pair": args.active, "passive_pair": args.passive}
-    out |= {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seconds": round(time.time() - t0),
-            "command": "python benchmarks/trace_controls.py " + " ".join(sys.argv[1:]),
-            "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, "
-                       f"{torch.get_num_threads()} threads"}
-    return out
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -120,6 +134,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--control-epochs", type=int, default=0, help="control and probe head epochs; 0 = joint + head")
     p.add_argument("--active", default=None, help="a trained active pair to use instead of training one")
     p.add_argument("--passive", default=None, help="a trained passive pair (its backbone) to use")
+    p.add_argument("--part", choices=("all", "active", "controls"), default="all",
+                   help="active: the active pair's readings; controls: passive, untrained and the passive probe "
+                        "(each merged into --results)")
     p.add_argument("--max-scored", type=int, default=10_000, help="scored members and test images")
     p.add_argument("--edits", default="jpeg75,resize224,screenshot", help="the active trace alone on these "
                    "edits of scored members and test images (amint.edits names); empty for none")

@@ -286,6 +286,26 @@ def test_publish_then_load_from_hub(client, fake_hub):
         client.predict("tiny", "not a repo id", DEFAULT_TOKEN, False, api_name="/publish")
 
 
+def test_publish_without_external_tables_says_what_it_left_out(client, app_env, fake_hub,  # noqa: F811
+                                                                tiny_memory_pair, synthetic, monkeypatch):
+    from amint import publish
+    from amint.pair import AuditedPair
+    from amint.ui.train import _reveal_notice
+    from tests.hubserver import DEFAULT_TOKEN
+
+    root, _ = app_env
+    tiny_memory_pair[0].save_pretrained(root / "models" / "tiny-memory")
+    monkeypatch.setattr(publish, "load_benchmark", lambda name, root=None, image_size=None: synthetic)
+    message = client.predict("tiny-memory", "acme/tiny-no-ext", DEFAULT_TOKEN, False, "externals", api_name="/publish")
+    assert "without the external tables" in message
+    pushed = AuditedPair.from_pretrained("acme/tiny-no-ext")
+    assert pushed.config.left_out == "externals" and all(m.externals is None for m in pushed.head.memories.values())
+    with pytest.raises(AppError, match="no hashed memories"):
+        client.predict("tiny", "acme/x", DEFAULT_TOKEN, False, "memories", api_name="/publish")
+    assert "membership oracle" in _reveal_notice("") and "push --no-externals" in _reveal_notice("")
+    assert "no membership by lookup" in _reveal_notice("memories")
+
+
 def test_public_deployment_turns_training_off(monkeypatch):
     from amint.ui import train as train_tab
 

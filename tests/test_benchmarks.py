@@ -17,6 +17,7 @@ import paper_ablations  # noqa: E402
 import paper_grid  # noqa: E402
 import profile_train  # noqa: E402
 import published_loop  # noqa: E402
+import reconstruction_attack  # noqa: E402
 
 from amint.splits import make_split  # noqa: E402
 from amint.train import TrainConfig, build_pair  # noqa: E402
@@ -158,3 +159,32 @@ def test_trace_controls_writes_every_reading_the_issue_names(synthetic, tmp_path
     # The backbones were trained with checkpoints whose kept epochs are the epochs axis.
     assert (tmp_path / "runs" / "trace-100-2" / "active" / "checkpoint" / "joint-epoch-002.safetensors").exists()
     assert (tmp_path / "runs" / "trace-100-2" / "passive" / "checkpoint" / "task-epoch-001.safetensors").exists()
+
+
+def test_reconstruction_attack_reports_oracle_attack_and_baselines(tiny_memory_pair, synthetic, tmp_path):
+    pair, folder = tiny_memory_pair
+    out = tmp_path / "attack.json"
+    result = reconstruction_attack.main([str(folder), "--smoke", "--out", str(out)], bench=synthetic)
+    assert json.loads(out.read_text()) == result
+    exact = result["oracle"]["memories"]["exact"]
+    # Every member hits all its member tables, every external all its external tables: the oracle.
+    assert exact["members_tables"]["members"]["share_hitting_all"] == 1.0
+    assert exact["externals_tables"]["externals"]["share_hitting_all"] == 1.0
+    assert sum(exact["members_tables"]["test"]["histogram"]) == exact["members_tables"]["test"]["n"] == 100
+    a = result["attack"]
+    assert len(a["per_seed"]) == 2 and all(0 < r["lookups"] <= 400 for r in a["per_seed"])
+    assert all(r["recovered_hits"] >= r["start_hits"] for r in a["per_seed"])
+    assert 0 <= a["success_rate"] <= 1 and a["lookups_total"] == sum(r["lookups"] for r in a["per_seed"])
+    for key in ("best_ssim_recovered", "best_ssim_start", "ceiling_ssim", "pooled_members_ssim"):
+        assert -1 <= a[key]["min"] <= a[key]["median"] <= a[key]["max"] <= 1
+    assert result["command"].startswith("python benchmarks/reconstruction_attack.py") and result["date"]
+
+
+def test_ssim_is_one_for_identical_images_and_falls_with_noise():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 1, 28, 28, generator=g)
+    assert torch.allclose(reconstruction_attack.ssim(x, x), torch.ones(4, dtype=torch.float64))
+    noisy = (x + 0.2 * torch.randn(4, 1, 28, 28, generator=g)).clamp(0, 1)
+    assert bool((reconstruction_attack.ssim(x, noisy) < 0.9).all())
+    best, which = reconstruction_attack.nearest_member_ssim(noisy[:2], torch.cat([x, noisy[2:]]), top=3)
+    assert which.tolist() == [0, 1] and bool((best < 1).all())

@@ -72,8 +72,11 @@ def test_checkpoint_holds_no_pickle(synthetic, tmp_path):
     train_pair(tiny_config(**RUN | {"head_epochs": 0, "epochs": 2}, checkpoint=str(folder), keep_every=1),
                bench=synthetic)
     names = sorted(p.name for p in folder.iterdir())
-    assert names == sorted(["joint-epoch-001.safetensors", "joint-epoch-002.safetensors", checkpoint.TENSORS, checkpoint.META])
-    for p in folder.iterdir():
+    assert names == sorted(["joint-epoch-001.safetensors", "joint-epoch-002.safetensors", checkpoint.TENSORS,
+                            checkpoint.META, "trained"])
+    for p in [*folder.iterdir(), *(folder / "trained").iterdir()]:
+        if p.is_dir():
+            continue
         assert not p.read_bytes().startswith(b"\x80"), f"{p.name} looks like a pickle"
 
 
@@ -102,3 +105,43 @@ def test_edit_views_show_members_and_externals_edited_alike(synthetic, monkeypat
     members, externals = (sum(s[i] for s in seen) / len(seen) for i in (0, 1))
     # Two views out of three choices: about two thirds of the rows of each side are shown edited.
     assert 0.5 < members < 0.8 and 0.5 < externals < 0.8, (members, externals)
+
+
+def test_a_constant_schedule_run_can_be_extended_or_cut_where_it_stands(synthetic, tmp_path):
+    folder = str(tmp_path / "ckpt")
+    settings = RUN | {"schedule": "constant", "head_epochs": 0}
+    callback, should_stop = _stop_after(2)
+    with pytest.raises(TrainingCancelled):
+        train_pair(tiny_config(**settings | {"epochs": 5}, checkpoint=folder), callback=callback,
+                   should_stop=should_stop, bench=synthetic)
+    # Finish at the epoch the checkpoint holds: no epoch runs again, the pair is calibrated and saved.
+    epochs = []
+    pair = train_pair(tiny_config(**settings | {"epochs": 2}, checkpoint=folder, out=str(tmp_path / "pair")),
+                      callback=lambda p: p.kind == "epoch" and epochs.append(p.epoch), bench=synthetic)
+    assert epochs == [] and (tmp_path / "pair" / "config.json").exists()
+    assert [r["epoch"] for r in pair.config.training["history"]] == [1, 2]
+    with pytest.raises(ValueError, match="past the 1 asked for"):
+        train_pair(tiny_config(**settings | {"epochs": 1}, checkpoint=folder), bench=synthetic)
+
+
+def test_a_failed_calibration_keeps_the_trained_pair_and_the_rerun_only_calibrates(synthetic, tmp_path, monkeypatch):
+    from amint import train
+
+    out = tmp_path / "pair"
+    cfg = tiny_config(**RUN | {"head_epochs": 0, "epochs": 2}, out=str(out))
+    real = train._calibrate_and_record
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("calibration died (a collective timed out)")
+
+    monkeypatch.setattr(train, "_calibrate_and_record", broken)
+    with pytest.raises(RuntimeError, match="calibration died"):
+        train_pair(cfg, bench=synthetic)
+    assert not out.exists() and (tmp_path / ".pair.trained" / checkpoint.META).exists()
+
+    monkeypatch.setattr(train, "_calibrate_and_record", real)
+    epochs = []
+    pair = train_pair(cfg, callback=lambda p: p.kind == "epoch" and epochs.append(p.epoch), bench=synthetic)
+    assert epochs == []  # no epoch ran again
+    assert (out / "config.json").exists() and not (tmp_path / ".pair.trained").exists()
+    assert [r["epoch"] for r in pair.config.training["history"]] == [1, 2]

@@ -16,8 +16,7 @@ import pytest
 from amint import cli
 from amint.robustness import evaluate_split
 from amint.data import SYSTEM_FASHION_MNIST_DIR, load_benchmark
-from amint.edits import apply_edit
-from amint.preprocess import to_pil
+from amint.edits import apply_edit, to_pil
 from amint.pair import AuditedPair
 from amint.robustness import eval_images, evaluate_edits
 from amint.splits import MembershipSplit

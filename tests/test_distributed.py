@@ -53,8 +53,10 @@ def _digest(state: dict[str, torch.Tensor]) -> str:
 
 def _summary(pair: AuditedPair, losses: list[dict]) -> dict:
     memories = {k: v for k, v in pair.state_dict().items() if k.startswith("head.memories.")}
-    metrics = {k: pair.config.metrics[k] for k in ("auc", "mint_accuracy", "task_accuracy")}
-    metrics["trace_auc"] = pair.config.metrics["evidence"]["trace"]["auc"]
+    # The fingerprint (the memories, identical bits on every rank) and the aMINT verdict (the trace head) apart.
+    metrics = {k: pair.config.metrics["fingerprint"][k] for k in ("auc", "mint_accuracy")}
+    metrics["task_accuracy"] = pair.config.metrics["task_accuracy"]
+    metrics["trace_auc"] = pair.config.metrics["auc"]
     return {"losses": losses, "metrics": metrics,
             "digest": _digest(pair.state_dict()), "memories": _digest(memories),
             "config": json.dumps(pair.config.to_dict(), sort_keys=True)}

@@ -1,6 +1,7 @@
 """The Gradio web demonstrator: one module per tab, a shared pair selector. The only layer that imports gradio.
 
-``build_app()`` only lays out the page: no pair is loaded until a page opens or a handler runs.
+``build_app()`` only lays out the page, from what imports without torch; ``launch()`` serves it, then
+loads torch and the default pair in the background (wake.py). Handlers import the library when they run.
 """
 
 from __future__ import annotations
@@ -93,11 +94,27 @@ def theme() -> gr.themes.Base:
 
 
 class AmintBlocks(gr.Blocks):
-    """gr.Blocks whose launch() applies the app's theme and CSS (Gradio 6 takes them in launch)."""
+    """gr.Blocks with the app's queue settings, and whose launch() applies the app's theme and CSS
+    (Gradio 6 takes them in launch) and starts the wake."""
+
+    def queue(self, *args, **kwargs):
+        """The app's queue: handlers that run the model share common.MODEL_CONCURRENCY slots (their
+        listeners name MODEL_CONCURRENCY_ID), the rest (page load, pair selector, stop) are light; at
+        most common.QUEUE_MAX_SIZE wait. A queued client is sent its place in line, which the page shows.
+
+        As defaults, because gr.Blocks.__init__ calls queue() itself: each call rebuilds the server
+        app (about 0.2-0.5 s on 2 cores), so the app sets its queue in that one call, not a second.
+        """
+        from .common import MODEL_CONCURRENCY, QUEUE_MAX_SIZE
+
+        kwargs.setdefault("default_concurrency_limit", MODEL_CONCURRENCY)
+        kwargs.setdefault("max_size", QUEUE_MAX_SIZE)
+        return super().queue(*args, **kwargs)
 
     def launch(self, *args, **kwargs):
         from amint.uploads import MAX_UPLOAD_BYTES
 
+        from . import wake
         from .common import MAX_THREADS, configure_serving
 
         kwargs.setdefault("theme", theme())
@@ -106,6 +123,7 @@ class AmintBlocks(gr.Blocks):
         kwargs.setdefault("max_file_size", MAX_UPLOAD_BYTES)
         kwargs.setdefault("max_threads", MAX_THREADS)
         configure_serving()
+        wake.start(self)  # waits until the page is served, then loads torch and the default pair
         return super().launch(*args, **kwargs)
 
 
@@ -134,8 +152,4 @@ def build_app() -> gr.Blocks:
                 about.build()
         common.wire_selector(demo, sel)
         models.wire_refresh(model_tab.select, sel, model_outputs)
-    # Handlers that run the model share common.MODEL_CONCURRENCY slots (their listeners name
-    # MODEL_CONCURRENCY_ID); the rest (page load, pair selector, stop) are light. A queued client is
-    # sent its place in line, which the page shows on the waiting component.
-    demo.queue(default_concurrency_limit=common.MODEL_CONCURRENCY, max_size=common.QUEUE_MAX_SIZE)
-    return demo
+    return demo  # queued as AmintBlocks.queue says

@@ -1,4 +1,7 @@
-"""Audit tab: many images (or a zip) in, one verdict per image and one for the whole set."""
+"""Audit tab: many images (or a zip) in, one verdict per image and one for the whole set.
+
+The handler imports the library (and torch) when it runs; the layout needs none of it.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-
-from amint import plots
-from amint.audit import audit_images, expand_uploads
-from amint.report import AuditReport, pair_identity
 
 from .common import MODEL_CONCURRENCY_ID, Selector, get_pair, limits_note, scratch_dir, user_errors
 
@@ -27,6 +26,8 @@ def _paths(files: Any) -> list[str]:
 
 
 def _thumbnail_html(thumb: Any) -> str:
+    from amint import plots
+
     if thumb is None:
         return ""
     return (f'<img src="{plots.png_data_uri(thumb, THUMB_SIDE)}" alt="" '
@@ -63,7 +64,11 @@ def _summary_html(v, n_errors: int) -> str:
 def audit(pair_name: str, files: Any, progress=gr.Progress()) -> tuple:
     """API ``audit``: (pair, files) -> summary, score plot, per-image table, CSV file, dataset verdict,
     and the audit report to keep as HTML and as PDF."""
-    loaded = get_pair(pair_name)
+    from amint import plots
+    from amint.audit import audit_images, expand_uploads
+    from amint.report import AuditReport, pair_identity
+
+    loaded = get_pair(pair_name, progress)
     paths = _paths(files)
     progress(0, desc="Reading the uploads")
     with user_errors("The audit could not run"):

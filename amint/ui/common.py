@@ -4,6 +4,9 @@ turning library exceptions into messages a non-technical user can act on.
 A pair is named in the UI (and in the API) by one string: the name of a folder in the models
 directory (``$AMINT_MODELS_DIR``, default ``models/`` next to ``app.py``), or a Hugging Face Hub repo
 id ``owner/name`` with an optional ``@revision``.
+
+Importing this module imports no torch (the page is served before it loads: amint/ui/wake.py); a pair
+is loaded, with the library, when a handler first asks for it.
 """
 
 from __future__ import annotations
@@ -16,11 +19,17 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gradio as gr
 
 from amint.card import dataset_name
-from amint.pair import CARD_NAME, CONFIG_NAME, AuditedPair, check_repo_id, resolve_pair_folder, split_revision
+from amint.catalog import CARD_NAME, CONFIG_NAME
+
+from . import wake
+
+if TYPE_CHECKING:
+    from amint.pair import AuditedPair
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE_SIZE = 4  # pairs kept in memory; the default pair is small, Hub pairs may not be
@@ -55,11 +64,8 @@ HEAP_TRIM_SECONDS = 10.0
 
 
 def configure_serving() -> None:
-    """Process-wide settings for a server: one torch thread per request, bounded malloc arenas, and a
-    background thread that returns freed heap memory to the system."""
-    import torch
-
-    torch.set_num_threads(TORCH_THREADS)
+    """Process-wide settings for a server: bounded malloc arenas, and a background thread that returns
+    freed heap memory to the system. (One torch thread per request is set when torch loads: wake.warm_up.)"""
     _limit_malloc_arenas()
     _start_heap_trimmer()
 
@@ -230,6 +236,8 @@ class PairCache:
 
 
 def _is_repo_id(text: str) -> bool:
+    from amint.pair import check_repo_id
+
     try:
         check_repo_id(text)
     except ValueError:
@@ -238,6 +246,8 @@ def _is_repo_id(text: str) -> bool:
 
 
 def _load(name: str) -> LoadedPair:
+    from amint.pair import AuditedPair, resolve_pair_folder, split_revision
+
     local = models_dir() / name
     if "/" not in name and "\\" not in name and name not in ("", ".", "..") and (local / CONFIG_NAME).is_file():
         folder = local
@@ -255,8 +265,17 @@ def _load(name: str) -> LoadedPair:
 _CACHE = PairCache()
 
 
-def get_pair(name: str | None) -> LoadedPair:
-    """The loaded pair for a selector value; gr.Error in plain words when it cannot be loaded."""
+def load_cached(name: str) -> LoadedPair:
+    """A pair by its exact name, from the cache or loaded into it (the wake loads the default one)."""
+    return _CACHE.get(name)
+
+
+def get_pair(name: str | None, progress=None) -> LoadedPair:
+    """The loaded pair for a selector value; gr.Error in plain words when it cannot be loaded.
+
+    Waits for the model to have loaded after a start (wake); a gr.Progress shows "Loading the model…".
+    """
+    wake.wait(progress)
     name = (name or "").strip()
     if not name:
         name = default_pair() or ""
@@ -332,7 +351,8 @@ def pair_selector() -> Selector:
             elem_id="pair-dropdown",
         )
         load = gr.Button("Load", variant="secondary", scale=0, min_width=100, elem_id="pair-load")
-    status = gr.Markdown(elem_id="pair-status")
+    # Until the page's load event describes the pair (after a start, once torch and the pair have loaded).
+    status = gr.Markdown(wake.LOADING_WORDS, elem_id="pair-status")
     return Selector(dropdown, load, status)
 
 

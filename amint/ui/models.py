@@ -9,7 +9,6 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from amint import plots
 from amint.card import METRIC_COLUMNS, method_rows
 
 from .common import Selector, get_pair
@@ -56,6 +55,8 @@ def settings_table(config) -> pd.DataFrame:
 
 def model_info(pair_name: str) -> tuple:
     """API ``model_info``: card, metrics table, ROC, training history and settings of a pair."""
+    from amint import plots
+
     loaded = get_pair(pair_name)
     c = loaded.pair.config
     m = c.metrics or {}

@@ -4,6 +4,9 @@ The training itself is ``amint.train.train_pair`` in a background thread; its ca
 that the Start handler (a generator) turns into progress, plots and a log. The worker thread, not the
 handler, owns the job: it releases the one-job-at-a-time slot and moves the finished pair into the
 models folder even if the browser tab was closed.
+
+The layout reads names and defaults that import without torch (amint.catalog, amint.backbones,
+TrainConfig); the handlers import the training code when they run.
 """
 
 from __future__ import annotations
@@ -22,14 +25,13 @@ from typing import Any
 
 import gradio as gr
 
-from amint import plots
 from amint.backbones import KNOWN_BACKBONES, SETUPS
-from amint.data import available_benchmarks, default_split_sizes, load_benchmark
-from amint.launch import train_multiprocess, visible_gpus
-from amint.pair import check_repo_id, redact
-from amint.train import Progress, TrainConfig, TrainingCancelled, resolve_device, train_pair
+from amint.catalog import available_benchmarks
+from amint.train_config import TrainConfig
+from amint.reveal import LEAVE_OUT, reveal_words
 from amint.uploads import MB, extract_images, prune_folder
 
+from . import wake
 from .common import (Selector, forget_pair, get_pair, limits_note, models_dir, selector_update, training_enabled,
                      user_errors)
 from .models import METRIC_HEADERS, metrics_table
@@ -40,6 +42,8 @@ MAX_EXTRACTED_DATASETS = 3  # unpacked uploads kept, so training again on the sa
 CPU_FRIENDLY_BACKBONE = {"channels": [16, 32, 64, 128], "stem_type": "deep", "stem_width": 8}
 CPU_LIMIT = int(os.environ.get("AMINT_CPU_TRAIN_LIMIT", "60000"))  # member-epochs allowed without a GPU
 UPDATE_SECONDS = 0.5  # at most two UI updates a second from the step stream
+CPU_NOTICE = ("**No GPU found:** training runs on the CPU. Small runs (a few hundred members, a few epochs, a "
+              "narrow backbone) take minutes; the paper-sized ones need a GPU.")
 
 try:  # on a ZeroGPU Space, GPU work must run inside a spaces.GPU function
     import spaces
@@ -52,6 +56,9 @@ except ImportError:  # elsewhere a no-op
 
 @_gpu
 def _run_training(cfg: TrainConfig, callback, should_stop, bench):
+    from amint.launch import train_multiprocess, visible_gpus
+    from amint.train import resolve_device, train_pair
+
     gpus = visible_gpus()
     if gpus > 1 and resolve_device(cfg.device).type == "cuda":  # one process per GPU, progress merged
         return train_multiprocess(cfg, gpus, callback, should_stop)
@@ -99,6 +106,8 @@ SLOT = JobSlot()
 
 def _worker(job: Job, cfg: TrainConfig, bench) -> None:
     """Train into a hidden folder, then rename it into place: a pair appears only when complete."""
+    from amint.train import TrainingCancelled
+
     staging = Path(cfg.out)
     try:
         _run_training(cfg, job.events.put, SLOT.stop.is_set, bench)
@@ -189,7 +198,8 @@ def _check_enabled() -> None:
                        "machine, or set AMINT_ENABLE_TRAINING=1 on your own Space.", title="Turned off")
 
 
-def _log_line(p: Progress) -> str | None:
+def _log_line(p) -> str | None:
+    """One log line for an amint.train.Progress report (None for the steps in between)."""
     if p.kind == "phase":
         return p.message or f"{p.phase}"
     if p.kind == "epoch":
@@ -212,6 +222,10 @@ def train(dataset: str, upload: Any, backbone: str, setup: str, epochs: float, h
           backbone_options: str, name: str, progress=gr.Progress()):
     """API ``train``: stream status, history plot, log, metrics, ROC and the pair list while training."""
     _check_enabled()
+    wake.wait(progress)
+    from amint.data import default_split_sizes, load_benchmark
+    from amint.train import resolve_device
+
     if dataset == UPLOAD or upload:
         path = upload.get("path") if isinstance(upload, dict) else upload
         if not path:
@@ -265,6 +279,10 @@ def train(dataset: str, upload: Any, backbone: str, setup: str, epochs: float, h
 
 
 def _stream(job: Job, thread: threading.Thread, cfg: TrainConfig, device, progress):
+    from amint import plots
+    from amint.launch import visible_gpus
+    from amint.train import Progress
+
     history: list[dict] = []
     gpus = visible_gpus() if device.type == "cuda" else 0
     where = f"{gpus} GPUs, one process each" if gpus > 1 else device.type.upper()
@@ -324,9 +342,17 @@ def stop() -> str:
     return "Stopping at the next step…"
 
 
-def publish(pair_name: str, repo_id: str, token: str, private: bool = False) -> str:
-    """API ``publish``: push the selected pair to the Hugging Face Hub; returns a link."""
+def publish(pair_name: str, repo_id: str, token: str, private: bool = False, leave_out: str = "",
+            progress=gr.Progress()) -> str:
+    """API ``publish``: push the selected pair to the Hugging Face Hub, whole or without its external tables
+    ("externals") or every memory ("memories"); returns a link."""
+    from amint.pair import check_repo_id, redact
+    from amint.publish import publishable
+
     _check_enabled()
+    leave_out = leave_out or ""
+    if leave_out not in LEAVE_OUT:
+        raise gr.Error(f"What to publish must be one of {', '.join(repr(k) for k in LEAVE_OUT)}.", title="Not valid")
     repo_id = (repo_id or "").strip()
     try:
         check_repo_id(repo_id)
@@ -338,15 +364,43 @@ def publish(pair_name: str, repo_id: str, token: str, private: bool = False) -> 
         raise gr.Error("Publishing needs a Hugging Face access token with write permission: paste it in the "
                        "token box (or set HF_TOKEN).", title="No token")
     loaded = get_pair(pair_name)
+    pair = loaded.pair
+    if leave_out:
+        progress(None, desc="Refitting the threshold without the left-out tables (minutes on a CPU)")
+        with user_errors(f"Publishing without {leave_out} failed"):
+            pair = publishable(pair, leave_out)
     try:
-        url = loaded.pair.push_to_hub(repo_id, token=token, private=bool(private))
+        url = pair.push_to_hub(repo_id, token=token, private=bool(private))
     except Exception as e:  # noqa: BLE001 - huggingface_hub raises many types; the message is what matters
         # Never echo the token: the message is shown on the page and may be logged.
         raise gr.Error(f"Publishing to {repo_id} failed: {redact(str(e), token)}", title="Publish failed") from None
-    return f"Published **{loaded.name}** to [{repo_id}]({url})."
+    left = f" without {LEAVE_OUT[leave_out].split(':')[0]}" if leave_out else ""
+    return f"Published **{loaded.name}**{left} to [{repo_id}]({url})."
 
 
 # --- layout ------------------------------------------------------------------------------------
+
+PUBLISH_CHOICES = [("Everything: model, trace head and memories", ""),
+                   ("Without the external tables (weaker on edited uploads)", "externals"),
+                   ("Model and trace head only (no memories)", "memories")]
+
+
+def _reveal_notice(leave_out: str) -> str:
+    """What the chosen upload reveals to anyone who downloads it (amint.reveal: measured figures, not typed in)."""
+    options = (f"“{PUBLISH_CHOICES[1][0].split(' (')[0]}” (`push --no-externals`)",
+               f"“{PUBLISH_CHOICES[2][0].split(' (')[0]}” (`push --trace-only`)")
+    return f"**What this reveals.** {reveal_words(None, leave_out or '', options)}"
+
+
+
+def _device_notice() -> gr.Markdown:
+    """On page load: a notice when training would run on the CPU (as amint.train.resolve_device("auto")
+    decides; torch itself is asked, so that opening the page does not import the training code)."""
+    wake.wait()
+    import torch
+
+    return gr.Markdown(CPU_NOTICE, visible=not torch.cuda.is_available())
+
 
 
 def build(sel: Selector) -> None:
@@ -355,10 +409,9 @@ def build(sel: Selector) -> None:
         gr.Markdown("**Training and publishing are turned off on this public demo** (they need a GPU and "
                     "write access). Run the app on your own machine, or set `AMINT_ENABLE_TRAINING=1` on your "
                     "own Space, to use this tab.", elem_classes=["notice"])
-    elif resolve_device("auto").type == "cpu":
-        gr.Markdown("**No GPU found:** training runs on the CPU. Small runs (a few hundred members, a few "
-                    "epochs, a narrow backbone) take minutes; the paper-sized ones need a GPU.",
-                    elem_classes=["notice"])
+    else:  # whether there is a GPU is torch's to say: filled in when the page opens, once torch has loaded
+        notice = gr.Markdown(visible=False, elem_classes=["notice"], elem_id="train-device-notice")
+        gr.on(None, _device_notice, None, notice, api_visibility="private", show_progress="hidden")
     datasets = [(n, n) for n in available_benchmarks() if not n.startswith("imagefolder")]
     datasets.append(("my images (upload a zip of class folders)", UPLOAD))
     with gr.Row(equal_height=False):
@@ -419,6 +472,9 @@ def build(sel: Selector) -> None:
             token = gr.Textbox(label="Access token (write)", type="password", scale=2,
                                placeholder="empty: use HF_TOKEN from the environment")
             private = gr.Checkbox(label="Private", value=False, scale=1)
+        leave_out = gr.Radio(PUBLISH_CHOICES, value="", label="What to publish", elem_id="publish-what",
+                             info="Without memories the threshold is refitted on the pair's calibration split first.")
+        reveal = gr.Markdown(_reveal_notice(""), elem_classes=["notice"], elem_id="publish-reveal")
         publish_btn = gr.Button("Publish", interactive=enabled)
         published = gr.Markdown()
 
@@ -433,4 +489,5 @@ def build(sel: Selector) -> None:
         preprocess=True,
     )
     stop_btn.click(stop, None, status, api_name="stop", concurrency_limit=None)
-    publish_btn.click(publish, [sel.dropdown, repo_id, token, private], published, api_name="publish")
+    leave_out.change(_reveal_notice, leave_out, reveal, api_visibility="private")
+    publish_btn.click(publish, [sel.dropdown, repo_id, token, private, leave_out], published, api_name="publish")

@@ -1,25 +1,26 @@
-"""Verify tab: one image in, the membership verdict out, with what the model saw and why."""
+"""Verify tab: one image in, the membership verdict out, with what the model saw and why.
+
+The layout needs only the edit table and the examples index; the handlers import the library (and
+with it torch) when they run, after the wake has loaded it (amint/ui/wake.py).
+"""
 
 from __future__ import annotations
 
 import html
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 import numpy as np
 
-from amint import plots
 from amint.edits import ADJUSTABLE
-from amint.explain import percent
-from amint.verify import (ImageError, comparison_words, decision_words, explain_forwarded, forward_image, load_image,
-                          verdict_word, verify_image)
-from amint.verify import verify_edited as lib_verify_edited
 
-from . import svg
 from .common import (MODEL_CONCURRENCY_ID, Selector, examples_dir, get_pair, limits_note, pair_choices,
                      selector_update, user_errors)
+
+if TYPE_CHECKING:
+    from . import svg
 
 DISPLAY_SIDE = 224  # pixels: small inputs (28x28) are upscaled to about this for display
 DEFAULT_EDIT = "jpeg"
@@ -68,6 +69,9 @@ def _without_prefix(words: str, word: str) -> str:
 
 def verdict_html(verdict, truth: str | None = None) -> str:
     """The verdict card: the decision in large type, the probability, and how often it is wrong."""
+    from amint.explain import percent
+    from amint.verify import decision_words, verdict_word
+
     member = bool(verdict.is_member)
     word = verdict_word(verdict)
     cls = "member" if member else "nonmember"
@@ -93,6 +97,8 @@ def verdict_html(verdict, truth: str | None = None) -> str:
 
 def _read(image: Any, name: str | None):
     """The upload as a PIL image, or gr.Error in plain words naming the file (not a temp path)."""
+    from amint.verify import ImageError, load_image
+
     try:
         return load_image(image, name=name)
     except ImageError as e:
@@ -101,6 +107,8 @@ def _read(image: Any, name: str | None):
 
 
 def _score_html(loaded, marks: list[svg.Mark], title: str) -> str:
+    from . import svg
+
     cfg = loaded.pair.config
     return f'<div class="score-chart">{svg.score_svg(cfg.calibration, marks, cfg.threshold, title)}</div>'
 
@@ -116,6 +124,10 @@ def _details(loaded, verdict, name: str | None, truth: str | None) -> dict:
 
 def run_verify(loaded, image: Any, name: str | None = None, truth: str | None = None):
     """Verdict first (one forward pass), then the "why" (maps, attribution, edit saliency) as a second update."""
+    from amint.verify import explain_forwarded, forward_image
+
+    from . import svg
+
     pair = loaded.pair
     with user_errors("This image cannot be checked"):
         forwarded = forward_image(pair, _read(image, name))
@@ -134,12 +146,16 @@ def run_verify(loaded, image: Any, name: str | None = None, truth: str | None = 
 
 def model_view_html(image: np.ndarray) -> str:
     """What the model sees, inline at its own size and enlarged by the page (pixels kept sharp)."""
+    from amint import plots
+
     return (f'<figure class="model-view"><img src="{plots.png_data_uri(image)}" alt="The image as the model receives '
             f'it: {image.shape[1]} by {image.shape[0]} pixels"><figcaption>What the model sees: its input, '
             f"{image.shape[1]}×{image.shape[0]} px, enlarged</figcaption></figure>")
 
 
 def _figure(image: np.ndarray, caption: str, alt: str) -> str:
+    from amint import plots
+
     return (f'<figure class="why-figure"><img src="{plots.png_data_uri(image)}" alt="{html.escape(alt)}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
@@ -150,6 +166,8 @@ def why_figures(explained) -> str:
     Inline images at the model's own size (28 px for the default pair), enlarged by the page: the
     whole "why" is one small HTML update instead of six image files to write and fetch.
     """
+    from amint import plots
+
     base = explained.verdict.model_input
     figs = [_figure(plots.overlay(base, heat, min_side=1), f"{tap} · activity",
                     f"Activity of layer {tap}: bright where the layer responds") for tap, heat in explained.maps]
@@ -180,11 +198,11 @@ def why_html(explained) -> str:
             + why_figures(explained) + "</div>")
 
 
-def verify(pair_name: str, image: Any):
+def verify(pair_name: str, image: Any, progress=gr.Progress()):
     """API ``verify``: (pair, image) -> model input, verdict, score chart, top classes, details; then, as a
     second update, the why (evidence per part, per-tap maps and edit saliency as inline images, in words)."""
     source, name = _payload_source(image)
-    yield from run_verify(get_pair(pair_name), source, name)
+    yield from run_verify(get_pair(pair_name, progress), source, name)
 
 
 # --- edit and watch ------------------------------------------------------------------------------
@@ -200,10 +218,14 @@ def edit_slider(edit_name: str) -> gr.Slider:
     return gr.Slider(minimum=e.low, maximum=e.high, step=e.step, value=e.default, label=e.label)
 
 
-def verify_edited(pair_name: str, image: Any, edit: str, strength: float | None) -> tuple:
+def verify_edited(pair_name: str, image: Any, edit: str, strength: float | None, progress=gr.Progress()) -> tuple:
     """API ``verify_edited``: (pair, image, edit name, strength) -> original and edited image as the model
     sees them, both scores on the calibration chart with the verdict held or changed, details."""
-    loaded = get_pair(pair_name)
+    from amint.verify import verify_edited as lib_verify_edited
+
+    from . import svg
+
+    loaded = get_pair(pair_name, progress)
     source, name = _payload_source(image)
     with user_errors("This edit cannot be checked"):
         result = lib_verify_edited(loaded.pair, _read(source, name), edit, strength)
@@ -223,11 +245,13 @@ def verify_edited(pair_name: str, image: Any, edit: str, strength: float | None)
 # --- two pairs, one image ----------------------------------------------------------------------
 
 
-def compare(pair_a: str, pair_b: str, image: Any) -> tuple[str, dict]:
+def compare(pair_a: str, pair_b: str, image: Any, progress=gr.Progress()) -> tuple[str, dict]:
     """API ``compare``: (pair, second pair, image) -> both verdicts side by side with what the difference means."""
+    from amint.verify import comparison_words, verify_image
+
     if not (pair_b or "").strip():
         raise gr.Error("Pick a second pair to compare with.", title="No second pair")
-    first, second = get_pair(pair_a), get_pair(pair_b)
+    first, second = get_pair(pair_a, progress), get_pair(pair_b)
     source, name = _payload_source(image)
     with user_errors("This image cannot be compared"):
         img = _read(source, name)
@@ -259,7 +283,7 @@ def _caption(ex: dict) -> str:
     return f"{truth} · {ex.get('class', '')}".strip(" ·")
 
 
-def verify_example(index: float):
+def verify_example(index: float, progress=gr.Progress()):
     """API ``verify_example``: run example number ``index`` with the pair it was made for."""
     data = load_examples()
     examples = data["examples"]
@@ -267,13 +291,13 @@ def verify_example(index: float):
     if not 0 <= i < len(examples):
         raise gr.Error(f"There is no example number {i}; there are {len(examples)}.", title="No such example")
     ex = examples[i]
-    loaded = get_pair(data.get("pair"))
+    loaded = get_pair(data.get("pair"), progress)
     for outputs in run_verify(loaded, ex["path"], ex["file"], truth=ex["truth"]):
         yield (ex["path"], *outputs, selector_update(loaded.name))
 
 
-def _on_example_select(evt: gr.SelectData):
-    yield from verify_example(evt.index)
+def _on_example_select(evt: gr.SelectData, progress=gr.Progress()):
+    yield from verify_example(evt.index, progress)
 
 
 # --- layout ------------------------------------------------------------------------------------
