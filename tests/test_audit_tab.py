@@ -20,3 +20,21 @@ def test_the_audit_summary_gives_both_answers(tiny_memory_pair, synthetic):
     assert amint < fingerprint and page.count('class="verdict ') == 2
     assert "found in the training index" in page and "flagged as members" in page
     assert "Used in training" not in page
+
+
+def test_the_report_says_when_the_aMINT_verdict_can_hardly_find_members(tiny_memory_pair, synthetic):
+    import copy
+
+    from amint.report import method_limits
+
+    pair = copy.deepcopy(tiny_memory_pair[0])
+    readings = {name: dict(data) for name, data in pair.config.readings.items()}
+    readings["amint"]["cal_auc"] = 0.52
+    pair.set_readings(readings)
+    result = audit_images(pair, [(f"t{i}.png", synthetic.test_images[i, 0].numpy()) for i in range(10)])
+    answers = AuditReport.build(pair, result, PairIdentity("tiny", None, None, "tiny", "0" * 64)).answers
+    amint = answers[0]
+    assert "This model shows no detectable trace (calibration AUC 0.52" in amint.question
+    tpr = pair.readings["amint"].calibration["tpr"]
+    assert any(f"this model shows no detectable trace: at its threshold it found {tpr:.1%}" in t
+               for t in method_limits(answers))
