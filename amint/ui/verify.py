@@ -238,9 +238,9 @@ def why_html(explained) -> str:
                  if quiet else "<i>Trace evidence</i> is where the trace head's reading of that activity pushes "
                  "towards “member” (Grad-CAM of its logit).")
               + (" The last maps show which parts' edits move each score." if shown else ""))
-    return ('<div class="why"><p><b>What decided it.</b> Each answer is a sum of bars in logit units, counted from its '
-            "threshold: the reading's start, then each part of its evidence; to the right (orange) pushes towards "
-            "“member”, to the left (blue) towards “not a member”.</p>"
+    return ('<div class="why"><p><b>What decided it.</b> Each reading that carries evidence is a sum of bars in logit '
+            "units, counted from its threshold: the reading's start, then each part of its evidence; to the right "
+            "(orange) pushes towards “member”, to the left (blue) towards “not a member”.</p>"
             + "".join(sections)
             + f"<p><b>Which parts of the image matter.</b> {matter}</p>"
             + f"<p>{legend}</p>"
