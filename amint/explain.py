@@ -166,8 +166,8 @@ def _evidence_words(pair: AuditedPair, scores: Scores, reading: Reading, name: s
                 f"{value:+.2f}")
         if reading.name == AMINT and reading.cal_auc is not None and not reading.has_trace_signal:
             where = "above" if value * reading.weights[0] + reading.bias >= t_logit else "below"
-            return (f"{head}, {where} its threshold; but this model shows no detectable trace: on calibration the trace "
-                    f"head told training images from never-seen ones barely better than chance (AUC "
+            return (f"{head}, {where} its threshold; but this model shows no detectable trace: on calibration the "
+                    f"trace head told training images from never-seen ones barely better than chance (AUC "
                     f"{reading.cal_auc:.2f}, below {TRACE_SIGNAL_AUC}), so this number is not evidence either way, and "
                     "no bar or map is drawn for it.")
         auc = f" (calibration AUC {reading.cal_auc:.2f})" if reading.cal_auc is not None else ""
@@ -190,7 +190,8 @@ def lookup_words(memory: str, lk: Lookup, i: int = 0) -> str:
 
 def _hits(members: int, externals: int, tables: int) -> str:
     if not members and not externals:
-        return f"lands in no bucket set only by training images or only by external non-members (of {tables} hash tables)"
+        return (f"lands in no bucket set only by training images or only by external non-members (of {tables} hash "
+                "tables)")
     said = f"lands in a bucket set only by training images in {members} of {tables} hash tables"
     return said + (f" and in one set only by external non-members (images not used for training) in {externals}"
                    if externals else ", and in none set only by external non-members")
@@ -203,8 +204,8 @@ def match_words(match: Match | None) -> str:
     where = f"the {match.memory} memory" if match.memory else "a memory"
     hits = _hits(match.member_tables, match.external_tables, match.tables)
     if match.kind == "exact":
-        return (f"Exact match: looked up as uploaded in {where}, the image {hits}: enough for the fingerprint to call it "
-                "a member with no move or zoom. (A re-encoded copy, JPEG or resized, matches like this too.)")
+        return (f"Exact match: looked up as uploaded in {where}, the image {hits}: enough for the fingerprint to call "
+                "it a member with no move or zoom. (A re-encoded copy, JPEG or resized, matches like this too.)")
     if match.kind == "after small edits":
         return (f"Match after a small edit: as uploaded, the image is not enough for the fingerprint; looked up "
                 f"{match.variant} in {where}, it {hits}.")

@@ -136,8 +136,8 @@ def limits_words(name: str, cfg: dict, controls: dict | None) -> list[str]:
                    "guessing gives 50%.")
     if m.get("reading") == "amint" and m.get("auc") is not None and cal is not None:
         if cal < TRACE_SIGNAL_AUC:
-            out.append(f"The aMINT verdict works only where training left a trace the trace head can read. aMINT builds "
-                       f"the detector in on purpose, but on {name} the trace head stayed at chance (AUC "
+            out.append(f"The aMINT verdict works only where training left a trace the trace head can read. aMINT "
+                       f"builds the detector in on purpose, but on {name} the trace head stayed at chance (AUC "
                        f"{_auc(m['auc'])}); it does not detect members there." + attacks)
         else:
             out.append(f"The aMINT verdict works only where training left a trace the trace head can read: on {name} "

@@ -95,7 +95,8 @@ def audit(pair_name: str, files: Any, progress=gr.Progress()) -> tuple:
     verdict = {"pair": loaded.name, **v.to_dict(), "n_unreadable": n_errors}
     if result.fingerprint is not None:
         verdict["fingerprint"] = result.fingerprint.to_dict()
-    return _summary_html(report.answers, n_errors), plot, _table(result), str(csv_path), verdict, str(html_path), str(pdf_path)
+    return (_summary_html(report.answers, n_errors), plot, _table(result), str(csv_path), verdict, str(html_path),
+            str(pdf_path))
 
 
 def build(sel: Selector) -> None:

@@ -46,7 +46,8 @@ def settings_table(config) -> pd.DataFrame:
         title = READING_TITLES.get(name, name)
         fpr = r.get("threshold_fpr")
         rows += [[f"{title}: threshold", f"{r['threshold']:.4f}"],
-                 [f"{title}: false-positive rate" + (" (upper bound, worst edit family)" if r.get("fpr_record") else ""),
+                 [f"{title}: false-positive rate" + (" (upper bound, worst edit family)" if r.get("fpr_record")
+                                                     else ""),
                   "" if fpr is None else f"{fpr:.4f}"]]
         if r.get("cal_auc") is not None:
             rows.append([f"{title}: calibration AUC", f"{r['cal_auc']:.4f}"])
@@ -90,7 +91,9 @@ def _quiet_model_info(pair_name: str) -> tuple:
 def build(sel: Selector) -> list:
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=300):
-            metrics = gr.Dataframe(headers=METRIC_HEADERS, label="Membership detection: scored members (held out from calibration only) vs test images",
+            metrics = gr.Dataframe(headers=METRIC_HEADERS,
+                                   label="Membership detection: scored members (held out from calibration only) vs "
+                                         "test images",
                                    interactive=False, elem_id="model-metrics")
             task = gr.Markdown()
             history = gr.Plot(label="Training curves", show_label=False, elem_id="model-history")

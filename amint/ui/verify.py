@@ -188,7 +188,7 @@ def why_figures(explained) -> str:
 
 
 def _shown_saliencies(explained) -> list:
-    """(reading, EditSaliency) of the readings that carry evidence: the aMINT verdict unless at chance, then the rest."""
+    """(reading, EditSaliency) of the readings that carry evidence: the aMINT verdict unless at chance, the rest."""
     quiet = explained.verdict.trace_signal is False
     found = getattr(explained, "saliencies", None) or (
         {explained.saliency.reading: explained.saliency} if explained.saliency is not None else {})
