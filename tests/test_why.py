@@ -12,6 +12,7 @@ import pytest
 from amint.explain import evidence_parts, forward_one, match_words, threshold_logit
 from amint.fingerprint import Match
 from amint.splits import MembershipSplit
+from tests.test_readings import legacy_folder  # noqa: F401 (a fixture)
 
 
 def _with_trace_auc(pair, auc: float):
@@ -125,3 +126,18 @@ def test_the_why_panel_reports_the_fingerprint_counts_of_this_image(tiny_memory_
             (int(lk.members[0, 0]) == 0 and "no bucket set only by training images" in exact.words)
         seen.add((m.kind, m.member_tables))
     assert len(seen) == 2  # the member and the stranger matched differently, and the words followed their counts
+
+
+def test_a_legacy_pair_shows_its_combined_bars_as_legacy(legacy_folder, synthetic):
+    from amint.pair import AuditedPair
+    from amint.ui.verify import why_html
+    from amint.verify import explain_image
+
+    pair = AuditedPair.from_pretrained(legacy_folder)
+    explained = explain_image(pair, synthetic.test_images[0, 0].numpy())
+    assert {p.reading for p in explained.evidence} == {"combined"} and all(p.is_evidence for p in explained.evidence)
+    total = sum(p.contribution for p in explained.evidence)
+    assert (total >= 0) == explained.verdict.is_member
+    panel = why_html(explained)
+    assert "The combined verdict (legacy)" in panel and "The fingerprint:" not in panel
+    assert "no detectable trace" not in panel  # not measured for a legacy pair: nothing is claimed either way
