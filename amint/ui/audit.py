@@ -88,9 +88,10 @@ def audit(pair_name: str, files: Any, progress=gr.Progress()) -> tuple:
     with user_errors("The report could not be written"):
         report = AuditReport.build(loaded.pair, result, pair_identity(loaded.name, loaded.folder))
         html_path, pdf_path = report.write(out / "audit-report.html"), report.write(out / "audit-report.pdf")
+    first = report.answers[0].title if report.answers else "scores"
     plot = plots.plot_score_distribution(loaded.pair.config.calibration, result.scores,
                                            loaded.pair.config.threshold,
-                                           title=f"Scores of the {len(result.scores)} uploaded images")
+                                           title=f"{first[:1].upper() + first[1:]}: the {len(result.scores)} uploaded images")
     v = result.verdict
     verdict = {"pair": loaded.name, **v.to_dict(), "n_unreadable": n_errors}
     if result.fingerprint is not None:
