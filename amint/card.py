@@ -180,6 +180,10 @@ def _reading_paragraph(name: str, reading: dict, m: dict) -> str:
         what = ("**Combined reading (legacy)**: one readout over the trace head and the memories, calibrated before "
                 "this version separated them; which part decided is not told apart. Recalibrate the pair "
                 "(`python -m amint calibrate`) for the two readings.")
+    if m.get("auc") is not None:
+        what += (f" On the scored images below: AUC {_fmt(m['auc'])}, TPR at 1% FPR {_fmt(m.get('tpr_at_1pct_fpr'))}"
+                 + (" (at chance: 0.5 and 0.01 are what guessing gives)." if name == "amint" and auc is not None
+                    and auc < 0.6 else "."))
     ece = (f" Expected calibration error on the scored images made like the calibration set "
            f"{_fmt(m.get('calibration_error'))} (exact copies alone {_fmt(m.get('calibration_error_exact'))}, edited "
            f"alone {_fmt(m.get('calibration_error_edited'))})." if m.get("calibration_error") is not None else "")

@@ -417,7 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Active Membership Inference Test: train an audited classifier with a MINT head, "
-                    "evaluate it, and ask whether images were in its training set.",
+                    "evaluate it, and ask whether images were in its training set: the aMINT verdict reads a trace "
+                    "in the model, the fingerprint looks the image up in the training index shipped with the pair.",
         epilog=f"Run '{PROG} COMMAND --help' for the options and examples of each command.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -481,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--edits-n", type=int, metavar="N", help="with --edits: the first N members and N non-members only")
     p.set_defaults(func=cmd_calibrate)
 
-    p = _subparser(sub, "verify", "say whether images were in a pair's training set",
+    p = _subparser(sub, "verify", "read images with a pair's two readings: the aMINT verdict and the fingerprint",
                    "For each image, two readings, each with its probability, calibrated decision and threshold: the "
                    "aMINT verdict (the trace head on the model's activations: does the model carry a trace of the "
                    "image?) and the fingerprint (the hashed memories: is the image, or a re-encoding of it, in the "
@@ -496,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
     p.set_defaults(func=cmd_verify)
 
-    p = _subparser(sub, "audit", "test whether a set of images was used to train a pair",
+    p = _subparser(sub, "audit", "test a set of images with each reading: the aMINT verdict and the fingerprint",
                    "Score every image (files, or the images inside .zip archives), then test the whole set for each "
                    "reading: are more images flagged than that reading's false-positive bound explains? Prints the "
                    "aMINT verdict (does the model carry a trace of this set?) and the fingerprint (is this set in the "
@@ -520,7 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "Create the Hub model repo if needed and upload the pair (config, weights, model card). A pair "
                    "with hashed memories is a membership oracle for its members and its external images to anyone "
                    "who downloads it (README: What publishing a pair reveals): --no-externals or --trace-only "
-                   "upload a copy without them, its threshold refitted on the pair's calibration split (this needs "
+                   "upload a copy without them, its readings refitted on the pair's calibration split (this needs "
                    "the pair's dataset); the local pair is not changed.",
                    f"  {PROG} push runs/fmnist me/amint-fmnist\n  {PROG} push runs/fmnist me/amint-fmnist --private\n"
                    f"  {PROG} push runs/fmnist me/amint-fmnist --no-externals\n"
@@ -535,7 +536,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "exact copies are still recognised, edited ones less often")
     leave.add_argument("--trace-only", action="store_true",
                        help="leave every memory out: the audited model and the trace head alone (the fingerprint "
-                            "index stays private; the verdict then rests on the trace head)")
+                            "index stays private; the copy gives the aMINT verdict alone, which detects nothing "
+                            "where the pair's trace is at chance)")
     p.add_argument("--data-root", metavar="DIR",
                    help="with --no-externals / --trace-only: directory holding the pair's dataset (default: "
                         "$AMINT_DATA_DIR)")

@@ -15,8 +15,9 @@ import torch.nn.functional as F
 
 from .edits import background, edit_images, to_pil
 from .evaluate import Scores, score_images, scoring_precision
+from .fingerprint import Lookup, Match
 from .pair import eval_mode
-from .readings import AMINT, COMBINED, FINGERPRINT, headline
+from .readings import AMINT, COMBINED, FINGERPRINT, TRACE_SIGNAL_AUC, Reading, headline
 
 if TYPE_CHECKING:
     from .pair import AuditedPair
@@ -77,54 +78,138 @@ def trace_attribution(pair: AuditedPair, x: torch.Tensor,
 
 @dataclass
 class EvidencePart:
-    """One part of the head's evidence and how much it moved its reading's logit for this image."""
+    """One bar of a reading's explanation: a part of its evidence, or where the reading starts (its bias).
 
-    name: str  # "trace" or "memory_<name>"
-    value: float  # the raw evidence: trace logit, or memory score in [-0.5, 1]
-    contribution: float  # the reading's Platt weight x value, in logit units (0 when no reading reads it)
+    A reading's parts add up, in logit units, to its logit minus the logit at its threshold: the sum is at or
+    above 0 exactly when the reading says "member" (its probability map is strictly increasing). So the bias is
+    a bar of its own ("start_<reading>"), and a never-seen image whose lookups hit a few tables shows those hits
+    against the reading's negative start, not as a push towards "member" with nothing against it.
+    """
+
+    name: str  # "trace", "memory_<name>", or "start_<reading>" (the reading's bias, measured from its threshold)
+    value: float  # the raw evidence (trace logit, or memory score in [-0.5, 1]); a start part: the bias
+    contribution: float  # in logit units: Platt weight x value; a start part: bias - logit at the threshold
     words: str
     reading: str | None = None  # the reading this part feeds: amint (trace), fingerprint (memories), combined (legacy)
+    is_evidence: bool = True  # False: said in words only, never drawn as evidence (a trace head at chance)
 
 
 _READING_TITLES = {AMINT: "the aMINT verdict", FINGERPRINT: "the fingerprint", COMBINED: "the combined verdict (legacy)"}
+START = "start_"
+
+
+def threshold_logit(reading: Reading) -> float:
+    """The logit at which ``reading``'s calibrated probability reaches its threshold (bisection: the map from logit to
+    probability is strictly increasing)."""
+    lo, hi = -400.0, 400.0
+    t = torch.tensor([lo, hi], dtype=torch.float64)
+    plo, phi = (float(p) for p in reading.probability(t))
+    if reading.threshold <= plo:
+        return lo
+    if reading.threshold > phi:
+        return hi
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if float(reading.probability(torch.tensor([mid], dtype=torch.float64))[0]) >= reading.threshold:
+            hi = mid
+        else:
+            lo = mid
+        if hi - lo < 1e-9:
+            break
+    return hi
 
 
 def evidence_parts(pair: AuditedPair, scores: Scores) -> list[EvidencePart]:
-    """The evidence of one image (``forward_one``'s scores) split by part, each with its reading and a sentence."""
+    """The evidence of one image (``forward_one``'s scores) as bars, reading by reading (the aMINT verdict or a legacy
+    combined one first, then the fingerprint): each reading's start, then each part it reads, with a sentence.
+
+    A trace head at chance (calibration AUC below 0.6) gets its sentence but ``is_evidence`` False: the panel says that
+    this model shows no detectable trace instead of drawing its logit as evidence."""
     names = scores.evidence_names
-    feeds = {n: r for r in pair.readings.values() for n in r.evidence}
-    parts = []
-    for i, (name, v) in enumerate(zip(names, scores.evidence[0].tolist())):
-        reading = feeds.get(name)
-        contribution = reading.weights[reading.evidence.index(name)] * v if reading else 0.0
-        where = _READING_TITLES[reading.name] if reading else "no reading (this pair is not calibrated)"
-        parts.append(EvidencePart(name, v, contribution, _evidence_words(pair, scores, name, v, contribution, where),
-                                  reading.name if reading else None))
+    evidence = scores.evidence[0].tolist()
+    order = [n for n in (headline(pair.readings), FINGERPRINT) if n in pair.readings]
+    parts, read = [], set()
+    for reading in (pair.readings[n] for n in order):
+        signal = reading.name != AMINT or reading.cal_auc is None or reading.has_trace_signal
+        t_logit = threshold_logit(reading)
+        start = reading.bias - t_logit
+        parts.append(EvidencePart(START + reading.name, reading.bias, start, _start_words(reading, start),
+                                  reading.name, signal))
+        for name, w in zip(reading.evidence, reading.weights):
+            v = evidence[names.index(name)]
+            parts.append(EvidencePart(name, v, w * v, _evidence_words(pair, scores, reading, name, v, w * v, t_logit),
+                                      reading.name, signal))
+            read.add(name)
+    for name, v in zip(names, evidence):
+        if name not in read:
+            parts.append(EvidencePart(name, v, 0.0, f"{name} = {v:+.3f}: no reading reads it (this pair is not "
+                                      "calibrated), so it decides nothing.", None, False))
     return parts
 
 
-def _evidence_words(pair: AuditedPair, scores: Scores, name: str, value: float, contribution: float,
-                    reading: str) -> str:
+def _push(reading: str, contribution: float) -> str:
     direction = "towards “member”" if contribution > 0 else "towards “not a member”"
-    push = f"it pushes {reading} {direction} by {abs(contribution):.1f} (logit units)"
+    return f"it pushes {_READING_TITLES[reading]} {direction} by {abs(contribution):.1f} (logit units)"
+
+
+def _start_words(reading: Reading, start: float) -> str:
+    title = _READING_TITLES[reading.name]
+    side = "below" if start < 0 else "at or above"
+    return (f"Where {title} starts before any evidence (its bias), measured from its threshold: {start:+.1f}, "
+            f"{side} the threshold; the bars of this image's evidence are added to it.")
+
+
+def _evidence_words(pair: AuditedPair, scores: Scores, reading: Reading, name: str, value: float, contribution: float,
+                    t_logit: float) -> str:
     if name == "trace":
-        return (f"The trace head, which reads the model's activity at {', '.join(pair.config.taps)}, gives logit "
-                f"{value:+.2f}; {push}.")
+        head = (f"The trace head, which reads the model's activity at {', '.join(pair.config.taps)}, gives logit "
+                f"{value:+.2f}")
+        if reading.name == AMINT and reading.cal_auc is not None and not reading.has_trace_signal:
+            where = "above" if value * reading.weights[0] + reading.bias >= t_logit else "below"
+            return (f"{head}, {where} its threshold; but this model shows no detectable trace: on calibration the "
+                    f"trace head told training images from never-seen ones barely better than chance (AUC "
+                    f"{reading.cal_auc:.2f}, below {TRACE_SIGNAL_AUC}), so this number is not evidence either way, and "
+                    "no bar or map is drawn for it.")
+        auc = f" (calibration AUC {reading.cal_auc:.2f})" if reading.cal_auc is not None else ""
+        return f"{head}{auc}; {_push(reading.name, contribution)}."
     memory = name.removeprefix("memory_")
-    lk = scores.lookups[memory]
-    best = int(lk.scores()[0].argmax())
-    members, externals, tables = int(lk.members[0, best]), int(lk.externals[0, best]), lk.tables
-    looked = lk.variants[best]
-    if members:
-        seen = (f"its fingerprint matches a training image's in {members} of {tables} hash tables (looked up "
-                f"{looked})" + (f", an external non-member's in {externals}" if externals else ""))
-    elif externals:
-        seen = (f"its fingerprint matches only images that were NOT used for training ({externals} of {tables} hash "
-                "tables)")
+    return lookup_words(memory, scores.lookups[memory], 0) + f"; {_push(reading.name, contribution)}."
+
+
+def lookup_words(memory: str, lk: Lookup, i: int = 0) -> str:
+    """What one memory looked up for image ``i`` and what its best lookup found, from the table counts."""
+    best = int(lk.scores()[i].argmax())
+    members, externals = int(lk.members[i, best]), int(lk.externals[i, best])
+    if len(lk.variants) > 1:
+        looked = (f"The {memory} memory looked the image up as uploaded and {len(lk.variants) - 1} times moved or "
+                  f"zoomed out (it reads the image itself, not the model); its best lookup ({lk.variants[best]})")
     else:
-        seen = "its fingerprint matches no stored fingerprint"
-    kind = "after trying small moves and zooms" if len(lk.variants) > 1 else "as uploaded"
-    return f"The {memory} memory ({kind}) reads the image itself, not the model: {seen}; {push}."
+        looked = f"The {memory} memory looked the image up as uploaded (it reads the image itself, not the model): it"
+    return f"{looked} {_hits(members, externals, lk.tables)}"
+
+
+def _hits(members: int, externals: int, tables: int) -> str:
+    if not members and not externals:
+        return (f"lands in no bucket set only by training images or only by external non-members (of {tables} hash "
+                "tables)")
+    said = f"lands in a bucket set only by training images in {members} of {tables} hash tables"
+    return said + (f" and in one set only by external non-members (images not used for training) in {externals}"
+                   if externals else ", and in none set only by external non-members")
+
+
+def match_words(match: Match | None) -> str:
+    """What the fingerprint matched (amint.fingerprint.Match), from its table counts, in one or two sentences."""
+    if match is None:
+        return "This pair has no fingerprint: nothing was looked up."
+    where = f"the {match.memory} memory" if match.memory else "a memory"
+    hits = _hits(match.member_tables, match.external_tables, match.tables)
+    if match.kind == "exact":
+        return (f"Exact match: looked up as uploaded in {where}, the image {hits}: enough for the fingerprint to call "
+                "it a member with no move or zoom. (A re-encoded copy, JPEG or resized, matches like this too.)")
+    if match.kind == "after small edits":
+        return (f"Match after a small edit: as uploaded, the image is not enough for the fingerprint; looked up "
+                f"{match.variant} in {where}, it {hits}.")
+    return f"No match: the best lookup (in {where}) {hits}: not enough for the fingerprint to call it a member."
 
 
 # Edits that keep every pixel where it is, so that one region of the image can be edited alone;

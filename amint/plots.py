@@ -114,7 +114,8 @@ def plot_roc(metrics: dict) -> Figure:
     if point is not None:
         ax.plot(max(point[0], floor), point[1], "o", color="black", label=f"calibrated threshold (TPR {point[1]:.2f})")
     ax.set(xscale="log", xlim=(floor, 1), ylim=(0, 1.01), xlabel="false-positive rate (never-seen images)",
-           ylabel="true-positive rate (members)", title="Membership ROC (held-out)")
+           ylabel="true-positive rate (members)",
+           title="Membership ROC (scored members held out from calibration only)")
     ax.legend(loc="lower right", fontsize="small")
     return fig
 

@@ -89,8 +89,8 @@ class Answer:
         if self.key == AMINT:
             return ("aMINT verdict: the model carries a trace of this set" if self.found else
                     "aMINT verdict: no evidence of a trace of this set in the model")
-        return ("Combined verdict (legacy): used in training, evidence found" if self.found else
-                "Combined verdict (legacy): no evidence of use in training")
+        return ("Combined verdict (legacy): evidence that this set is in the pair's training set" if self.found else
+                "Combined verdict (legacy): no evidence that this set is in the pair's training set")
 
     @property
     def question(self) -> str:
@@ -127,8 +127,13 @@ def method_limits(answers: list[Answer]) -> list[str]:
     out.append("Each rate is an upper bound, so a p-value does not overstate the evidence as long as the images are "
                "like those it was measured on.")
     if any(a.key != FINGERPRINT for a in answers):
-        out.append("“Not a member” is not proof that an image was never used: the aMINT verdict misses some members, "
-                   "and it concerns this pair's audited model only, not other models.")
+        quiet = [a.reading for a in answers if a.key == AMINT and a.reading.cal_auc is not None
+                 and not a.reading.has_trace_signal]
+        tpr = quiet[0].calibration.get("tpr") if quiet else None
+        out.append("“Not a member” is not proof that an image was never used: the aMINT verdict misses some members"
+                   + (f" (this model shows no detectable trace: at its threshold it found {tpr:.1%} of the calibration "
+                      "members)" if tpr is not None else " (this model shows no detectable trace)" if quiet else "")
+                   + ", and it concerns this pair's audited model only, not other models.")
     if any(a.key != AMINT for a in answers):
         out.append("The fingerprint recognises images close to the training images (the same picture, re-saved, "
                    "resized, slightly moved or cropped); not heavy edits (large crops, strong JPEG compression), not "

@@ -10,7 +10,7 @@ import torch
 from matplotlib.figure import Figure
 
 from amint.explain import (GRID, REGION_EDITS, edit_saliencies, edit_saliency, evidence_parts, forward_one, heat_maps,
-                           trace_attribution)
+                           threshold_logit, trace_attribution)
 from amint.plots import overlay, plot_history, plot_roc, plot_score_distribution, plot_top_classes
 from amint.splits import MembershipSplit
 
@@ -65,17 +65,19 @@ def test_evidence_parts_add_up_to_each_readings_logit(memory_pair, synthetic):
     x = synthetic.train_images[0]
     scores = forward_one(memory_pair, x)
     parts = evidence_parts(memory_pair, scores)
-    assert [p.name for p in parts] == memory_pair.head.cfg.evidence_names
+    # Reading by reading: its start (the bias, counted from its threshold), then each part of its evidence.
+    assert [p.name for p in parts if not p.name.startswith("start_")] == memory_pair.head.cfg.evidence_names
     # The trace feeds the aMINT verdict alone, the memories the fingerprint alone.
-    assert [p.reading for p in parts] == ["amint", "fingerprint", "fingerprint"]
+    assert [p.reading for p in parts] == ["amint", "amint", "fingerprint", "fingerprint", "fingerprint"]
     for name, reading in memory_pair.readings.items():
-        total = sum(p.contribution for p in parts if p.reading == name) + reading.bias
+        total = sum(p.contribution for p in parts if p.reading == name) + threshold_logit(reading)
         assert total == pytest.approx(float(reading.logit(scores.evidence, scores.evidence_names)[0]), abs=1e-6)
     assert all(p.words for p in parts)
     # A memory's sentence says what it read (the image), and its counts are the lookup's.
     lookup = scores.lookups["exact"]
-    assert "reads the image itself, not the model" in parts[1].words
-    assert f"in {int(lookup.members[0, 0])} of {lookup.tables} hash tables" in parts[1].words
+    exact = next(p for p in parts if p.name == "memory_exact")
+    assert "reads the image itself, not the model" in exact.words
+    assert f"in {int(lookup.members[0, 0])} of {lookup.tables} hash tables" in exact.words
 
 
 def test_edit_saliency_finds_the_region_that_carries_a_member(memory_pair, synthetic):

@@ -54,6 +54,10 @@ CSS = """
 .verdict-truth { margin-top: 8px; font-weight: 600; }
 .score-chart { color: var(--body-text-color); margin: 6px 0; }
 .why p { margin: 4px 0 8px; }
+.why p.why-reading { margin-top: 14px; }
+.why p.why-no-evidence { padding: 6px 10px; border-left: 4px solid var(--body-text-color-subdued);
+                         background: var(--background-fill-secondary); border-radius: 4px; }
+.why p.why-total { font-weight: 600; }
 .why-row { display: grid; grid-template-columns: minmax(120px, 30%) 1fr; gap: 10px; align-items: center;
            margin: 4px 0; }
 .model-view { margin: 0; text-align: center; font-size: 0.85em; color: var(--body-text-color-subdued); }

@@ -44,21 +44,21 @@ def _table(result) -> list[list[Any]]:
     return rows
 
 
-def _summary_html(v, n_errors: int) -> str:
-    strong = v.p_value < 0.05
-    cls = "member" if strong else "nonmember"
-    head = "Used in training: evidence found" if strong else "No evidence of use in training"
+def _summary_html(answers, n_errors: int) -> str:
+    """One box per reading's set-level answer (amint.report.Answer: the aMINT verdict first, then the fingerprint):
+    its headline, counts and p-value, what it asks and the false-positive rate it was tested against."""
     err = f" {n_errors} file(s) could not be read and were left out." if n_errors else ""
-    dup = f" ({v.n_duplicates} identical copies counted once)" if v.n_duplicates else ""
-    p = f"{v.p_value:.2g}" if v.p_value >= 1e-300 else "< 1e-300"
-    return (
-        f'<div class="verdict {cls}"><div class="verdict-word">{head}</div>'
-        f'<div class="verdict-prob"><b>{v.n_flagged}</b> of {v.n_images} distinct images flagged as members{dup} · '
-        f"up to <b>{v.expected_by_chance:.1f}</b> expected by chance (false-positive rate {v.fpr:.2%}) · "
-        f"p-value <b>{p}</b></div>"
-        f'<div class="verdict-words">{html.escape(v.reading)}{err}</div>'
-        f'<div class="verdict-words">The false-positive rate: {html.escape(v.null.words())}</div></div>'
-    )
+    boxes = []
+    for a in answers:
+        v = a.verdict
+        cls = "member" if a.found else "nonmember"
+        boxes.append(
+            f'<div class="verdict {cls}"><div class="verdict-word">{html.escape(a.headline)}</div>'
+            f'<div class="verdict-prob">{html.escape(a.counts)}</div>'
+            f'<div class="verdict-words">{html.escape(a.question)}</div>'
+            f'<div class="verdict-words">{html.escape(v.reading)}{err}</div>'
+            f'<div class="verdict-words">The false-positive rate: {html.escape(v.null.words())}</div></div>')
+    return "".join(boxes) or '<div class="verdict empty">This pair has no calibrated reading to test a set with.</div>'
 
 
 def audit(pair_name: str, files: Any, progress=gr.Progress()) -> tuple:
@@ -88,18 +88,23 @@ def audit(pair_name: str, files: Any, progress=gr.Progress()) -> tuple:
     with user_errors("The report could not be written"):
         report = AuditReport.build(loaded.pair, result, pair_identity(loaded.name, loaded.folder))
         html_path, pdf_path = report.write(out / "audit-report.html"), report.write(out / "audit-report.pdf")
+    first = report.answers[0].title if report.answers else "scores"
     plot = plots.plot_score_distribution(loaded.pair.config.calibration, result.scores,
                                            loaded.pair.config.threshold,
-                                           title=f"Scores of the {len(result.scores)} uploaded images")
+                                           title=f"{first[:1].upper() + first[1:]}: the {len(result.scores)} uploaded images")
     v = result.verdict
     verdict = {"pair": loaded.name, **v.to_dict(), "n_unreadable": n_errors}
-    return _summary_html(v, n_errors), plot, _table(result), str(csv_path), verdict, str(html_path), str(pdf_path)
+    if result.fingerprint is not None:
+        verdict["fingerprint"] = result.fingerprint.to_dict()
+    return (_summary_html(report.answers, n_errors), plot, _table(result), str(csv_path), verdict, str(html_path),
+            str(pdf_path))
 
 
 def build(sel: Selector) -> None:
     gr.Markdown("Upload a set of images (or a zip of them) to ask: **was this set used to train the selected "
-                "model?** Each image gets a verdict, and a statistical test says whether more images are "
-                "flagged than the detector's false-positive rate explains.")
+                "model?** Each image gets both readings (the aMINT verdict: does the model carry a trace of it? the "
+                "fingerprint: is it in the pair's training index?), and for each reading a statistical test says "
+                "whether more images are flagged than its false-positive rate explains.")
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=300):
             files = gr.File(file_count="multiple", file_types=["image", ".zip"], label="Images or zip files",

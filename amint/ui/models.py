@@ -9,7 +9,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from amint.card import METRIC_COLUMNS, method_rows
+from amint.card import METRIC_COLUMNS, READING_TITLES, method_rows
 
 from .common import Selector, get_pair
 
@@ -24,7 +24,8 @@ def _num(v: Any) -> Any:
 
 
 def metrics_table(m: dict) -> pd.DataFrame:
-    """aMINT against the baseline attacks, on the held-out members and test-split non-members."""
+    """Each reading and the baseline attacks, on the scored members (held out from calibration only) and the
+    test-split non-members."""
     rows = [[name, *(_num(r.get(k)) for k, _ in METRIC_COLUMNS)] for name, r in method_rows(m)]
     return pd.DataFrame(rows, columns=METRIC_HEADERS)
 
@@ -41,10 +42,16 @@ def settings_table(config) -> pd.DataFrame:
     t = config.training or {}
     tc = t.get("config", {})
     rows = [[k, json.dumps(tc[k]) if isinstance(tc[k], (dict, list)) else str(tc[k])] for k in _SETTINGS if k in tc]
-    rows += [["threshold", f"{config.threshold:.4f}"],
-             ["threshold false-positive rate" + (" (upper bound, worst edit family)" if config.fpr_record else ""),
-              "" if config.threshold_fpr is None else f"{config.threshold_fpr:.4f}"],
-             ["taps", ", ".join(config.taps)]]
+    for name, r in (config.readings or {}).items():
+        title = READING_TITLES.get(name, name)
+        fpr = r.get("threshold_fpr")
+        rows += [[f"{title}: threshold", f"{r['threshold']:.4f}"],
+                 [f"{title}: false-positive rate" + (" (upper bound, worst edit family)" if r.get("fpr_record")
+                                                     else ""),
+                  "" if fpr is None else f"{fpr:.4f}"]]
+        if r.get("cal_auc") is not None:
+            rows.append([f"{title}: calibration AUC", f"{r['cal_auc']:.4f}"])
+    rows.append(["taps", ", ".join(config.taps)])
     if "device" in t:
         rows.append(["trained on", f"{t['device']} in {t.get('train_seconds')} s"])
     if "parameters" in t:
@@ -84,7 +91,9 @@ def _quiet_model_info(pair_name: str) -> tuple:
 def build(sel: Selector) -> list:
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=300):
-            metrics = gr.Dataframe(headers=METRIC_HEADERS, label="Membership detection on held-out data",
+            metrics = gr.Dataframe(headers=METRIC_HEADERS,
+                                   label="Membership detection: scored members (held out from calibration only) vs "
+                                         "test images",
                                    interactive=False, elem_id="model-metrics")
             task = gr.Markdown()
             history = gr.Plot(label="Training curves", show_label=False, elem_id="model-history")

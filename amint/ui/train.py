@@ -462,7 +462,9 @@ def build(sel: Selector) -> None:
             log = gr.Textbox(label="Log", lines=8, max_lines=14, interactive=False, autoscroll=True,
                              elem_id="train-log")
     with gr.Row(equal_height=False):
-        metrics = gr.Dataframe(headers=METRIC_HEADERS, label="Result on held-out data", interactive=False,
+        metrics = gr.Dataframe(headers=METRIC_HEADERS,
+                               label="Result: scored members (held out from calibration only) vs test images",
+                               interactive=False,
                                scale=3, elem_id="train-metrics")
         roc = gr.Plot(label="ROC curve", show_label=False, scale=2, elem_id="train-roc")
     trained = gr.Textbox(visible=False)

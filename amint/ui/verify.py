@@ -161,40 +161,89 @@ def _figure(image: np.ndarray, caption: str, alt: str) -> str:
 
 
 def why_figures(explained) -> str:
-    """Per tap: where the layer responds and where the trace head reads evidence; then the edit saliency.
+    """Per tap: where the layer responds and, where the trace carries signal, where the trace head reads evidence
+    (Grad-CAM of its logit); then, per reading that carries evidence, which parts' edits move its score.
 
-    Inline images at the model's own size (28 px for the default pair), enlarged by the page: the
-    whole "why" is one small HTML update instead of six image files to write and fetch.
+    A trace head at chance (``verdict.trace_signal`` False) gets no evidence map: its activity maps are captioned as
+    activity, not evidence, and its edit map is left out (edits that move noise explain nothing). Inline images at the
+    model's own size (28 px for the default pair), enlarged by the page: one small HTML update.
     """
     from amint import plots
 
     base = explained.verdict.model_input
-    figs = [_figure(plots.overlay(base, heat, min_side=1), f"{tap} · activity",
-                    f"Activity of layer {tap}: bright where the layer responds") for tap, heat in explained.maps]
-    figs += [_figure(plots.overlay(base, heat, cmap="cividis", min_side=1), f"{tap} · trace evidence",
-                     f"Layer {tap}: bright where the trace head reads signs of membership")
-             for tap, heat in explained.attribution or []]
-    figs.append(_figure(plots.overlay(base, explained.saliency.heat, min_side=1), "edits that move the score",
-                        "Parts of the image whose edits move the member probability: brighter moves it more"))
+    quiet = explained.verdict.trace_signal is False
+    activity = "activity (not evidence: no detectable trace)" if quiet else "activity (not evidence)"
+    figs = [_figure(plots.overlay(base, heat, min_side=1), f"{tap} · {activity}",
+                    f"Activity of layer {tap}: bright where the layer responds. This shows activity, not evidence of "
+                    "membership") for tap, heat in explained.maps]
+    if not quiet:
+        figs += [_figure(plots.overlay(base, heat, cmap="cividis", min_side=1), f"{tap} · trace evidence",
+                         f"Layer {tap}: bright where the trace head's activity pushes its logit towards member "
+                         "(Grad-CAM)") for tap, heat in explained.attribution or []]
+    titles = {"amint": "the aMINT score", "fingerprint": "the fingerprint score", "combined": "the combined score"}
+    for name, s in _shown_saliencies(explained):
+        figs.append(_figure(plots.overlay(base, s.heat, min_side=1), f"edits that move {titles.get(name, name)}",
+                            f"Parts of the image whose edits move {titles.get(name, name)}: brighter moves it more"))
     return f'<div class="why-figures">{"".join(figs)}</div>'
 
 
+def _shown_saliencies(explained) -> list:
+    """(reading, EditSaliency) of the readings that carry evidence: the aMINT verdict unless at chance, the rest."""
+    quiet = explained.verdict.trace_signal is False
+    found = getattr(explained, "saliencies", None) or (
+        {explained.saliency.reading: explained.saliency} if explained.saliency is not None else {})
+    return [(n, found[n]) for n in ("amint", "combined", "fingerprint") if n in found and not (n == "amint" and quiet)]
+
+
 def why_html(explained) -> str:
-    """Each part of the detector's evidence as a bar with its sentence, the maps, then what the edits showed."""
-    parts = explained.evidence
-    scale = max((abs(p.contribution) for p in parts), default=1.0) or 1.0
-    rows = []
-    for p in parts:
-        width = 50 * abs(p.contribution) / scale
-        side = "pos" if p.contribution >= 0 else "neg"
-        rows.append(f'<div class="why-row"><div class="why-bar {side}" style="--w:{width:.1f}%" '
-                    f'aria-hidden="true"></div><div class="why-text">{html.escape(p.words)}</div></div>')
-    return ('<div class="why"><p><b>What decided it.</b> Each bar is one part of the membership detector: '
-            'to the right (orange) pushes towards “member”, to the left (blue) towards “not a member”.</p>'
-            + "".join(rows)
-            + f'<p><b>Which parts of the image matter.</b> {html.escape(explained.saliency.words)}</p>'
-            + "<p>Per tapped layer: <i>activity</i> is where the layer responds; <i>trace evidence</i> is where "
-              "the trace head reads signs of membership. The last map shows which parts' edits move the score.</p>"
+    """Per reading, the bars that add up to its answer (its start, then each part of its evidence) with their
+    sentences; a trace head at chance in words only; what the fingerprint matched; the maps; what the edits showed."""
+    from amint.explain import match_words
+
+    v = explained.verdict
+    groups: dict = {}
+    for p in explained.evidence:
+        groups.setdefault(p.reading, []).append(p)
+    drawn = [p for p in explained.evidence if p.is_evidence]
+    scale = max((abs(p.contribution) for p in drawn), default=1.0) or 1.0
+    titles = {"amint": "The aMINT verdict: the trace head, reading the model",
+              "combined": "The combined verdict (legacy): the trace head and the memories together",
+              "fingerprint": "The fingerprint: the hashed memories, reading the image (not the model)",
+              None: "Not calibrated"}
+    sections = []
+    for reading, parts in groups.items():
+        rows = [f'<p class="why-reading"><b>{html.escape(titles.get(reading, str(reading)))}.</b></p>']
+        if reading == "fingerprint":
+            rows.append(f'<p class="why-match">{html.escape(match_words(v.fingerprint_match))}</p>')
+        if not any(p.is_evidence for p in parts):
+            rows += [f'<p class="why-no-evidence">{html.escape(p.words)}</p>' for p in parts
+                     if not p.name.startswith("start_")]
+            sections.append("".join(rows))
+            continue
+        for p in parts:
+            width = 50 * abs(p.contribution) / scale
+            side = "pos" if p.contribution >= 0 else "neg"
+            rows.append(f'<div class="why-row"><div class="why-bar {side}" style="--w:{width:.1f}%" '
+                        f'aria-hidden="true"></div><div class="why-text">{html.escape(p.words)}</div></div>')
+        total = sum(p.contribution for p in parts)
+        rows.append(f'<p class="why-total">Sum {total:+.1f}: {"at or above" if total >= 0 else "below"} the threshold, '
+                    f'so {"“member”" if total >= 0 else "“not a member”"}.</p>')
+        sections.append("".join(rows))
+    shown = _shown_saliencies(explained)
+    matter = " ".join(html.escape(s.words) for _, s in shown) if shown else \
+        "No reading here carries evidence an edit could move, so no part of the image is singled out."
+    quiet = v.trace_signal is False
+    legend = ("Per tapped layer, <i>activity</i> is where the layer responds: activity, not evidence. "
+              + ("This model shows no detectable trace, so no <i>trace evidence</i> map is drawn."
+                 if quiet else "<i>Trace evidence</i> is where the trace head's reading of that activity pushes "
+                 "towards “member” (Grad-CAM of its logit).")
+              + (" The last maps show which parts' edits move each score." if shown else ""))
+    return ('<div class="why"><p><b>What decided it.</b> Each reading that carries evidence is a sum of bars in logit '
+            "units, counted from its threshold: the reading's start, then each part of its evidence; to the right "
+            "(orange) pushes towards “member”, to the left (blue) towards “not a member”.</p>"
+            + "".join(sections)
+            + f"<p><b>Which parts of the image matter.</b> {matter}</p>"
+            + f"<p>{legend}</p>"
             + why_figures(explained) + "</div>")
 
 
