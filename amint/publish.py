@@ -23,6 +23,7 @@ import torch
 from .data import Benchmark, load_benchmark
 from .evaluate import calibrate, evaluate_pair
 from .pair import AuditedPair, PairConfig
+from .readings import stored_targets
 from .reveal import LEAVE_OUT
 from .splits import MembershipSplit
 
@@ -69,7 +70,9 @@ def publishable(pair: AuditedPair, leave_out: str, bench: Benchmark | None = Non
     assert not missing and not unexpected, (missing, unexpected)
     out = out.to(device or next(pair.parameters()).device).eval()
 
-    target = next((r.calibration.get("target_fpr") for r in pair.readings.values()), None)
+    # each reading refitted at its own target (a legacy combined reading's target serves both new ones)
+    legacy = next((r.calibration.get("target_fpr") for r in pair.readings.values()), None)
+    target = stored_targets(pair.readings, default=legacy)
     out.set_readings(calibrate(out, bench, split, target, device=device))
     config.metrics = evaluate_pair(out, bench, split, device=device)
     return out

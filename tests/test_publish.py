@@ -166,3 +166,14 @@ def test_shipped_results_file_is_what_the_warning_reads():
     assert f"exact copies {bare['tpr_at_1pct_fpr']:.2f} / {copies['nothing']['tpr_at_1pct_fpr']:.2f}" in words
     for edit, r in bare["edits"].items():
         assert f"{edit} {r['tpr_at_1pct_fpr']:.2f} / {copies['nothing']['edits'][edit]['tpr_at_1pct_fpr']:.2f}" in words
+
+
+def test_published_copy_keeps_each_readings_target(tiny_memory_pair, synthetic):
+    """A pair whose readings were calibrated at different targets: the copy is refitted at the same ones."""
+    from amint.robustness import recalibrate
+
+    pair = AuditedPair.from_pretrained(tiny_memory_pair[1])
+    targets = {"amint": 0.05, "fingerprint": 0.02}
+    recalibrate(pair, synthetic, targets)
+    copy = publish.publishable(pair, "externals", bench=synthetic)
+    assert {name: r.calibration["target_fpr"] for name, r in copy.readings.items()} == targets
