@@ -25,7 +25,10 @@ CSS = """
 #pair-load { margin-bottom: var(--block-padding); }
 .pixelated img, .pixelated canvas { image-rendering: pixelated; }
 /* Galleries: as many columns as fit, so a phone gets 3-4 and a desktop 8-10. */
-#verify-examples .grid-container { grid-template-columns: repeat(auto-fill, minmax(88px, 1fr)) !important; }
+#verify-examples .grid-container { grid-template-columns: repeat(auto-fill, minmax(112px, 1fr)) !important; }
+/* Each example's caption holds its known answer and both readings' answers: wrapped, across the thumbnail. */
+#verify-examples .caption-label { white-space: normal; max-width: none; left: 0; right: 0; bottom: 0;
+  border-radius: 0; font-size: 11px; line-height: 1.25; padding: 2px 4px; opacity: 0.93; }
 #verify-examples .fixed-height { min-height: 0 !important; max-height: none !important; }
 /* Wide tables scroll inside their box instead of widening the page on a phone. */
 #audit-table, #train-metrics, #model-metrics, #model-settings, #model-card { min-width: 0; max-width: 100%; }
@@ -49,10 +52,30 @@ CSS = """
 .verdict.nonmember .verdict-word { color: #005a8c; }
 .dark .verdict.member .verdict-word { color: #ffb27a; }
 .dark .verdict.nonmember .verdict-word { color: #8cc8f0; }
+.verdict.quiet { border-color: var(--border-color-primary); border-style: dashed;
+                 background: var(--background-fill-secondary); }
+.verdict.quiet .verdict-word { color: var(--body-text-color-subdued); }
+.verdict-kicker { font-size: 0.85em; font-weight: 600; color: var(--body-text-color-subdued); }
 .verdict-prob { font-size: 1.05em; margin-top: 2px; }
+.verdict.quiet .verdict-prob { font-size: 0.95em; margin-top: 6px; }
+/* The fingerprint: its own line under the aMINT card; Okabe-Ito bluish green when the image is in the index. */
+.fingerprint-line { margin-top: 10px; padding: 10px 14px; border-radius: 8px; border-left: 6px solid #999;
+                    background: var(--background-fill-secondary); line-height: 1.45; }
+.fingerprint-line.found { border-left-color: #009E73; }
+.fingerprint-line.alone { border: 2px solid #999; border-left-width: 6px; }
+.fingerprint-line.alone.found { border-color: #009E73; }
+.fp-answer { font-size: 1.1em; margin-top: 2px; }
+.fingerprint-line .verdict-prob { font-size: 0.95em; }
+.fp-detail { font-size: 0.9em; color: var(--body-text-color-subdued); margin-top: 4px; }
+.readings-disagree { margin-top: 10px; padding: 8px 12px; border-radius: 8px; border-left: 6px solid #E69F00;
+                     background: var(--background-fill-secondary); }
+.score-charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(260px, 1fr)); gap: 10px; }
+.score-chart figcaption { font-weight: 600; font-size: 0.9em; }
 .verdict-words { margin-top: 6px; }
 .verdict-truth { margin-top: 8px; font-weight: 600; }
 .score-chart { color: var(--body-text-color); margin: 6px 0; }
+.compare .verdict, .compare .fingerprint-line { font-size: 0.95em; }
+.compare .verdict-word { font-size: 1.5em; }
 .why p { margin: 4px 0 8px; }
 .why-row { display: grid; grid-template-columns: minmax(120px, 30%) 1fr; gap: 10px; align-items: center;
            margin: 4px 0; }

@@ -168,6 +168,13 @@ def default_pair() -> str | None:
     return (preferred or names or [None])[0]
 
 
+def default_control() -> str | None:
+    """The default pair's passive control when it is in the models folder (``<default>-passive``, made by the
+    README's command), else None: what "Compare with another pair" offers first."""
+    name = default_pair()
+    return f"{name}-passive" if name and f"{name}-passive" in local_pairs() else None
+
+
 def _describe_local(name: str) -> str:
     try:
         cfg = json.loads((models_dir() / name / CONFIG_NAME).read_text())
