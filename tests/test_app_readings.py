@@ -121,6 +121,17 @@ def test_compare_with_the_passive_control_states_the_fingerprints_agree(tiny_app
     _leads_with_amint(page)
 
 
+def test_audit_gives_both_set_level_answers(tiny_app):
+    client, examples, folder = tiny_app
+    files = [handle_file(str(folder / ex["file"])) for ex in examples["examples"] if ex["truth"] == "member"]
+    summary, _, table, _, verdict, *_ = client.predict("tiny", files, api_name="/audit")
+    assert verdict["reading"] and "p_value" in verdict and "p_value" in verdict["fingerprint"]
+    assert verdict["fingerprint"]["n_flagged"] == sum(ex["fingerprint"]["is_member"] for ex in examples["examples"]
+                                                      if ex["truth"] == "member")
+    assert summary.index('data-reading="amint"') < summary.index('data-reading="fingerprint"')
+    assert table["headers"][1:4] == ["aMINT verdict", "member prob.", "fingerprint"]
+
+
 # --- the shipped default pair (and its passive control, where made locally) ---------------------------
 
 

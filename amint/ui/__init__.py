@@ -107,6 +107,8 @@ CSS = """
   #app-header h1 { font-size: 1.45em; }
   .gradio-container { padding: 0 6px !important; }
   .why-row { grid-template-columns: 1fr; gap: 2px; }
+  #verify-examples .grid-container { grid-template-columns: repeat(auto-fill, minmax(92px, 1fr)) !important; }
+  #verify-examples .caption-label { font-size: 10px; }
 }
 """
 
