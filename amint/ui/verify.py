@@ -188,13 +188,15 @@ def _score_html(loaded, marks: dict[str, list[svg.Mark]], title: str) -> str:
 
     readings = loaded.pair.readings
     charts = []
+    prefix = "edit" if any(m.dashed for ms in marks.values() for m in ms) else "score"
     for name, reading_marks in marks.items():
+        key = f"{prefix}-{name}-"
         r = readings.get(name)
         if r is None or not reading_marks:
             continue
         label = {"amint": "aMINT verdict", "fingerprint": "Fingerprint"}.get(name, "Combined reading (legacy)")
         charts.append(f'<figure class="score-chart" data-reading="{name}"><figcaption>{label}</figcaption>'
-                      f"{svg.score_svg(r.calibration, reading_marks, r.threshold, f'{label}: {title}')}</figure>")
+                      f"{svg.score_svg(r.calibration, reading_marks, r.threshold, f'{label}: {title}', key)}</figure>")
     return f'<div class="score-charts">{"".join(charts)}</div>'
 
 
@@ -330,7 +332,7 @@ def verify_edited(pair_name: str, image: Any, edit: str, strength: float | None,
     for k, m in _marks(b, "edited", dashed=True).items():
         marks.setdefault(k, []).extend(m)
     chart = _score_html(loaded, marks, "the original's and the edited image's scores")
-    cls = "holds" if result.holds else "changes"
+    cls = "holds" if result.holds and result.fingerprint_holds is not False else "changes"
     badges = []
     if a.is_member is not None:
         title = "Combined verdict (legacy)" if a.reading == "combined" else "aMINT verdict"
