@@ -403,16 +403,21 @@ def _amint_comparison(name_a: str, a: Verdict, name_b: str, b: Verdict, modes: l
     quiet = [(n, v) for n, v in ((name_a, a), (name_b, b)) if not v.trace_signal]
     loud = [(n, v) for n, v in ((name_a, a), (name_b, b)) if v.trace_signal]
     gap = abs(a.member_probability - b.member_probability)
-    if a.is_member == b.is_member:
-        what = (f"Their aMINT verdicts agree ({verdict_word(a).lower()}); their member probabilities differ by "
-                f"{gap:.1%} ({name_a} {pa}, {name_b} {pb})")
-    else:
+    both = f"{name_a} {pa}, {name_b} {pb}"
+    if a.is_member != b.is_member:
         what = (f"Their aMINT verdicts differ: {name_a} says {verdict_word(a).lower()} ({pa}), {name_b} says "
                 f"{verdict_word(b).lower()} ({pb})")
+    elif round(gap, 3) == 0:
+        what = f"Their aMINT verdicts agree ({verdict_word(a).lower()}: {both})"
+    else:
+        what = (f"Their aMINT verdicts agree ({verdict_word(a).lower()}); their member probabilities differ by "
+                f"{100 * gap:.1f} percentage points ({both})")
     if len(quiet) == 2:
-        return (what + f", but neither model shows a detectable trace (calibration AUC {_auc(a)} and {_auc(b)}, below "
-                f"{TRACE_SIGNAL_AUC}): at this scale the difference is readout noise, not something the way of "
-                "training changed.")
+        aucs = f"calibration AUC {_auc(a)} and {_auc(b)}, below {TRACE_SIGNAL_AUC}"
+        if a.is_member != b.is_member or round(gap, 3) != 0:
+            return (what + f", but neither model shows a detectable trace ({aucs}): at this scale the difference is "
+                    "readout noise, not something the way of training changed.")
+        return what + f"; neither model shows a detectable trace ({aucs}), so neither answer is evidence."
     if quiet:
         (qn, qv), (ln, lv) = quiet[0], loud[0]
         return (what + f". {qn} shows no detectable trace (calibration AUC {_auc(qv)}, below {TRACE_SIGNAL_AUC}) and "

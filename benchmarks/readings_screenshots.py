@@ -3,7 +3,7 @@
 Serves the app on the default pair (models/fashion-mnist-resnet18) and, when it is there, its passive control
 (models/fashion-mnist-resnet18-passive, made by the README's command); headless Chromium (selenium +
 chromedriver, the Page of tests/test_screenshots.py) verifies examples/member_00.png by clicking its example, then
-compares it with the passive control. Writes small palette PNGs to benchmarks/results/screenshots/:
+compares it with the passive control (that picture: the Compare accordion alone). Writes small palette PNGs to benchmarks/results/screenshots/:
 
     python benchmarks/readings_screenshots.py                  # both sizes
     python benchmarks/readings_screenshots.py --example member_03.png
@@ -29,11 +29,14 @@ OUT = ROOT / "benchmarks" / "results" / "screenshots"
 SIZES = {"desktop": (1280, 800, False), "phone": (390, 844, True)}
 
 
-def _small(src: Path, dest: Path) -> Path:
-    """A 256-colour PNG of the capture (a full page at 1280 px is several MB as RGB)."""
+def _small(src: Path, dest: Path, box: tuple[int, int] | None = None) -> Path:
+    """A 256-colour PNG of the capture (a full page at 1280 px is several MB as RGB); ``box``: only the rows
+    from top to bottom (page pixels)."""
     from PIL import Image
 
     with Image.open(src) as im:
+        if box:
+            im = im.crop((0, max(0, box[0]), im.width, min(im.height, box[1])))
         im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE) \
             .save(dest, optimize=True)
     return dest
@@ -82,8 +85,11 @@ def main(argv: list[str] | None = None) -> None:
                     page.click("#compare-button")
                     page.wait_text("#compare-result", "fingerprint", 90)
                     page.settle()
-                    page.d.execute_script("document.querySelector('#verify-compare').scrollIntoView({block: 'start'})")
-                    written.append(_small(page.shot(f"compare-{stem}-{size}"), OUT / f"compare-{stem}-{size}.png"))
+                    shot = page.shot(f"compare-{stem}-{size}")
+                    top, bottom = page.d.execute_script(
+                        "const r = document.querySelector('#verify-compare').getBoundingClientRect();"
+                        "return [r.top + window.scrollY, r.bottom + window.scrollY]")
+                    written.append(_small(shot, OUT / f"compare-{stem}-{size}.png", (int(top) - 12, int(bottom) + 12)))
             finally:
                 page.quit()
     finally:

@@ -214,7 +214,7 @@ def test_comparison_words_name_the_amint_difference_and_claim_training_only_with
     assert "the difference is what the way of training changes" in both
     # Same decision: the probabilities' difference is still named.
     same = comparison_words("A", _verdict(0.30, quiet), active, "B", _verdict(0.42, quiet), passive)
-    assert "Their aMINT verdicts agree (not a member)" in same and "differ by 12.0%" in same
+    assert "Their aMINT verdicts agree (not a member)" in same and "differ by 12.0 percentage points" in same
     assert "way of training changes" not in same
     # Another training index: the fingerprints are not said to agree by construction.
     other = comparison_words("A", _verdict(0.9, 0.85), active, "B", _verdict(0.9, 0.85, fingerprint=False),
