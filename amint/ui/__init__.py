@@ -159,8 +159,10 @@ def build_app() -> gr.Blocks:
     with AmintBlocks(title="aMINT: Active Membership Inference Test", delete_cache=common.DELETE_CACHE) as demo:
         gr.Markdown(
             f"# {TITLE}\n"
-            "An image classifier trained together with a *membership detector* that reads its internal "
-            "activity and tells whether an image was in its training set (Active Membership Inference Test).",
+            "Two answers per image. The **aMINT verdict**: a *membership detector* (the trace head) reads the image "
+            "classifier's internal activity for a trace of the image (Active Membership Inference Test: classifier "
+            "and detector trained together); how well it can depends on the pair. The **fingerprint**: whether the "
+            "image itself is in the training index shipped with the pair; it reads the image, not the model.",
             elem_id="app-header",
         )
         sel = common.pair_selector()
