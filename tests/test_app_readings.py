@@ -234,3 +234,35 @@ def test_gallery_captions_show_both_known_answers_and_the_marks():
     words = gallery_words({"pair": "p", "control": "p-passive", "examples": [ex, same]})
     assert "the aMINT verdict is right on 1 of 2" in words and "the fingerprint is right on 2 of 2" in words
     assert "**≠** marks the 1 of 2" in words and "**◆** marks the 1 of 2" in words and "p-passive" in words
+
+
+def test_the_card_says_what_each_kind_of_pair_can_answer():
+    from amint.fingerprint import Match
+    from amint.ui.verify import verdict_html
+
+    exact = Match("exact", 30, 0, 32, None, "exact")
+    quiet = _verdict(0.48, TRACE_SIGNAL_AUC - 0.07, threshold=0.59)
+    quiet.fingerprint_match = exact
+    page = verdict_html(quiet, truth="member")
+    _leads_with_amint(page)
+    assert "No detectable trace" in page and "not evidence either way" in page and "exact match" in page
+    assert "The two disagree" in page and "✘ The aMINT verdict is wrong" in page and "✔ the fingerprint is right" in page
+    # A trace that carries signal: the decision in large type, with its threshold and bound.
+    loud = _verdict(0.9, 0.85)
+    loud.fingerprint_match = exact
+    page = verdict_html(loud)
+    assert '<div class="verdict-word">Member</div>' in page and "No detectable trace" not in page
+    assert "decision threshold 50.0%: at most 1.0% of never-seen images reach it" in page
+    assert "The two disagree" not in page
+    # No trace head: the fingerprint alone, labelled so.
+    alone = Verdict(None, None, None, None, "a", 0.9, [("a", 0.9)], np.zeros((2, 2), np.uint8), reading=None,
+                    fingerprint_probability=0.99, fingerprint_is_member=True, fingerprint_threshold=0.5,
+                    fingerprint_threshold_fpr=0.01, fingerprint_match=Match("after small edits", 20, 0, 32,
+                                                                           "moved 1 px left", "aligned"))
+    page = verdict_html(alone)
+    assert 'data-reading="amint"' not in page and "Fingerprint only: this pair has no trace head" in page
+    assert "match after small edits (moved 1 px left)" in page
+    # A legacy pair: its combined reading, said so.
+    legacy = Verdict(0.7, True, 0.5, 0.01, "a", 0.9, [("a", 0.9)], np.zeros((2, 2), np.uint8), reading="combined")
+    page = verdict_html(legacy)
+    assert "Combined reading (legacy pair" in page and "combined reading, legacy" in page
