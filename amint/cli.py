@@ -193,6 +193,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from .data import load_benchmark
     from .pair import AuditedPair
+    from .readings import stored_targets
     from .robustness import recalibrate
     from .train import resolve_device
 
@@ -202,8 +203,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     pair = AuditedPair.from_pretrained(folder).to(resolve_device(args.device))
     if not pair.config.split:
         raise ValueError(f"{args.pair} records no membership split: it cannot be calibrated")
-    target = args.target_fpr if args.target_fpr != "trained" else \
-        pair.config.training.get("config", {}).get("target_fpr")
+    trained = pair.config.training.get("config", {}).get("target_fpr")
+    target = (trained if args.target_fpr == "trained" else stored_targets(pair.readings, trained)
+              if args.target_fpr == "stored" else args.target_fpr)
     bench = load_benchmark(pair.config.dataset, args.data_root, image_size=pair.config.image_size)
     edits = _edit_names(args.edits) if args.edits is not None else ()
     bar = _tqdm(total=2 * len(edits), desc="edits", disable=not edits)
@@ -216,13 +218,31 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _target_fpr(text: str) -> float | None | str:
-    if text in ("trained", "none"):
+def _target_fpr(text: str) -> float | None | str | dict:
+    """A rate in (0, 1), 'none', 'trained', 'stored', or one rate per reading: amint=0.01,fingerprint=0.002."""
+    if text in ("trained", "stored", "none"):
         return None if text == "none" else text
+    if "=" in text:
+        from .readings import AMINT, FINGERPRINT
+
+        targets = {}
+        for part in text.split(","):
+            name, _, value = part.partition("=")
+            name = name.strip()
+            if name not in (AMINT, FINGERPRINT):
+                raise argparse.ArgumentTypeError(f"--target-fpr: a pair's readings are {AMINT} and {FINGERPRINT}, "
+                                                 f"not {name!r}")
+            targets[name] = _target_fpr(value.strip())
+            if isinstance(targets[name], str):
+                raise argparse.ArgumentTypeError(f"--target-fpr {name}= takes a rate in (0, 1) or 'none'")
+        if set(targets) != {AMINT, FINGERPRINT}:
+            raise argparse.ArgumentTypeError(f"--target-fpr: give both readings, e.g. {AMINT}=0.01,{FINGERPRINT}=0.002")
+        return targets
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--target-fpr takes a rate in (0, 1), 'none' or 'trained', not {text!r}")
+        raise argparse.ArgumentTypeError(f"--target-fpr takes a rate in (0, 1), 'none', 'trained', 'stored' or "
+                                         f"amint=RATE,fingerprint=RATE, not {text!r}")
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"--target-fpr takes a rate in (0, 1), not {value}")
     return value
@@ -467,12 +487,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "calibration half B), evaluate them as 'evaluate' does, and write config.json and the model card "
                    "in the pair folder. model.safetensors is not rewritten. A pair saved before the readings were "
                    "separated (one combined reading) gets the two readings this way.",
-                   f"  {PROG} calibrate models/my-pair\n  {PROG} calibrate models/my-pair --edits --json")
+                   f"  {PROG} calibrate models/my-pair\n  {PROG} calibrate models/my-pair --edits --json\n"
+                   f"  {PROG} calibrate models/my-pair --target-fpr amint=0.01,fingerprint=0.002")
     p.add_argument("pair", metavar="PAIR", help="pair folder (its config.json and card are rewritten in place)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda (default: auto)")
-    p.add_argument("--target-fpr", type=_target_fpr, default="trained", metavar="RATE",
-                   help="fit each threshold to this FPR on the calibration split; 'none' = maximise balanced accuracy; "
-                        "'trained' = what the pair was trained with (default)")
+    p.add_argument("--target-fpr", type=_target_fpr, default="stored", metavar="RATE",
+                   help="fit each threshold to this FPR on the calibration split (calibration half A), or one per "
+                        "reading: amint=RATE,fingerprint=RATE; 'none' = maximise balanced accuracy; 'stored' = each "
+                        "reading's target from its last calibration (default; what the pair was trained with where "
+                        "none is recorded); 'trained' = what the pair was trained with")
     p.add_argument("--json", action="store_true", help="print the new metrics as one JSON object")
     p.add_argument("--data-root", metavar="DIR",
                    help="directory holding the dataset files (default: $AMINT_DATA_DIR)")

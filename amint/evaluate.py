@@ -20,7 +20,7 @@ from .edits import EDIT_FAMILIES, family_images, random_edits
 from .fingerprint import Lookup, Match, find_matches, index_digest
 from .pair import eval_mode
 from .pvalue import FprRecord, fpr_bound
-from .readings import CALIBRATION_KNOTS, FINGERPRINT, Reading, headline, reading_inputs
+from .readings import CALIBRATION_KNOTS, FINGERPRINT, Reading, headline, reading_inputs, target_for
 from .splits import MembershipSplit, calibration_halves
 from .streaming import take
 
@@ -326,11 +326,12 @@ def fit_reading(name: str, evidence_names: list[str], em: torch.Tensor, en: torc
     })
 
 
-def calibrate(pair, bench: Benchmark, split: MembershipSplit, target_fpr: float | None = None, device=None,
+def calibrate(pair, bench: Benchmark, split: MembershipSplit, target_fpr: float | None | dict = None, device=None,
               families: tuple[str, ...] = EDIT_FAMILIES) -> dict[str, dict]:
     """Fit each reading the pair's head supports (the aMINT verdict on the trace, the fingerprint on the
     memories: ``fit_reading``) on the calibration members and half A, then bound each threshold's
-    false-positive rate on half B for each edit family (``measure_fpr``).
+    false-positive rate on half B for each edit family (``measure_fpr``). ``target_fpr``: one rate for every
+    reading, or one per reading (``{"amint": 0.01, "fingerprint": 0.002}``); None = balanced accuracy.
 
     Returns the readings as config.json stores them (``pair.set_readings`` takes them); the pair is not
     changed, so the same calibration gives the same result however often it runs.
@@ -340,7 +341,8 @@ def calibrate(pair, bench: Benchmark, split: MembershipSplit, target_fpr: float 
     en = score_images(pair, cal_n, device=device).evidence
     names = pair.head_config.evidence_names
     n, n_non = len(split.calibration_members), len(cal_n) // 2
-    readings = {name: fit_reading(name, names, em, en, n, n_non, target_fpr) for name in reading_inputs(names)}
+    readings = {name: fit_reading(name, names, em, en, n, n_non, target_for(target_fpr, name))
+                for name in reading_inputs(names)}
     if FINGERPRINT in readings:
         readings[FINGERPRINT] = replace(readings[FINGERPRINT], index_sha256=index_digest(pair.head.memories))
     records = measure_fpr(pair, bench, split, readings, families, device)

@@ -16,6 +16,7 @@ Nothing here knows a model: scores and counts in, rates and probabilities out.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Hashable, Sequence
@@ -71,6 +72,11 @@ def clopper_pearson_upper(k: int, n: int, confidence: float = CONFIDENCE) -> flo
         raise ValueError(f"need whole counts 0 <= k <= n and n > 0, got k={k!r}, n={n!r}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}")
+    return _clopper_pearson_upper(k, n, float(confidence))
+
+
+@functools.lru_cache(maxsize=4096)  # pure in its counts: every pair load recomputes its stored bounds
+def _clopper_pearson_upper(k: int, n: int, confidence: float) -> float:
     if k == n:
         return 1.0
     alpha = 1 - confidence

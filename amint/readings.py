@@ -42,6 +42,26 @@ def reading_inputs(evidence_names: list[str]) -> dict[str, list[str]]:
     return out | ({FINGERPRINT: memories} if memories else {})
 
 
+Targets = "float | None | dict[str, float | None]"  # one false-positive target for every reading, or one per reading
+
+
+def target_for(target_fpr, name: str) -> float | None:
+    """The calibration target of reading ``name``: the one rate given for all readings (None = balanced accuracy),
+    or its own entry in a per-reading dict, e.g. ``{"amint": 0.01, "fingerprint": 0.002}``."""
+    if not isinstance(target_fpr, dict):
+        return target_fpr
+    if name not in target_fpr:
+        raise ValueError(f"No calibration target given for the {name} reading (given: {', '.join(target_fpr) or 'none'})")
+    return target_fpr[name]
+
+
+def stored_targets(readings: dict, default: float | None = None) -> dict[str, float | None]:
+    """The target each reading was last calibrated with (``calibration.target_fpr``); ``default`` for a reading
+    that records none (a legacy pair's combined reading: then both new readings get ``default``)."""
+    out = {name: r.calibration.get("target_fpr", default) for name, r in readings.items() if name != COMBINED}
+    return {AMINT: out.get(AMINT, default), FINGERPRINT: out.get(FINGERPRINT, default)}
+
+
 def headline(readings: dict) -> str | None:
     """The reading a pair's member probability is: the aMINT verdict, or a legacy pair's combined one."""
     return AMINT if AMINT in readings else COMBINED if COMBINED in readings else None

@@ -111,10 +111,11 @@ def evaluate_split(pair, bench: Benchmark, roc: bool = False, device: str | None
     return result
 
 
-def recalibrate(pair, bench: Benchmark, target_fpr: float | None = None, device: str | None = None,
+def recalibrate(pair, bench: Benchmark, target_fpr: float | None | dict = None, device: str | None = None,
                 edits: tuple[str, ...] = (), edits_n: int | None = None, progress: Progress | None = None) -> dict:
     """Fit the pair's readings again on its own calibration split (no training: the weights stay as they are),
-    then evaluate them (``evaluate_split``); both are stored in ``pair.config``. Returns the metrics."""
+    then evaluate them (``evaluate_split``); both are stored in ``pair.config``. ``target_fpr``: one rate for every
+    reading or one per reading (amint.evaluate.calibrate). Returns the metrics."""
     split = _split_of(pair, bench)
     pair.set_readings(calibrate(pair, bench, split, target_fpr, device=device))
     pair.config.metrics = evaluate_split(pair, bench, device=device, edits=edits, edits_n=edits_n, progress=progress)
