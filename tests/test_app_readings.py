@@ -233,7 +233,10 @@ def test_gallery_captions_show_both_known_answers_and_the_marks():
     assert _caption(same) == "member · aMINT yes · fingerprint yes"
     words = gallery_words({"pair": "p", "control": "p-passive", "examples": [ex, same]})
     assert "the aMINT verdict is right on 1 of 2" in words and "the fingerprint is right on 2 of 2" in words
-    assert "**≠** marks the 1 of 2" in words and "**◆** marks the 1 of 2" in words and "p-passive" in words
+    assert "**≠** marks the 1 of 2" in words and "on 1 of the 2 drawn at random" in words and "p-passive" in words
+    chosen = {**ex, "chosen": "the aMINT verdicts differ"}
+    words = gallery_words({"pair": "p", "control": "p-passive", "examples": [same, chosen]})
+    assert "on 0 of the 1 drawn at random; the last 1 were picked because they differ" in words
 
 
 def test_the_card_says_what_each_kind_of_pair_can_answer():

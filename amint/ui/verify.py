@@ -422,11 +422,13 @@ def gallery_words(data: dict) -> str:
     if any("readings_agree" in ex for ex in examples):
         out.append(f"**≠** marks the {differ} of {n} where the aMINT verdict and the fingerprint differ.")
     if data.get("control"):
-        marked = [ex["file"] for ex in examples if ex.get("amint_differs_from_control")]
-        out.append(f"**◆** marks the {len(marked)} of {n} where the aMINT verdict of **{data['control']}** (a pair "
-                   "trained on the same split) differs from this pair's: try one with “Compare with another pair”."
-                   if marked else f"The aMINT verdict of **{data['control']}** (a pair trained on the same split) "
-                   "gives the same answer as this pair's on every example.")
+        drawn = [ex for ex in examples if not ex.get("chosen")]
+        chosen = [ex for ex in examples if ex.get("chosen")]
+        marked = sum(1 for ex in drawn if ex.get("amint_differs_from_control"))
+        out.append(f"**◆** marks where the aMINT verdict of **{data['control']}** (a pair trained on the same split) "
+                   f"differs from this pair's: on {marked} of the {len(drawn)} drawn at random"
+                   + (f"; the last {len(chosen)} were picked because they differ (so they say nothing about how "
+                      "often that happens). Try one with “Compare with another pair”." if chosen else "."))
     return " ".join(out)
 
 
