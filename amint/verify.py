@@ -359,19 +359,20 @@ def comparison_words(name_a: str, a: Verdict, config_a: PairConfig, name_b: str,
         config_a.split.get("members_sha256") == config_b.split.get("members_sha256")
     said = "; ".join(f"{n}: {_reading_title(v)} {verdict_word(v)} ({explain.percent(v.member_probability)})"
                      if v.is_member is not None else f"{n}: no trace head" for n, v in ((name_a, a), (name_b, b)))
-    out = [said + "."]
     if not same_split:
-        return out[0] + (" The two models were trained on different sets of images, so they answer different "
+        return said + (". The two models were trained on different sets of images, so they answer different "
                          "questions: an image can be in one training set and not in the other.")
     modes = [c.training.get("config", {}).get("mode") for c in (config_a, config_b)]
+    # Where both have a trace head, the aMINT sentence names both verdicts; otherwise they are named first.
+    named = a.is_member is not None and b.is_member is not None and COMBINED not in (a.reading, b.reading)
+    out = [] if named else [said + "."]
     out.append("Both were trained on the same images" + (
         f" ({name_a} {_MODE_WORDS.get(modes[0], 'trained')}; {name_b} {_MODE_WORDS.get(modes[1], 'trained')})."
         if modes[0] != modes[1] else "."))
+    if a.is_member is not None and b.is_member is not None:  # the aMINT verdicts first, then the fingerprints
+        out.append(_amint_comparison(name_a, a, name_b, b, modes))
     if a.has_fingerprint and b.has_fingerprint:
         out.append(_fingerprint_comparison(name_a, a, config_a, name_b, b, config_b))
-    if a.is_member is None or b.is_member is None:
-        return " ".join(out)
-    out.append(_amint_comparison(name_a, a, name_b, b, modes))
     return " ".join(out)
 
 

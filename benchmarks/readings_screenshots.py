@@ -73,7 +73,9 @@ def main(argv: list[str] | None = None) -> None:
             width, height, mobile = SIZES[size]
             page = Page(demo.local_url, width, height, mobile)
             try:
-                page.click(f"#verify-examples .thumbnail-item:nth-of-type({position + 1})")
+                page.wait("#verify-examples .thumbnail-item")
+                page.d.execute_script("const e = document.querySelectorAll('#verify-examples .thumbnail-item')"
+                                      f"[{position}]; e.scrollIntoView({{block: 'center'}}); e.click();")
                 page.wait_text("#verify-verdict", "Known answer", 90)
                 page.wait_text("#verify-why", "What", 120)
                 page.settle()

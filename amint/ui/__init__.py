@@ -97,7 +97,8 @@ CSS = """
 .edit-result.changes { border-left-color: #D55E00; }
 .compare { display: grid; grid-template-columns: repeat(auto-fit, minmax(240px, 1fr)); gap: 12px; }
 .compare-name { font-weight: 600; margin-bottom: 4px; word-break: break-all; }
-.compare-words { margin-top: 10px; }
+.compare-words { margin-top: 10px; padding: 10px 14px; border-radius: 8px; border-left: 6px solid #E69F00;
+                 background: var(--background-fill-secondary); }
 :focus-visible { outline: 3px solid #E69F00 !important; outline-offset: 2px; }
 .notice { padding: 8px 12px; border-radius: 8px; background: var(--background-fill-secondary); }
 .prose-narrow { max-width: 760px; }
