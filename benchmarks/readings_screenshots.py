@@ -42,6 +42,20 @@ def _small(src: Path, dest: Path, box: tuple[int, int] | None = None) -> Path:
     return dest
 
 
+def _element_shot(page, css: str, path: Path, margin: int = 12) -> Path:
+    """One element of the page (and ``margin`` px around it), captured beyond the viewport if need be."""
+    import base64
+
+    top, height = page.d.execute_script(
+        f"const r = document.querySelector('{css}').getBoundingClientRect(); return [r.top + window.scrollY, r.height]")
+    width = page.size[0]
+    clip = {"x": 0, "y": max(0, top - margin), "width": width, "height": height + 2 * margin, "scale": 1}
+    data = page.d.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True,
+                                                             "clip": clip})["data"]
+    path.write_bytes(base64.b64decode(data))
+    return path
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--example", default="member_00.png", help="the example to click (a file in examples/)")
@@ -87,11 +101,8 @@ def main(argv: list[str] | None = None) -> None:
                     page.click("#compare-button")
                     page.wait_text("#compare-result", "fingerprint", 90)
                     page.settle()
-                    shot = page.shot(f"compare-{stem}-{size}")
-                    top, bottom = page.d.execute_script(
-                        "const r = document.querySelector('#verify-compare').getBoundingClientRect();"
-                        "return [r.top + window.scrollY, r.bottom + window.scrollY]")
-                    written.append(_small(shot, OUT / f"compare-{stem}-{size}.png", (int(top) - 12, int(bottom) + 12)))
+                    written.append(_small(_element_shot(page, "#verify-compare", scratch / "compare.png"),
+                                          OUT / f"compare-{stem}-{size}.png"))
             finally:
                 page.quit()
     finally:
