@@ -51,6 +51,19 @@ def test_clopper_pearson_upper_is_the_beta_quantile():
             clopper_pearson_upper(*bad)
 
 
+# One-sided 95% Clopper-Pearson upper bounds (the Beta(k + 1, n - k) 0.95 quantile), computed independently of
+# amint: with scipy.stats.beta.ppf and, for the first three, by mpmath root-finding on the regularised incomplete
+# beta function at 40 digits; both agree to 1e-14.
+REFERENCE_BOUNDS = {(1, 10): 0.394163302436505, (5, 2500): 0.0042005786343956, (8, 2500): 0.00576643037538834,
+                    (39, 2500): 0.020327135576822593, (12, 500): 0.038595578839896755,
+                    (113, 10_000): 0.01319855965084901}
+
+
+@pytest.mark.parametrize("k, n", list(REFERENCE_BOUNDS))
+def test_clopper_pearson_upper_matches_reference_values(k, n):
+    assert clopper_pearson_upper(k, n) == pytest.approx(REFERENCE_BOUNDS[k, n], rel=1e-10)
+
+
 def test_clopper_pearson_upper_agrees_with_scipy():
     stats = pytest.importorskip("scipy.stats")  # not a dependency: a cross-check where it is installed
     for k, n in ((0, 10), (5, 10), (28, 2500), (33, 2500), (113, 10_000), (2500, 5000)):
@@ -117,3 +130,123 @@ def test_calibration_halves_are_disjoint_fixed_and_cover_the_calibration_nonmemb
     assert torch.equal(a, again[0]) and torch.equal(b, again[1])
     other = calibration_halves(make_split(1200, 300, 500, 550, 101, seed=5))
     assert not torch.equal(a, other[0])
+
+
+def _null_record(generator: torch.Generator, rates: dict[str, float], n: int = 2500) -> "FprRecord":
+    """A reading's record measured on n never-seen images per family, each family flagging at its true rate."""
+    return fpr_bound({name: (torch.rand(n, generator=generator) < rate).double() for name, rate in rates.items()},
+                     threshold=0.5, images="simulated never-seen images")
+
+
+def test_sets_of_never_seen_images_read_p_below_alpha_at_most_alpha_of_the_time():
+    # Exactly-null sets: none of the images is a member; each is flagged at its family's true rate. Every round
+    # measures a fresh record (2,500 images per family), then audits sets of 500 drawn from the worst family (the
+    # hardest case for the worst family's bound) and one from each family with its own bound.
+    rates = {"exact": 0.006, "jpeg75": 0.005, "resize224": 0.01, "crop92": 0.008}
+    true_worst = max(rates, key=rates.get)
+    g = torch.Generator().manual_seed(16)
+    rounds, alpha = 120, 0.05
+    worst, own = [], []
+    for _ in range(rounds):
+        record = _null_record(g, rates)
+        for _ in range(4):
+            audit = (torch.rand(500, generator=g) < rates[true_worst]).double()
+            worst.append(dataset_membership_test(audit, 0.5, record.null_rate()).p_value < alpha)
+        for family, rate in rates.items():
+            audit = (torch.rand(500, generator=g) < rate).double()
+            own.append(dataset_membership_test(audit, 0.5, record.null_rate(family)).p_value < alpha)
+    for rejected in (worst, own):
+        share = sum(rejected) / len(rejected)
+        assert share <= alpha + 2 * (alpha * (1 - alpha) / len(rejected)) ** 0.5, share
+    # The bound holds the p-value well under alpha; at the true rate itself the test is still valid (discrete).
+    assert sum(worst) / len(worst) < alpha / 2
+    at_truth = [dataset_membership_test((torch.rand(500, generator=g) < 0.01).double(), 0.5, 0.01).p_value < alpha
+                for _ in range(400)]
+    assert sum(at_truth) / 400 <= alpha + 2 * (alpha * (1 - alpha) / 400) ** 0.5
+
+
+def test_the_bound_of_a_record_is_its_worst_family_and_covers_the_true_rate():
+    # Over many simulated calibrations the 95% bound is below the true rate about 5% of the time, never much more.
+    g = torch.Generator().manual_seed(17)
+    rates = {"exact": 0.004, "screenshot": 0.012}
+    records = [_null_record(g, rates) for _ in range(200)]
+    for record in records:
+        assert record.bound == max(r.bound for r in record.per_family.values())
+        assert record.null_rate().family == record.worst_family
+    below = sum(r.per_family["screenshot"].bound < rates["screenshot"] for r in records) / len(records)
+    assert below <= 0.05 + 2 * (0.05 * 0.95 / len(records)) ** 0.5, below
+
+
+def test_duplicates_by_digest_of_the_preprocessed_input_count_once_in_an_audit():
+    # amint.audit keys each image by the SHA-256 of its model input: the same pixels are one image, whatever the file.
+    import numpy as np
+
+    from amint.audit import input_digest
+
+    a = np.zeros((28, 28), np.uint8)
+    b = a.copy()
+    b[0, 0] = 1
+    keys = [input_digest(x) for x in (a, a.copy(), b, a)]
+    assert keys[0] == keys[1] == keys[3] != keys[2]
+    assert input_digest(a) != input_digest(a.reshape(1, 28, 28)) and input_digest(a) != input_digest(a[:27])
+    v = dataset_membership_test(t([0.9, 0.9, 0.1, 0.9]), 0.5, 0.01, keys=keys)
+    assert (v.n_images, v.n_duplicates, v.n_flagged) == (2, 2, 1) and v.to_dict()["n_duplicates"] == 2
+    assert "2 identical copies" in v.reading
+
+
+# --- calibration targets: one rate for every reading, or one per reading ---------------------------
+
+
+def test_calibration_targets_per_reading():
+    import argparse
+
+    from amint.cli import _target_fpr
+    from amint.readings import Reading, stored_targets, target_for
+
+    assert target_for(0.01, "amint") == 0.01 and target_for(None, "fingerprint") is None
+    both = {"amint": 0.01, "fingerprint": 0.003}
+    assert target_for(both, "fingerprint") == 0.003
+    with pytest.raises(ValueError, match="fingerprint"):
+        target_for({"amint": 0.01}, "fingerprint")
+    assert _target_fpr("amint=0.01,fingerprint=0.003") == both
+    assert _target_fpr("fingerprint=none, amint=0.02") == {"fingerprint": None, "amint": 0.02}
+    assert (_target_fpr("0.005"), _target_fpr("none"), _target_fpr("stored")) == (0.005, None, "stored")
+    for bad in ("amint=0.01", "amint=0.01,trace=0.1", "amint=2,fingerprint=0.1", "amint=stored,fingerprint=0.1", "x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _target_fpr(bad)
+    # 'stored': each reading's last target; a reading that records none (a legacy pair) gets the trained one.
+    fp = Reading("fingerprint", ["memory_exact"], [1.0], 0.0, 0.9, calibration={"target_fpr": 0.003})
+    amint = Reading("amint", ["trace"], [1.0], 0.0, 0.6, calibration={"target_fpr": 0.01})
+    assert stored_targets({"amint": amint, "fingerprint": fp}, 0.05) == both
+    legacy = Reading("combined", ["trace"], [1.0], 0.0, 0.6, legacy=True)
+    assert stored_targets({"combined": legacy}, 0.01) == {"amint": 0.01, "fingerprint": 0.01}
+
+
+def test_cli_calibrate_fits_each_reading_at_its_own_target_and_keeps_them(tiny_memory_pair, synthetic, tmp_path,
+                                                                           monkeypatch, capsys):
+    import hashlib
+    import json
+    import shutil
+
+    from amint import cli, data
+    from amint.pair import AuditedPair
+
+    _, source = tiny_memory_pair
+    folder = tmp_path / "pair"
+    shutil.copytree(source, folder)
+    weights = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    monkeypatch.setattr(data, "load_benchmark", lambda name, root=None, image_size=None: synthetic)
+
+    def targets():
+        readings = AuditedPair.from_pretrained(folder).readings
+        return {name: r.calibration["target_fpr"] for name, r in readings.items()}
+
+    assert cli.main(["calibrate", str(folder), "--device", "cpu", "--target-fpr", "amint=0.2,fingerprint=0.05"]) == 0
+    assert targets() == {"amint": 0.2, "fingerprint": 0.05}
+    first = json.loads((folder / "config.json").read_text())["readings"]
+    assert cli.main(["calibrate", str(folder), "--device", "cpu"]) == 0  # 'stored': the same targets again
+    assert targets() == {"amint": 0.2, "fingerprint": 0.05}
+    again = json.loads((folder / "config.json").read_text())["readings"]
+    assert {n: r["threshold"] for n, r in again.items()} == {n: r["threshold"] for n, r in first.items()}
+    assert hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest() == weights
+    capsys.readouterr()
