@@ -44,6 +44,11 @@ def _table(result) -> list[list[Any]]:
     return rows
 
 
+def _expected(x: float) -> str:
+    """How many flags chance explains: 0.035 stays 0.035, not 0.0."""
+    return f"{x:.1f}" if x >= 1 else f"{x:.2g}"
+
+
 def _p(v) -> str:
     return f"{v.p_value:.2g}" if v.p_value >= 1e-300 else "< 1e-300"
 
@@ -70,7 +75,7 @@ def _summary_html(result, n_errors: int, trace_auc: float | None) -> str:
             f'<div class="verdict {"member" if strong else "quiet" if quiet else "nonmember"}" data-reading="amint">'
             f'<div class="verdict-kicker">{kicker}</div><div class="verdict-word">{head}</div>'
             f'<div class="verdict-prob"><b>{v.n_flagged}</b> of {v.n_images} distinct images flagged as members{dup} · '
-            f"up to <b>{v.expected_by_chance:.1f}</b> expected by chance (false-positive rate {v.fpr:.2%}) · "
+            f"up to <b>{_expected(v.expected_by_chance)}</b> expected by chance (false-positive rate {v.fpr:.2%}) · "
             f"p-value <b>{_p(v)}</b></div>{quiet_words}"
             f'<div class="verdict-words">{html.escape(v.reading)}{err}</div>'
             f'<div class="verdict-words">The false-positive rate: {html.escape(v.null.words())}</div></div>')
@@ -86,7 +91,7 @@ def _summary_html(result, n_errors: int, trace_auc: float | None) -> str:
             f'<div class="fp-answer">Are these images in this pair\'s training index? <b>'
             f'{"Yes: more than chance explains" if found else "No more than chance explains"}</b></div>'
             f'<div class="verdict-prob"><b>{f.n_flagged}</b> of {f.n_images} in the training index · up to '
-            f"<b>{f.expected_by_chance:.1f}</b> expected by chance (false-positive rate {f.fpr:.2%}) · p-value "
+            f"<b>{_expected(f.expected_by_chance)}</b> expected by chance (false-positive rate {f.fpr:.2%}) · p-value "
             f"<b>{_p(f)}</b>{html.escape(err)}</div></div>")
     return "".join(parts)
 
