@@ -53,6 +53,10 @@ def _serve(models: Path, examples: Path):
     finally:
         demo.close()
         mp.undo()
+        from amint.ui.common import _CACHE
+
+        for name in _CACHE.keys():  # the pair cache is per process: other app tests reuse names
+            _CACHE.forget(name)
 
 
 def _leads_with_amint(page: str) -> None:
@@ -70,11 +74,11 @@ def tiny_app(tiny_memory_pair, synthetic, tmp_path_factory):
     active = tiny_memory_pair[0]
     root = tmp_path_factory.mktemp("readings-app")
     cfg = tiny_config(head={"trace": TINY_TRACE, "memories": TINY_MEMORIES}, mode="passive", epochs=3, head_epochs=1,
-                      out=str(root / "models" / "tiny-passive"))
+                      out=str(root / "models" / "readings-passive"))
     passive = train_pair(cfg, bench=synthetic)
-    active.save_pretrained(root / "models" / "tiny")
-    examples = _make_examples()(active, root / "examples", "tiny", n_per_side=8, bench=synthetic, control=passive,
-                                control_name="tiny-passive")
+    active.save_pretrained(root / "models" / "readings-active")
+    examples = _make_examples()(active, root / "examples", "readings-active", n_per_side=8, bench=synthetic, control=passive,
+                                control_name="readings-passive")
     for client in _serve(root / "models", root / "examples"):
         yield client, examples, root / "examples"
 
@@ -82,7 +86,7 @@ def tiny_app(tiny_memory_pair, synthetic, tmp_path_factory):
 def test_verify_returns_both_readings_amint_first(tiny_app):
     client, examples, folder = tiny_app
     member = next(ex for ex in examples["examples"] if ex["truth"] == "member")
-    out = client.predict("tiny", handle_file(str(folder / member["file"])), api_name="/verify")
+    out = client.predict("readings-active", handle_file(str(folder / member["file"])), api_name="/verify")
     page, details = out[VERIFY_VERDICT], out[VERIFY_DETAILS]
     for key in ("member_probability", "is_member", "threshold", "threshold_fpr", "fingerprint_probability",
                 "fingerprint_is_member", "fingerprint_threshold", "fingerprint_threshold_fpr", "fingerprint_match"):
@@ -100,21 +104,21 @@ def test_verify_returns_both_readings_amint_first(tiny_app):
 
 def test_compare_with_the_passive_control_states_the_fingerprints_agree(tiny_app):
     client, examples, folder = tiny_app
-    assert examples["control"] == "tiny-passive"
+    assert examples["control"] == "readings-passive"
     marked = [ex for ex in examples["examples"] if ex["amint_differs_from_control"]]
     assert marked, "the tiny active pair and its passive control give the same aMINT verdict on every example"
     ex = marked[0]
-    page, details = client.predict("tiny", "tiny-passive", handle_file(str(folder / ex["file"])),
+    page, details = client.predict("readings-active", "readings-passive", handle_file(str(folder / ex["file"])),
                                    api_name="/compare")
     words = details["words"]
     a, b = details["pairs"]
-    assert (a["pair"], b["pair"]) == ("tiny", "tiny-passive")
+    assert (a["pair"], b["pair"]) == ("readings-active", "readings-passive")
     # One training index: one fingerprint answer.
     assert a["fingerprint_probability"] == b["fingerprint_probability"]
     assert "Their fingerprints agree" in words and "same training index" in words
     # The aMINT difference named, with both probabilities; the app agrees with examples.json's mark.
     assert (a["is_member"] != b["is_member"]) == ex["amint_differs_from_control"]
-    for name, row in (("tiny", a), ("tiny-passive", b)):  # both aMINT verdicts named, with their probabilities
+    for name, row in (("readings-active", a), ("readings-passive", b)):  # both aMINT verdicts named, with their probabilities
         assert f"{name} says {'member' if row['is_member'] else 'not a member'} (" in words
     assert ("Their aMINT verdicts differ" if ex["amint_differs_from_control"] else "Their aMINT verdicts agree") in words
     if not (a["trace_signal"] and b["trace_signal"]):
@@ -125,7 +129,7 @@ def test_compare_with_the_passive_control_states_the_fingerprints_agree(tiny_app
 def test_audit_gives_both_set_level_answers(tiny_app):
     client, examples, folder = tiny_app
     files = [handle_file(str(folder / ex["file"])) for ex in examples["examples"] if ex["truth"] == "member"]
-    summary, _, table, _, verdict, *_ = client.predict("tiny", files, api_name="/audit")
+    summary, _, table, _, verdict, *_ = client.predict("readings-active", files, api_name="/audit")
     assert verdict["reading"] and "p_value" in verdict and "p_value" in verdict["fingerprint"]
     assert verdict["fingerprint"]["n_flagged"] == sum(ex["fingerprint"]["is_member"] for ex in examples["examples"]
                                                       if ex["truth"] == "member")
