@@ -351,55 +351,91 @@ def comparison_words(name_a: str, a: Verdict, config_a: PairConfig, name_b: str,
                      config_b: PairConfig) -> str:
     """What the difference between two pairs' readings of one image means, in a few sentences.
 
-    The fingerprints agree whenever the two pairs ship the same training index (their hashed memories are
-    identical): that says nothing about the models. The aMINT verdicts are compared only as far as the traces
-    carry signal: a disagreement where a trace head is at chance is readout noise, not the way of training."""
+    The fingerprints agree whenever the two pairs ship the same training index (equal ``index_sha256`` of their
+    hashed memories): that says nothing about the models. The aMINT verdicts are named with their probabilities;
+    a difference between them is called what the way of training changes only when both trace heads carry signal
+    (calibration AUC >= TRACE_SIGNAL_AUC); where a trace head is at chance, its answer is readout noise."""
     same_split = bool(config_a.split.get("members_sha256")) and \
         config_a.split.get("members_sha256") == config_b.split.get("members_sha256")
     said = "; ".join(f"{n}: {_reading_title(v)} {verdict_word(v)} ({explain.percent(v.member_probability)})"
                      if v.is_member is not None else f"{n}: no trace head" for n, v in ((name_a, a), (name_b, b)))
-    out = [said + "."]
     if not same_split:
-        return out[0] + (" The two models were trained on different sets of images, so they answer different "
+        return said + (". The two models were trained on different sets of images, so they answer different "
                          "questions: an image can be in one training set and not in the other.")
     modes = [c.training.get("config", {}).get("mode") for c in (config_a, config_b)]
+    # Where both have a trace head, the aMINT sentence names both verdicts; otherwise they are named first.
+    named = a.is_member is not None and b.is_member is not None and COMBINED not in (a.reading, b.reading)
+    out = [] if named else [said + "."]
     out.append("Both were trained on the same images" + (
         f" ({name_a} {_MODE_WORDS.get(modes[0], 'trained')}; {name_b} {_MODE_WORDS.get(modes[1], 'trained')})."
         if modes[0] != modes[1] else "."))
+    if a.is_member is not None and b.is_member is not None:  # the aMINT verdicts first, then the fingerprints
+        out.append(_amint_comparison(name_a, a, name_b, b, modes))
     if a.has_fingerprint and b.has_fingerprint:
-        index = [c.readings.get(FINGERPRINT, {}).get("index_sha256") for c in (config_a, config_b)]
-        if index[0] and index[0] == index[1]:
-            out.append(f"They ship the same training index (identical hashed memories), so their fingerprints give one "
-                       f"answer: {fingerprint_word(a).lower()}. It reads the image, not the models, so it cannot tell "
-                       "them apart.")
-        elif a.fingerprint_is_member == b.fingerprint_is_member:
-            out.append(f"Their fingerprints agree: {fingerprint_word(a).lower()}.")
-        else:
-            out.append(f"Their fingerprints differ ({name_a}: {fingerprint_word(a).lower()}; {name_b}: "
-                       f"{fingerprint_word(b).lower()}): their training indexes are not the same.")
-    if a.is_member is None or b.is_member is None:
-        return " ".join(out)
-    legacy = [n for n, v in ((name_a, a), (name_b, b)) if v.reading == COMBINED]
-    quiet = [n for n, v in ((name_a, a), (name_b, b)) if v.reading == AMINT and not v.trace_signal]
-    if legacy:
-        out.append(f"{' and '.join(legacy)} {'is a legacy pair' if len(legacy) == 1 else 'are legacy pairs'}: "
-                   "its verdict combines the trace head and the memories, so the difference between the models' "
-                   "traces cannot be read from it; recalibrate it (python -m amint calibrate) for the two readings.")
-    elif a.is_member == b.is_member:
-        both = not quiet and modes[0] != modes[1]
-        out.append("Their aMINT verdicts agree" + (": for this image, how the model was trained does not change the "
-                                                   "answer." if both else "."))
-    elif quiet:
-        out.append(f"Their aMINT verdicts differ, but {' and '.join(quiet)} "
-                   f"{'shows' if len(quiet) == 1 else 'show'} no detectable trace (calibration AUC below "
-                   f"{TRACE_SIGNAL_AUC}): the difference is readout noise, not something the way of training changed.")
-    elif modes[0] != modes[1]:
-        out.append("Their aMINT verdicts differ and both trace heads carry signal: one of them is wrong here, and the "
-                   "difference is what the way of training changes.")
-    else:
-        out.append("Their aMINT verdicts differ and both trace heads carry signal: one of them is wrong here; their "
-                   "detectors differ.")
+        out.append(_fingerprint_comparison(name_a, a, config_a, name_b, b, config_b))
     return " ".join(out)
+
+
+def _fingerprint_comparison(name_a: str, a: Verdict, config_a: PairConfig, name_b: str, b: Verdict,
+                            config_b: PairConfig) -> str:
+    index = [c.readings.get(FINGERPRINT, {}).get("index_sha256") for c in (config_a, config_b)]
+    answers = f"{name_a}: {fingerprint_word(a).lower()}; {name_b}: {fingerprint_word(b).lower()}"
+    if index[0] and index[0] == index[1]:
+        if a.fingerprint_is_member == b.fingerprint_is_member:
+            return (f"Their fingerprints agree: {fingerprint_word(a).lower()}. They ship the same training index "
+                    "(identical hashed memories), and the fingerprint reads the image, not the models, so it cannot "
+                    "tell them apart.")
+        return (f"They ship the same training index (identical hashed memories), but their fingerprints answer "
+                f"differently ({answers}): their fingerprint readings were calibrated differently; recalibrate both "
+                "with the same targets (python -m amint calibrate).")
+    if a.fingerprint_is_member == b.fingerprint_is_member:
+        return f"Their fingerprints agree: {fingerprint_word(a).lower()} (their training indexes are not the same)."
+    return f"Their fingerprints differ ({answers}): their training indexes are not the same."
+
+
+def _amint_comparison(name_a: str, a: Verdict, name_b: str, b: Verdict, modes: list) -> str:
+    """The aMINT verdicts side by side: the difference named, and what it means given each trace's signal."""
+    pa, pb = explain.percent(a.member_probability), explain.percent(b.member_probability)
+    legacy = [n for n, v in ((name_a, a), (name_b, b)) if v.reading == COMBINED]
+    if legacy:
+        return (f"{' and '.join(legacy)} {'is a legacy pair' if len(legacy) == 1 else 'are legacy pairs'}: its "
+                "verdict combines the trace head and the memories, so the difference between the models' traces "
+                "cannot be read from it; recalibrate it (python -m amint calibrate) for the two readings.")
+    quiet = [(n, v) for n, v in ((name_a, a), (name_b, b)) if not v.trace_signal]
+    loud = [(n, v) for n, v in ((name_a, a), (name_b, b)) if v.trace_signal]
+    gap = abs(a.member_probability - b.member_probability)
+    both = f"{name_a} {pa}, {name_b} {pb}"
+    if a.is_member != b.is_member:
+        what = (f"Their aMINT verdicts differ: {name_a} says {verdict_word(a).lower()} ({pa}), {name_b} says "
+                f"{verdict_word(b).lower()} ({pb})")
+    elif round(gap, 3) == 0:
+        what = f"Their aMINT verdicts agree ({verdict_word(a).lower()}: {both})"
+    else:
+        what = (f"Their aMINT verdicts agree ({verdict_word(a).lower()}); their member probabilities differ by "
+                f"{100 * gap:.1f} percentage points ({both})")
+    if len(quiet) == 2:
+        aucs = f"calibration AUC {_auc(a)} and {_auc(b)}, below {TRACE_SIGNAL_AUC}"
+        if a.is_member != b.is_member or round(gap, 3) != 0:
+            return (what + f", but neither model shows a detectable trace ({aucs}): at this scale the difference is "
+                    "readout noise, not something the way of training changed.")
+        return what + f"; neither model shows a detectable trace ({aucs}), so neither answer is evidence."
+    if quiet:
+        (qn, qv), (ln, lv) = quiet[0], loud[0]
+        return (what + f". {qn} shows no detectable trace (calibration AUC {_auc(qv)}, below {TRACE_SIGNAL_AUC}) and "
+                f"{ln} does ({_auc(lv)}): only {ln}'s verdict reads a trace of the image; {qn}'s answer is readout "
+                "noise.")
+    if a.is_member == b.is_member:
+        return what + (": for this image, how the model was trained does not change the answer."
+                       if modes[0] != modes[1] else ".")
+    if modes[0] != modes[1]:
+        return (what + ", and both trace heads carry signal (calibration AUC "
+                f"{_auc(a)} and {_auc(b)}): one of them is wrong here, and the difference is what the way of "
+                "training changes.")
+    return what + ": both trace heads carry signal; one of them is wrong here: their detectors differ."
+
+
+def _auc(v: Verdict) -> str:
+    return "not measured" if v.trace_cal_auc is None else f"{v.trace_cal_auc:.2f}"
 
 
 _MODE_WORDS = {
@@ -460,6 +496,21 @@ def fingerprint_words(v: Verdict) -> str | None:
     best = f"; the best lookup found {counts}" if m else ""
     return (f"Fingerprint: no match: the lookups find no training image like this one in this pair's training index "
             f"({score}{best}). Larger crops, rotations or another photo of the same thing are not recognised. {reads}")
+
+
+FINGERPRINT_QUESTION = "Is the image itself in this pair's training index?"
+
+
+def fingerprint_answer(v: Verdict) -> str | None:
+    """The fingerprint's answer in a few plain words, from what its lookups matched; None without memories."""
+    if not v.has_fingerprint:
+        return None
+    m = v.fingerprint_match
+    if not v.fingerprint_is_member:
+        return "No match"
+    if m and m.kind == "after small edits":
+        return f"Yes: match after small edits ({m.variant})" if m.variant else "Yes: match after small edits"
+    return "Yes: exact match (as uploaded)"
 
 
 def readings_words(v: Verdict) -> list[str]:

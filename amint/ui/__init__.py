@@ -25,7 +25,10 @@ CSS = """
 #pair-load { margin-bottom: var(--block-padding); }
 .pixelated img, .pixelated canvas { image-rendering: pixelated; }
 /* Galleries: as many columns as fit, so a phone gets 3-4 and a desktop 8-10. */
-#verify-examples .grid-container { grid-template-columns: repeat(auto-fill, minmax(88px, 1fr)) !important; }
+#verify-examples .grid-container { grid-template-columns: repeat(auto-fill, minmax(112px, 1fr)) !important; }
+/* Each example's caption holds its known answer and both readings' answers: wrapped, across the thumbnail. */
+#verify-examples .caption-label { white-space: normal; max-width: none; left: 0; right: 0; bottom: 0;
+  border-radius: 0; font-size: 11px; line-height: 1.25; padding: 2px 4px; opacity: 0.93; }
 #verify-examples .fixed-height { min-height: 0 !important; max-height: none !important; }
 /* Wide tables scroll inside their box instead of widening the page on a phone. */
 #audit-table, #train-metrics, #model-metrics, #model-settings, #model-card { min-width: 0; max-width: 100%; }
@@ -49,10 +52,30 @@ CSS = """
 .verdict.nonmember .verdict-word { color: #005a8c; }
 .dark .verdict.member .verdict-word { color: #ffb27a; }
 .dark .verdict.nonmember .verdict-word { color: #8cc8f0; }
+.verdict.quiet { border-color: var(--border-color-primary); border-style: dashed;
+                 background: var(--background-fill-secondary); }
+.verdict.quiet .verdict-word { color: var(--body-text-color-subdued); }
+.verdict-kicker { font-size: 0.85em; font-weight: 600; color: var(--body-text-color-subdued); }
 .verdict-prob { font-size: 1.05em; margin-top: 2px; }
+.verdict.quiet .verdict-prob { font-size: 0.95em; margin-top: 6px; }
+/* The fingerprint: its own line under the aMINT card; Okabe-Ito bluish green when the image is in the index. */
+.fingerprint-line { margin-top: 10px; padding: 10px 14px; border-radius: 8px; border-left: 6px solid #999;
+                    background: var(--background-fill-secondary); line-height: 1.45; }
+.fingerprint-line.found { border-left-color: #009E73; }
+.fingerprint-line.alone { border: 2px solid #999; border-left-width: 6px; }
+.fingerprint-line.alone.found { border-color: #009E73; }
+.fp-answer { font-size: 1.1em; margin-top: 2px; }
+.fingerprint-line .verdict-prob { font-size: 0.95em; }
+.fp-detail { font-size: 0.9em; color: var(--body-text-color-subdued); margin-top: 4px; }
+.readings-disagree { margin-top: 10px; padding: 8px 12px; border-radius: 8px; border-left: 6px solid #E69F00;
+                     background: var(--background-fill-secondary); }
+.score-charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(260px, 1fr)); gap: 10px; }
+.score-chart figcaption { font-weight: 600; font-size: 0.9em; }
 .verdict-words { margin-top: 6px; }
 .verdict-truth { margin-top: 8px; font-weight: 600; }
 .score-chart { color: var(--body-text-color); margin: 6px 0; }
+.compare .verdict, .compare .fingerprint-line { font-size: 0.95em; }
+.compare .verdict-word { font-size: 1.5em; }
 .why p { margin: 4px 0 8px; }
 .why p.why-reading { margin-top: 14px; }
 .why p.why-no-evidence { padding: 6px 10px; border-left: 4px solid var(--body-text-color-subdued);
@@ -78,7 +101,8 @@ CSS = """
 .edit-result.changes { border-left-color: #D55E00; }
 .compare { display: grid; grid-template-columns: repeat(auto-fit, minmax(240px, 1fr)); gap: 12px; }
 .compare-name { font-weight: 600; margin-bottom: 4px; word-break: break-all; }
-.compare-words { margin-top: 10px; }
+.compare-words { margin-top: 10px; padding: 10px 14px; border-radius: 8px; border-left: 6px solid #E69F00;
+                 background: var(--background-fill-secondary); }
 :focus-visible { outline: 3px solid #E69F00 !important; outline-offset: 2px; }
 .notice { padding: 8px 12px; border-radius: 8px; background: var(--background-fill-secondary); }
 .prose-narrow { max-width: 760px; }
@@ -88,6 +112,8 @@ CSS = """
   #app-header h1 { font-size: 1.45em; }
   .gradio-container { padding: 0 6px !important; }
   .why-row { grid-template-columns: 1fr; gap: 2px; }
+  #verify-examples .grid-container { grid-template-columns: repeat(auto-fill, minmax(92px, 1fr)) !important; }
+  #verify-examples .caption-label { font-size: 10px; }
 }
 """
 
@@ -138,8 +164,10 @@ def build_app() -> gr.Blocks:
     with AmintBlocks(title="aMINT: Active Membership Inference Test", delete_cache=common.DELETE_CACHE) as demo:
         gr.Markdown(
             f"# {TITLE}\n"
-            "An image classifier trained together with a *membership detector* that reads its internal "
-            "activity and tells whether an image was in its training set (Active Membership Inference Test).",
+            "Two answers per image. The **aMINT verdict**: a *membership detector* (the trace head) reads the image "
+            "classifier's internal activity for a trace of the image (Active Membership Inference Test: classifier "
+            "and detector trained together); how well it can depends on the pair. The **fingerprint**: whether the "
+            "image itself is in the training index shipped with the pair; it reads the image, not the model.",
             elem_id="app-header",
         )
         sel = common.pair_selector()

@@ -40,25 +40,60 @@ def _table(result) -> list[list[Any]]:
     for i, (r, (file, probability, decision, predicted, error)) in enumerate(zip(result.rows, result.table())):
         thumb = _thumbnail_html(r.thumbnail) if i < MAX_THUMBNAILS and not r.error else ""
         words = "could not be read" if r.error else decision.capitalize()
-        rows.append([thumb, words, probability, file, error or predicted])
+        rows.append([thumb, words, probability, r.fingerprint_decision.capitalize(), file, error or predicted])
     return rows
 
 
-def _summary_html(answers, n_errors: int) -> str:
-    """One box per reading's set-level answer (amint.report.Answer: the aMINT verdict first, then the fingerprint):
-    its headline, counts and p-value, what it asks and the false-positive rate it was tested against."""
+def _expected(x: float) -> str:
+    """How many flags chance explains: 0.035 stays 0.035, not 0.0."""
+    return f"{x:.1f}" if x >= 1 else f"{x:.2g}"
+
+
+def _p(v) -> str:
+    return f"{v.p_value:.2g}" if v.p_value >= 1e-300 else "< 1e-300"
+
+
+def _summary_html(result, n_errors: int, trace_auc: float | None) -> str:
+    """The set's two answers: the aMINT verdict's card first (how many the trace head flags, against what its
+    false-positive bound explains), then the fingerprint's line (how many are in the training index)."""
+    from amint.readings import TRACE_SIGNAL_AUC
+
     err = f" {n_errors} file(s) could not be read and were left out." if n_errors else ""
-    boxes = []
-    for a in answers:
-        v = a.verdict
-        cls = "member" if a.found else "nonmember"
-        boxes.append(
-            f'<div class="verdict {cls}"><div class="verdict-word">{html.escape(a.headline)}</div>'
-            f'<div class="verdict-prob">{html.escape(a.counts)}</div>'
-            f'<div class="verdict-words">{html.escape(a.question)}</div>'
+    parts = []
+    v = result.dataset
+    if v is not None:
+        strong = v.p_value < 0.05
+        quiet = result.reading == "amint" and trace_auc is not None and trace_auc < TRACE_SIGNAL_AUC
+        kicker = ("Combined reading (legacy pair)" if result.reading == "combined"
+                  else "aMINT verdict for the set · the trace head reads the model")
+        head = "Trace of this set found" if strong else "No trace of this set found"
+        dup = f" ({v.n_duplicates} identical copies counted once)" if v.n_duplicates else ""
+        quiet_words = (f'<div class="verdict-words">This model shows no detectable trace (calibration AUC '
+                       f"{trace_auc:.2f}; 0.5 is chance), so its trace head flags training images about as often as "
+                       "never-seen ones: this answer cannot find a set that was used.</div>" if quiet else "")
+        parts.append(
+            f'<div class="verdict {"member" if strong else "quiet" if quiet else "nonmember"}" data-reading="amint">'
+            f'<div class="verdict-kicker">{kicker}</div><div class="verdict-word">{head}</div>'
+            f'<div class="verdict-prob"><b>{v.n_flagged}</b> of {v.n_images} distinct images flagged as members{dup} · '
+            f"up to <b>{_expected(v.expected_by_chance)}</b> expected by chance (false-positive rate {v.fpr:.2%}) · "
+            f"p-value <b>{_p(v)}</b></div>{quiet_words}"
             f'<div class="verdict-words">{html.escape(v.reading)}{err}</div>'
             f'<div class="verdict-words">The false-positive rate: {html.escape(v.null.words())}</div></div>')
-    return "".join(boxes) or '<div class="verdict empty">This pair has no calibrated reading to test a set with.</div>'
+        err = ""
+    f = result.fingerprint
+    if f is not None:
+        found = f.p_value < 0.05
+        kicker = ("Fingerprint only: this pair has no trace head" if v is None
+                  else "Fingerprint for the set · reads the images, not the model")
+        parts.append(
+            f'<div class="fingerprint-line {"found" if found else "notfound"}{" alone" if v is None else ""}" '
+            f'data-reading="fingerprint"><div class="verdict-kicker">{kicker}</div>'
+            f'<div class="fp-answer">Are these images in this pair\'s training index? <b>'
+            f'{"Yes: more than chance explains" if found else "No more than chance explains"}</b></div>'
+            f'<div class="verdict-prob"><b>{f.n_flagged}</b> of {f.n_images} in the training index · up to '
+            f"<b>{_expected(f.expected_by_chance)}</b> expected by chance (false-positive rate {f.fpr:.2%}) · p-value "
+            f"<b>{_p(f)}</b>{html.escape(err)}</div></div>")
+    return "".join(parts)
 
 
 def audit(pair_name: str, files: Any, progress=gr.Progress()) -> tuple:
@@ -88,23 +123,25 @@ def audit(pair_name: str, files: Any, progress=gr.Progress()) -> tuple:
     with user_errors("The report could not be written"):
         report = AuditReport.build(loaded.pair, result, pair_identity(loaded.name, loaded.folder))
         html_path, pdf_path = report.write(out / "audit-report.html"), report.write(out / "audit-report.pdf")
-    first = report.answers[0].title if report.answers else "scores"
-    plot = plots.plot_score_distribution(loaded.pair.config.calibration, result.scores,
-                                           loaded.pair.config.threshold,
-                                           title=f"{first[:1].upper() + first[1:]}: the {len(result.scores)} uploaded images")
-    v = result.verdict
-    verdict = {"pair": loaded.name, **v.to_dict(), "n_unreadable": n_errors}
+    shown = loaded.pair.readings.get(result.reading or "fingerprint")
+    scores = result.scores if result.dataset is not None else result.fingerprint_scores
+    plot = plots.plot_score_distribution(shown.calibration, scores, shown.threshold,
+                                         title=f"Scores of the {len(scores)} uploaded images"
+                                               + (" (aMINT verdict)" if result.reading == "amint" else ""))
+    v = result.dataset
+    verdict = {"pair": loaded.name, **(v.to_dict() if v else {}), "n_unreadable": n_errors}
     if result.fingerprint is not None:
         verdict["fingerprint"] = result.fingerprint.to_dict()
-    return (_summary_html(report.answers, n_errors), plot, _table(result), str(csv_path), verdict, str(html_path),
-            str(pdf_path))
+    amint = loaded.pair.readings.get("amint")
+    summary = _summary_html(result, n_errors, amint.cal_auc if amint else None)
+    return summary, plot, _table(result), str(csv_path), verdict, str(html_path), str(pdf_path)
 
 
 def build(sel: Selector) -> None:
     gr.Markdown("Upload a set of images (or a zip of them) to ask: **was this set used to train the selected "
-                "model?** Each image gets both readings (the aMINT verdict: does the model carry a trace of it? the "
-                "fingerprint: is it in the pair's training index?), and for each reading a statistical test says "
-                "whether more images are flagged than its false-positive rate explains.")
+                "model?** Each image gets both readings (the aMINT verdict, from the model; the fingerprint, from "
+                "the image and the pair's training index), and for each a statistical test says whether more "
+                "images are flagged than its false-positive rate explains.")
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=300):
             files = gr.File(file_count="multiple", file_types=["image", ".zip"], label="Images or zip files",
@@ -117,10 +154,10 @@ def build(sel: Selector) -> None:
             plot = gr.Plot(label="The set's scores against members and non-members", show_label=False,
                            elem_id="audit-plot")
     table = gr.Dataframe(
-        headers=["", "decision", "member prob.", "file", "predicted class"],
-        datatype=["html", "str", "number", "str", "str"],
+        headers=["", "aMINT verdict", "member prob.", "fingerprint", "file", "predicted class"],
+        datatype=["html", "str", "number", "str", "str", "str"],
         label="Per image", interactive=False, wrap=True, max_height=420,
-        column_widths=["56px", "130px", "120px", "240px", "180px"], elem_id="audit-table",
+        column_widths=["56px", "130px", "110px", "170px", "220px", "160px"], elem_id="audit-table",
     )
     with gr.Row():
         report_html = gr.DownloadButton("Download the report (HTML)", size="md", variant="primary",

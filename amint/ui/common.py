@@ -168,6 +168,13 @@ def default_pair() -> str | None:
     return (preferred or names or [None])[0]
 
 
+def default_control() -> str | None:
+    """The default pair's passive control when it is in the models folder (``<default>-passive``, made by the
+    README's command), else None: what "Compare with another pair" offers first."""
+    name = default_pair()
+    return f"{name}-passive" if name and f"{name}-passive" in local_pairs() else None
+
+
 def _describe_local(name: str) -> str:
     try:
         cfg = json.loads((models_dir() / name / CONFIG_NAME).read_text())
@@ -320,8 +327,11 @@ def describe(loaded: LoadedPair) -> str:
     m = c.metrics or {}
     parts = [f"**{loaded.name}** · {c.backbone} trained on {dataset_words(c.dataset)} · "
              f"{len(c.class_names)} classes · input {c.image_size}×{c.image_size}"]
-    if "mint_accuracy" in m:
-        parts.append(f"membership accuracy {m['mint_accuracy']:.1%}")
+    if "mint_accuracy" in m:  # the headline reading's: the aMINT verdict (a legacy pair's combined one)
+        title = "combined reading" if c.readings and "combined" in c.readings else "aMINT verdict"
+        parts.append(f"{title} accuracy {m['mint_accuracy']:.1%}")
+    if "mint_accuracy" in (m.get("fingerprint") or {}):
+        parts.append(f"fingerprint accuracy {m['fingerprint']['mint_accuracy']:.1%}")
     if "task_accuracy" in m:
         parts.append(f"classification accuracy {m['task_accuracy']:.1%}")
     return " · ".join(parts)

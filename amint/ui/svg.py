@@ -41,8 +41,10 @@ def _bars(counts: Sequence[float], edges: Sequence[float], color: str, base_y: f
     return out
 
 
-def score_svg(calibration: dict, marks: list[Mark], threshold: float, title: str) -> str:
-    """Members' and never-seen images' calibration scores, the threshold, and the marked images."""
+def score_svg(calibration: dict, marks: list[Mark], threshold: float, title: str, key: str = "s") -> str:
+    """Members' and never-seen images' calibration scores, the threshold, and the marked images.
+
+    ``key``: makes the title's and description's element ids unique when a page shows several charts."""
     base_y, height = HEIGHT - BOTTOM, HEIGHT - BOTTOM - TOP
     edges = calibration.get("edges") or [i / 50 for i in range(51)]
     parts = [f'<rect x="{LEFT}" y="{TOP}" width="{WIDTH - LEFT - RIGHT}" height="{height}" fill="none" '
@@ -72,9 +74,9 @@ def score_svg(calibration: dict, marks: list[Mark], threshold: float, title: str
     parts += _legend()
     desc = (f"Calibration scores of training members and of never-seen images, threshold {threshold:.1%}; "
             + "; ".join(f"{m.label}: {percent(m.value)}" for m in marks))
-    return (f'<svg class="score-svg" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="st sd" '
+    return (f'<svg class="score-svg" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="{key}t {key}d" '
             f'xmlns="http://www.w3.org/2000/svg" style="width:100%;height:auto;max-width:{WIDTH}px">'
-            f'<title id="st">{html.escape(title)}</title><desc id="sd">{html.escape(desc)}</desc>'
+            f'<title id="{key}t">{html.escape(title)}</title><desc id="{key}d">{html.escape(desc)}</desc>'
             + "".join(parts) + "</svg>")
 
 

@@ -16,8 +16,8 @@ import numpy as np
 
 from amint.edits import ADJUSTABLE
 
-from .common import (MODEL_CONCURRENCY_ID, Selector, examples_dir, get_pair, limits_note, pair_choices,
-                     selector_update, user_errors)
+from .common import (MODEL_CONCURRENCY_ID, Selector, default_control, examples_dir, get_pair, limits_note,
+                     pair_choices, selector_update, user_errors)
 
 if TYPE_CHECKING:
     from . import svg
@@ -49,16 +49,13 @@ def _payload_source(image: Any) -> tuple[Any, str | None]:
     return image, None
 
 
-def fpr_words(fpr: float | None) -> str:
-    """How often "Member" is said of an image the model never saw, in words."""
+def fpr_words(fpr: float | None, others: str = "never-seen images") -> str:
+    """The false-positive bound at a reading's threshold, in a few words."""
     if fpr is None:
-        return "How often this detector calls a never-seen image a member was not measured for this model."
+        return f"how often {others} reach it was not measured"
     if fpr <= 0:
-        return ("For comparison, none of the never-seen calibration images was called a member, so false "
-                "alarms are rare (but not impossible).")
-    return (f"For comparison, at most {fpr:.1%} of the images this model never saw are called “Member” by mistake "
-            f"(about 1 in {max(1, round(1 / fpr))}): an upper bound on this detector's false-positive rate, measured "
-            "on never-seen images it was not fitted on.")
+        return f"none of the {others} held out for this bound reached it"
+    return f"at most {fpr:.1%} of {others} reach it (about 1 in {max(1, round(1 / fpr))})"
 
 
 def _without_prefix(words: str, word: str) -> str:
@@ -67,32 +64,111 @@ def _without_prefix(words: str, word: str) -> str:
     return rest[:1].upper() + rest[1:]
 
 
-def verdict_html(verdict, truth: str | None = None) -> str:
-    """The verdict card: the decision in large type, the probability, and how often it is wrong."""
+def _prob_line(what: str, p: float, threshold: float, fpr: float | None, others: str) -> str:
     from amint.explain import percent
-    from amint.verify import decision_words, verdict_word
 
-    member = bool(verdict.is_member)
-    word = verdict_word(verdict)
-    cls = "member" if member else "nonmember"
-    p, t = percent(verdict.member_probability), f"{verdict.threshold:.1%}"
-    if p == t:  # show the difference that decided it
-        p, t = f"{verdict.member_probability:.3%}", f"{verdict.threshold:.3%}"
-    lines = [
-        f'<div class="verdict {cls}">',
+    a, t = f"{p:.1%}", f"{threshold:.1%}"
+    if a in ("0.0%", "100.0%") and 0 < p < 1:  # 0.99994 is not 100%
+        a = percent(p)
+    if a == t:  # show the difference that decided it
+        a, t = f"{p:.3%}", f"{threshold:.3%}"
+    return (f'<div class="verdict-prob">{what} <b>{a}</b> · decision threshold {t}: '
+            f"{html.escape(fpr_words(fpr, others))}</div>")
+
+
+def amint_card(v) -> str:
+    """The aMINT verdict's card (a legacy pair's combined reading, said so): the decision, its probability,
+    threshold and false-positive bound. Where the trace head is at chance, the card says that this model shows
+    no detectable trace and gives the decision as a reading, not as evidence."""
+    from amint.verify import COMBINED, decision_words, verdict_word
+
+    word = verdict_word(v)
+    prob = _prob_line("Member probability", v.member_probability, v.threshold, v.threshold_fpr, "never-seen images")
+    if v.reading == COMBINED:
+        kicker = "Combined reading (legacy pair: trace head and memories calibrated together)"
+    else:
+        kicker = "aMINT verdict · the trace head reads the model's activations"
+    if v.trace_signal is False:
+        return "\n".join([
+            '<div class="verdict quiet" data-reading="amint">',
+            f'<div class="verdict-kicker">{kicker}</div>',
+            '<div class="verdict-word">No detectable trace</div>',
+            f'<div class="verdict-words">This model shows no detectable trace: on calibration its trace head told '
+            f"training images from never-seen ones barely better than chance (AUC {v.trace_cal_auc:.2f}; 0.5 is "
+            f"chance). Its reading of this image, <b>{word}</b>, is therefore not evidence either way.</div>",
+            prob,
+            "</div>"])
+    return "\n".join([
+        f'<div class="verdict {"member" if v.is_member else "nonmember"}" data-reading="{html.escape(v.reading)}">',
+        f'<div class="verdict-kicker">{kicker}</div>',
         f'<div class="verdict-word">{word}</div>',
-        f'<div class="verdict-prob">Member probability <b>{p}</b> (decision threshold {t})</div>',
-        f'<div class="verdict-words">{html.escape(_without_prefix(decision_words(verdict), word))}</div>',
-    ]
-    if not member:  # the member wording already says how often "Member" is a false alarm
-        lines.append(f'<div class="verdict-fpr">{html.escape(fpr_words(verdict.threshold_fpr))}</div>')
+        prob,
+        f'<div class="verdict-words">{html.escape(_without_prefix(decision_words(v), word))}</div>',
+        "</div>"])
+
+
+def fingerprint_html(v, alone: bool = False) -> str:
+    """The fingerprint on its own line: is the image itself in the pair's training index, in plain words, from
+    what the lookups matched. ``alone``: the pair has no trace head, so this is the only reading (said so)."""
+    from amint.verify import FINGERPRINT_QUESTION, fingerprint_answer
+
+    found = bool(v.fingerprint_is_member)
+    kicker = ("Fingerprint only: this pair has no trace head, so nothing here reads the model"
+              if alone else "Fingerprint · reads the image, not the model")
+    m = v.fingerprint_match
+    counts = f"{m.member_tables} of {m.tables} hash tables of the {m.memory} memory" if m else ""
+    if not found:
+        detail = ((f"The best lookup matches training images in {counts}, too few. " if m else "")
+                  + "Larger crops, rotations or another photo of the same thing are not recognised.")
+    elif m and m.kind == "after small edits":
+        detail = f"Looked up {m.variant}, it matches a training image in {counts}."
+    else:
+        detail = ((f"As uploaded, it matches a training image in {counts}; " if m else "")
+                  + "a re-encoded copy (JPEG, resizing) matches like this too.")
+    return "\n".join([
+        f'<div class="fingerprint-line {"found" if found else "notfound"}{" alone" if alone else ""}" '
+        'data-reading="fingerprint">',
+        f'<div class="verdict-kicker">{kicker}</div>',
+        f'<div class="fp-answer">{html.escape(FINGERPRINT_QUESTION)} <b>{html.escape(fingerprint_answer(v))}</b></div>',
+        _prob_line("Fingerprint probability", v.fingerprint_probability, v.fingerprint_threshold,
+                   v.fingerprint_threshold_fpr, "images not in the index"),
+        f'<div class="fp-detail">{html.escape(detail[:1].upper() + detail[1:])}</div>',
+        "</div>"])
+
+
+def _truth_html(v, truth: str) -> str:
+    member = truth == "member"
+    marks = []
+    if v.is_member is not None:
+        right = bool(v.is_member) == member
+        at_chance = " (at chance for this model)" if v.trace_signal is False else ""
+        marks.append(("✔" if right else "✘") + f" The {'aMINT' if v.reading != 'combined' else 'combined'} verdict is "
+                     + ("right" if right else "wrong") + at_chance)
+    if v.has_fingerprint:
+        right = bool(v.fingerprint_is_member) == member
+        marks.append(("✔" if right else "✘") + " the fingerprint is " + ("right" if right else "wrong"))
+    what = "a training member" if member else "a held-out image, never used in training"
+    return (f'<div class="verdict-truth">Known answer: this image is {what}. '
+            f'{html.escape("; ".join(marks))}.</div>')
+
+
+def verdict_html(verdict, truth: str | None = None) -> str:
+    """Both readings: the aMINT verdict's card first, then the fingerprint on its own line, then (when they
+    disagree) what that means, then (for an example) whether each was right."""
+    from amint.verify import readings_words
+
+    v = verdict
+    parts = []
+    if v.member_probability is not None:
+        parts.append(amint_card(v))
+    if v.has_fingerprint:
+        parts.append(fingerprint_html(v, alone=v.member_probability is None))
+    disagree = [w for w in readings_words(v) if w.startswith("The two disagree")]
+    if disagree:
+        parts.append(f'<div class="readings-disagree">{html.escape(disagree[0])}</div>')
     if truth is not None:
-        right = (truth == "member") == member
-        mark = "✔ The verdict is right" if right else "✘ The verdict is wrong"
-        lines.append(f'<div class="verdict-truth {"right" if right else "wrong"}">{mark}: this image is '
-                     f'{"a training member" if truth == "member" else "a held-out image the model never saw"}.</div>')
-    lines.append("</div>")
-    return "\n".join(lines)
+        parts.append(_truth_html(v, truth))
+    return f'<div class="readings">{"".join(parts)}</div>'
 
 
 def _read(image: Any, name: str | None):
@@ -106,11 +182,34 @@ def _read(image: Any, name: str | None):
         raise gr.Error(message, title="Not an image we can read") from e
 
 
-def _score_html(loaded, marks: list[svg.Mark], title: str) -> str:
+def _score_html(loaded, marks: dict[str, list[svg.Mark]], title: str) -> str:
+    """Per reading (aMINT first, then the fingerprint): its calibration scores, threshold and the marked images."""
     from . import svg
 
-    cfg = loaded.pair.config
-    return f'<div class="score-chart">{svg.score_svg(cfg.calibration, marks, cfg.threshold, title)}</div>'
+    readings = loaded.pair.readings
+    charts = []
+    prefix = "edit" if any(m.dashed for ms in marks.values() for m in ms) else "score"
+    for name, reading_marks in marks.items():
+        key = f"{prefix}-{name}-"
+        r = readings.get(name)
+        if r is None or not reading_marks:
+            continue
+        label = {"amint": "aMINT verdict", "fingerprint": "Fingerprint"}.get(name, "Combined reading (legacy)")
+        charts.append(f'<figure class="score-chart" data-reading="{name}"><figcaption>{label}</figcaption>'
+                      f"{svg.score_svg(r.calibration, reading_marks, r.threshold, f'{label}: {title}', key)}</figure>")
+    return f'<div class="score-charts">{"".join(charts)}</div>'
+
+
+def _marks(verdict, label: str, dashed: bool = False) -> dict[str, list]:
+    """Each reading's mark for one verdict, keyed by reading name."""
+    from . import svg
+
+    out = {}
+    if verdict.member_probability is not None:
+        out[verdict.reading] = [svg.Mark(label, verdict.member_probability, dashed)]
+    if verdict.has_fingerprint:
+        out["fingerprint"] = [svg.Mark(label, verdict.fingerprint_probability, dashed)]
+    return out
 
 
 def _details(loaded, verdict, name: str | None, truth: str | None) -> dict:
@@ -118,7 +217,10 @@ def _details(loaded, verdict, name: str | None, truth: str | None) -> dict:
     details["pair"] = loaded.name
     if truth is not None:
         details["ground_truth"] = truth
-        details["verdict_correct"] = (truth == "member") == bool(verdict.is_member)
+        if verdict.is_member is not None:
+            details["verdict_correct"] = (truth == "member") == bool(verdict.is_member)
+        if verdict.has_fingerprint:
+            details["fingerprint_correct"] = (truth == "member") == bool(verdict.fingerprint_is_member)
     return details
 
 
@@ -126,14 +228,11 @@ def run_verify(loaded, image: Any, name: str | None = None, truth: str | None = 
     """Verdict first (one forward pass), then the "why" (maps, attribution, edit saliency) as a second update."""
     from amint.verify import explain_forwarded, forward_image
 
-    from . import svg
-
     pair = loaded.pair
     with user_errors("This image cannot be checked"):
         forwarded = forward_image(pair, _read(image, name))
     verdict = forwarded.verdict
-    score = _score_html(loaded, [svg.Mark("this image", verdict.member_probability)],
-                        "This image's score against the calibration images")
+    score = _score_html(loaded, _marks(verdict, "this image"), "this image's score against the calibration images")
     top = {str(n): float(p) for n, p in verdict.top_classes}
     first = (model_view_html(verdict.model_input), verdict_html(verdict, truth), score, top,
              _details(loaded, verdict, name, truth))
@@ -272,21 +371,27 @@ def verify_edited(pair_name: str, image: Any, edit: str, strength: float | None,
     sees them, both scores on the calibration chart with the verdict held or changed, details."""
     from amint.verify import verify_edited as lib_verify_edited
 
-    from . import svg
-
     loaded = get_pair(pair_name, progress)
     source, name = _payload_source(image)
     with user_errors("This edit cannot be checked"):
         result = lib_verify_edited(loaded.pair, _read(source, name), edit, strength)
     a, b = result.original, result.edited
     label = f"{edit} {strength:g}" if strength is not None and edit in ADJUSTABLE else edit
-    chart = _score_html(loaded, [svg.Mark("original", a.member_probability),
-                                 svg.Mark("edited", b.member_probability, dashed=True)],
-                        "The original's and the edited image's scores")
-    cls = "holds" if result.holds else "changes"
-    words = f'<div class="edit-result {cls}"><b>{"Holds" if result.holds else "Changes"}.</b> ' \
-            f'{html.escape(result.words())}</div>'
+    marks = _marks(a, "original")
+    for k, m in _marks(b, "edited", dashed=True).items():
+        marks.setdefault(k, []).extend(m)
+    chart = _score_html(loaded, marks, "the original's and the edited image's scores")
+    cls = "holds" if result.holds and result.fingerprint_holds is not False else "changes"
+    badges = []
+    if a.is_member is not None:
+        title = "Combined verdict (legacy)" if a.reading == "combined" else "aMINT verdict"
+        badges.append(f"{title}: {'holds' if result.holds else 'changes'}")
+    if a.has_fingerprint:
+        badges.append(f"Fingerprint: {'holds' if result.fingerprint_holds else 'changes'}")
+    words = (f'<div class="edit-result {cls}"><b>{html.escape(" · ".join(badges))}.</b> '
+             f"{html.escape(result.words())}</div>")
     details = {"pair": loaded.name, "edit": edit, "strength": strength, "verdict_holds": result.holds,
+               "fingerprint_holds": result.fingerprint_holds,
                "original": a.to_dict(file=name), "edited": b.to_dict(file=f"{name} ({label})")}
     return (upscale(a.model_input), upscale(b.model_input), words + chart, details)
 
@@ -327,9 +432,53 @@ def load_examples() -> dict:
     return data
 
 
+def _yes_no(answer: dict | None) -> str | None:
+    return None if answer is None else ("yes" if answer.get("is_member") else "no")
+
+
 def _caption(ex: dict) -> str:
-    truth = "member" if ex["truth"] == "member" else "not a member"
-    return f"{truth} · {ex.get('class', '')}".strip(" ·")
+    """The known answer, then each reading's answer (yes = member / in the index): ≠ where the two readings
+    differ, ◆ where the control pair's aMINT verdict differs from this pair's."""
+    parts = ["member" if ex["truth"] == "member" else "not a member"]
+    top = _yes_no(ex.get("amint") or ex.get("combined"))
+    fp = _yes_no(ex.get("fingerprint"))
+    if top:
+        parts.append(f"{'aMINT' if 'amint' in ex else 'combined'} {top}")
+    if fp:
+        parts.append(f"fingerprint {fp}")
+    marks = ("≠" if top and fp and top != fp else "") + ("◆" if ex.get("amint_differs_from_control") else "")
+    return " · ".join(parts) + (f" {marks}" if marks else "")
+
+
+def gallery_words(data: dict) -> str:
+    """Above the gallery: what the captions say, and how often each reading is right on these examples."""
+    examples = data["examples"]
+    n = len(examples)
+    out = [f"Images from the training set (members) and from the held-out test set (never used in training) of "
+           f"the pair **{data['pair']}**. Click one: it runs with that pair and says whether each reading was right. "
+           "Under each image: the known answer, then each reading's answer (yes = member, or in the training "
+           "index)."]
+    counts = []
+    for key, title in (("amint", "the aMINT verdict"), ("combined", "the combined verdict"),
+                       ("fingerprint", "the fingerprint")):
+        known = [ex for ex in examples if key in ex]
+        if known:
+            right = sum(ex[key]["is_member"] == (ex["truth"] == "member") for ex in known)
+            counts.append(f"{title} is right on {right} of {len(known)}")
+    if counts:
+        out.append("On these examples " + "; ".join(counts) + ".")
+    differ = sum(1 for ex in examples if ex.get("readings_agree") is False)
+    if any("readings_agree" in ex for ex in examples):
+        out.append(f"**≠** marks the {differ} of {n} where the aMINT verdict and the fingerprint differ.")
+    if data.get("control"):
+        drawn = [ex for ex in examples if not ex.get("chosen")]
+        chosen = [ex for ex in examples if ex.get("chosen")]
+        marked = sum(1 for ex in drawn if ex.get("amint_differs_from_control"))
+        out.append(f"**◆** marks where the aMINT verdict of **{data['control']}** (a pair trained on the same split) "
+                   f"differs from this pair's: on {marked} of the {len(drawn)} drawn at random"
+                   + (f"; the last {len(chosen)} were picked because they differ (so they say nothing about how "
+                      "often that happens). Try one with “Compare with another pair”." if chosen else "."))
+    return " ".join(out)
 
 
 def verify_example(index: float, progress=gr.Progress()):
@@ -367,8 +516,9 @@ def build(sel: Selector) -> None:
         with gr.Column(scale=2, min_width=300):
             # On a phone the columns stack: the verdict comes right after the button.
             verdict = gr.HTML(
-                '<div class="verdict empty">Upload an image or pick an example below: the verdict says '
-                "whether the selected model was trained on it.</div>",
+                '<div class="verdict empty">Upload an image or pick an example below: the aMINT verdict says '
+                "whether the selected model carries a trace of it, and the fingerprint whether the image itself is "
+                "in the pair's training index.</div>",
                 elem_id="verify-verdict",
             )
             score = gr.HTML(elem_id="verify-score")
@@ -396,10 +546,12 @@ def build(sel: Selector) -> None:
                 edit_result = gr.HTML(elem_id="edit-result")
         edit_details = gr.JSON(visible=False)
     with gr.Accordion("Compare with another pair", open=False, elem_id="verify-compare"):
-        gr.Markdown("The same image through a second pair: for instance the passive control, or a pair you "
-                    "trained in the Train tab.")
+        gr.Markdown("The same image through a second pair: for instance the passive control (the same training "
+                    "images and training index, its detector added after training), or a pair you trained in the Train "
+                    "tab. Pairs that ship one training index give one fingerprint answer; only the aMINT verdict "
+                    "reads the models.")
         with gr.Row(equal_height=False):
-            other = gr.Dropdown(choices=pair_choices(), value=None, allow_custom_value=True, label="Second pair",
+            other = gr.Dropdown(choices=pair_choices(), value=default_control(), allow_custom_value=True, label="Second pair",
                                 scale=3, min_width=240, elem_id="compare-pair")
             compare_button = gr.Button("Compare", variant="secondary", scale=1, min_width=120,
                                        elem_id="compare-button")
@@ -424,12 +576,7 @@ def build(sel: Selector) -> None:
 
     data = load_examples()
     if data["examples"]:
-        gr.Markdown(
-            f"### Examples with known answers\nImages from the training set (members) and from the held-out test "
-            f"set (never seen) of the pair **{data['pair']}**. Click one: it runs with that pair and says "
-            f"whether the verdict was right.",
-            elem_id="verify-examples-title",
-        )
+        gr.Markdown("### Examples with known answers\n" + gallery_words(data), elem_id="verify-examples-title")
         gallery = gr.Gallery(
             value=[(ex["path"], _caption(ex)) for ex in data["examples"]],
             columns=8, rows=None, height="auto", allow_preview=False, object_fit="contain",
