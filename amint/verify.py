@@ -307,6 +307,9 @@ class EditedVerdict:
         if a.is_member is not None:
             out.append(_held_words(_reading_title(a), verdict_word(a), a.member_probability, verdict_word(b),
                                    b.member_probability, bool(a.is_member), a.is_member == b.is_member))
+            if a.trace_signal is False and a.is_member != b.is_member:
+                out.append("This model shows no detectable trace, so the change is noise in a reading at chance, "
+                           "not something the edit did to a trace.")
         if a.has_fingerprint:
             out.append(_held_words("fingerprint", fingerprint_word(a), a.fingerprint_probability, fingerprint_word(b),
                                    b.fingerprint_probability, bool(a.fingerprint_is_member),
@@ -463,16 +466,19 @@ def decision_words(v: Verdict) -> str:
             return (f"Member (combined reading, legacy): {what} scores this image at or above its threshold ({score}). "
                     + _false_alarm_words(v.threshold_fpr, "images the model never saw"))
         return f"Not a member (combined reading, legacy): {what} scores this image below its threshold ({score}). {missed}"
+    if v.trace_signal is False:  # a head at chance: its score is not a finding either way
+        side = "at or above" if v.is_member else "below"
+        word = "Member" if v.is_member else "Not a member"
+        odds = "as likely a false alarm as a hit" if v.is_member else "no sign either way"
+        return (f"{word} (aMINT verdict): the trace head's score is {side} its threshold ({score}), but this model "
+                f"shows no detectable trace: on calibration its trace head told training images from never-seen ones "
+                f"barely better than chance (AUC {v.trace_cal_auc:.2f}), so this is {odds}.")
     if v.is_member:
         words = (f"Member (aMINT verdict): the trace head, reading the model's activation maps, finds a trace of this "
                  f"image ({score}). " + _false_alarm_words(v.threshold_fpr, "images the model never saw"))
     else:
         words = (f"Not a member (aMINT verdict): the trace head finds no trace of this image in the model's activation "
                  f"maps ({score}). {missed}")
-    if v.trace_signal is False:
-        words += (f" This model shows no detectable trace: on calibration its trace head told training images from "
-                  f"never-seen ones barely better than chance (AUC {v.trace_cal_auc:.2f}), so this verdict says little "
-                  "either way.")
     return words
 
 

@@ -153,6 +153,16 @@ def test_a_disagreement_between_the_readings_is_explained():
     assert len(readings_words(_verdict(True, 0.9, fingerprint=True))) == 2  # agreement needs no third sentence
 
 
+def test_a_head_at_chance_never_says_it_found_a_trace():
+    from amint.verify import decision_words
+
+    for is_member in (True, False):
+        quiet, strong = decision_words(_verdict(is_member, 0.52)), decision_words(_verdict(is_member, 0.9))
+        assert "finds a trace" not in quiet and "finds no trace" not in quiet, quiet
+        assert "no detectable trace" in quiet and "AUC 0.52" in quiet
+        assert ("finds a trace" if is_member else "finds no trace") in strong and "no detectable" not in strong
+
+
 def test_a_moved_member_matches_after_a_small_edit_named_by_its_move(tiny_memory_pair, synthetic):
     pair, _ = tiny_memory_pair
     split = MembershipSplit.from_config(pair.config.split)
