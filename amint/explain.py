@@ -270,16 +270,6 @@ def edit_saliencies(pair: AuditedPair, x: torch.Tensor, edits: tuple[str, ...] =
     return out
 
 
-def edit_saliency(pair: AuditedPair, x: torch.Tensor, edits: tuple[str, ...] = REGION_EDITS, grid: int = GRID,
-                  reading: str | None = None) -> EditSaliency:
-    """``edit_saliencies`` of one reading: ``reading``, or the headline one (the aMINT verdict; else the fingerprint)."""
-    found = edit_saliencies(pair, x, edits, grid)
-    name = reading or headline(found) or FINGERPRINT
-    if name not in found:
-        raise ValueError(f"This pair has no {name} reading; it has {', '.join(found) or 'none (not calibrated)'}")
-    return found[name]
-
-
 def _edited_whole(pair: AuditedPair, x: torch.Tensor, edit: str) -> torch.Tensor:
     if edit == "erase":
         fill = background(to_pil(x.permute(1, 2, 0).numpy()))

@@ -156,16 +156,3 @@ def _mark_phases(ax, history: list[dict]) -> None:
             ax.axvline(i + 0.5, color="gray", ls="--", lw=1)
             ax.text(i + 0.6, 0.98, history[i].get("phase", ""), transform=ax.get_xaxis_transform(),
                     va="top", fontsize="small", color="gray")
-
-
-def plot_top_classes(top: list[tuple[str, float]]) -> Figure:
-    """Horizontal bars of the top class probabilities, most likely on top."""
-    fig, (ax,) = _figure(4.8, 0.5 + 0.45 * max(len(top), 1))
-    if not top:
-        _placeholder(ax, "No prediction")
-        return fig
-    names, probs = [n for n, _ in top][::-1], [p for _, p in top][::-1]
-    bars = ax.barh(names, probs, color=NONMEMBER_COLOR)
-    ax.bar_label(bars, labels=[f"{p:.1%}" for p in probs], padding=3, fontsize="small")
-    ax.set(xlim=(0, 1.15), xlabel="probability", title="Predicted class")
-    return fig
