@@ -158,5 +158,7 @@ def test_the_verify_tab_handler_runs_on_the_default_pair(monkeypatch):
     first, last = run_verify(get_pair(PAIR_DIR.name), EXAMPLES / "member_00.png", "member_00.png")
     assert first[1:5] == last[1:5] and "Member" in last[1]  # the verdict first, unchanged by the second update
     assert all(o is not None for o in last)
-    # The why names what decided it: this member's fingerprint is in the memories.
-    assert "fingerprint matches a training image" in last[-1]
+    # The why says what the fingerprint matched (this member is in the memories, as uploaded) and, the trace head
+    # being at chance on this pair, that the aMINT verdict carries no evidence.
+    assert "Exact match: looked up as uploaded" in last[-1]
+    assert "no detectable trace" in last[-1] and "trace evidence</figcaption>" not in last[-1]
