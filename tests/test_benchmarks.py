@@ -159,6 +159,12 @@ def test_trace_controls_writes_every_reading_the_issue_names(synthetic, tmp_path
     # The backbones were trained with checkpoints whose kept epochs are the epochs axis.
     assert (tmp_path / "runs" / "trace-100-2" / "active" / "checkpoint" / "joint-epoch-002.safetensors").exists()
     assert (tmp_path / "runs" / "trace-100-2" / "passive" / "checkpoint" / "task-epoch-001.safetensors").exists()
+    # The epochs axis read back from the checkpoint, as for a run still going.
+    import checkpoint_curve
+
+    curve = checkpoint_curve.read_curve(tmp_path / "runs" / "trace-100-2" / "active" / "checkpoint")
+    assert [r["epoch"] for r in curve["history"]] == [1, 2] and curve["settings"]["n_members"] == 100
+    assert "| joint 2 |" in checkpoint_curve.table(curve)
 
 
 def test_reconstruction_attack_reports_oracle_attack_and_baselines(tiny_memory_pair, synthetic, tmp_path):
