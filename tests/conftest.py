@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 
@@ -85,3 +86,18 @@ def tiny_memory_pair(synthetic, tmp_path_factory):
     out = tmp_path_factory.mktemp("memory-pair")
     cfg = tiny_config(head={"trace": TINY_TRACE, "memories": TINY_MEMORIES}, epochs=3, head_epochs=1, out=str(out))
     return train_pair(cfg, bench=synthetic), out
+
+
+@contextlib.contextmanager
+def served_app():
+    """The app as built from the current environment, launched on 127.0.0.1, and a gradio_client Client to it."""
+    from gradio_client import Client
+
+    from amint.ui import build_app
+
+    demo = build_app()
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    try:
+        yield Client(demo.local_url, verbose=False)
+    finally:
+        demo.close()

@@ -17,7 +17,7 @@ import pytest
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 gradio = pytest.importorskip("gradio")
-from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client import handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -25,7 +25,7 @@ from amint.edits import ADJUSTABLE, EDIT_NAMES  # noqa: E402
 from amint.splits import MembershipSplit  # noqa: E402
 from amint.verify import verify_images  # noqa: E402
 
-from .conftest import synthetic_benchmark  # noqa: E402
+from .conftest import served_app, synthetic_benchmark  # noqa: E402
 from .hubserver import fake_hub  # noqa: E402,F401  (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,14 +70,8 @@ def app_env(tiny_pair, synthetic, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(app_env):
-    from amint.ui import build_app
-
-    demo = build_app()
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
-    try:
-        yield Client(demo.local_url, verbose=False)
-    finally:
-        demo.close()
+    with served_app() as c:
+        yield c
 
 
 def test_endpoints(client):

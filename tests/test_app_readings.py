@@ -15,14 +15,14 @@ import pytest
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 pytest.importorskip("gradio")
-from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client import handle_file  # noqa: E402
 
 from amint.pair import PairConfig  # noqa: E402
 from amint.readings import TRACE_SIGNAL_AUC  # noqa: E402
 from amint.train import train_pair  # noqa: E402
 from amint.verify import FINGERPRINT_QUESTION, Verdict, comparison_words  # noqa: E402
 
-from .conftest import TINY_MEMORIES, TINY_TRACE, tiny_config  # noqa: E402
+from .conftest import TINY_MEMORIES, TINY_TRACE, served_app, tiny_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PAIR = ROOT / "models" / "fashion-mnist-resnet18"
@@ -40,18 +40,14 @@ def _make_examples():
 
 
 def _serve(models: Path, examples: Path):
-    from amint.ui import build_app
-
     mp = pytest.MonkeyPatch()
     mp.setenv("AMINT_MODELS_DIR", str(models))
     mp.setenv("AMINT_EXAMPLES_DIR", str(examples))
     mp.delenv("SPACE_ID", raising=False)
-    demo = build_app()
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
     try:
-        yield Client(demo.local_url, verbose=False)
+        with served_app() as client:
+            yield client
     finally:
-        demo.close()
         mp.undo()
         from amint.ui.common import _CACHE
 
