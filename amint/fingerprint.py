@@ -60,6 +60,10 @@ class Lookup:
                       first.tables, first.variants)
 
 
+# Rows hashed in one batch by a lookup (see HashedMemory._variant_bits).
+BATCH_ROWS = 256
+
+
 class HashedMemory(nn.Module):
     """Presence bits of locality-sensitive hashes of whitened, pooled images.
 
@@ -169,13 +173,11 @@ class HashedMemory(nn.Module):
     @torch.no_grad()
     def lookup(self, x: torch.Tensor) -> Lookup:
         """Table counts of normalised images (N, C, H, W), looked up as uploaded and as each aligned variant."""
-        members, externals, names = [], [], []
-        for name, v in self._variants(x):
-            m, e = (b.bool() for b in self._bits(v))
-            members.append((m & ~e).sum(1, dtype=torch.int32))
-            externals.append((e & ~m).sum(1, dtype=torch.int32))
-            names.append(name)
-        return Lookup(torch.stack(members, 1), torch.stack(externals, 1), self.cfg.tables, tuple(names))
+        names, m, e = self._variant_bits(x)
+        m, e = m.bool(), e.bool()
+        members = (m & ~e).sum(-1, dtype=torch.int32).T  # (N, variants)
+        externals = (e & ~m).sum(-1, dtype=torch.int32).T
+        return Lookup(members.contiguous(), externals.contiguous(), self.cfg.tables, names)
 
     def _bits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, tables) member and external presence bits at the image's buckets (externals all 0 when absent)."""
@@ -183,15 +185,25 @@ class HashedMemory(nn.Module):
         m = self._get(self.members, codes)
         return m, self._get(self.externals, codes) if self.externals is not None else torch.zeros_like(m)
 
+    def _variant_bits(self, x: torch.Tensor) -> tuple[tuple[str, ...], torch.Tensor, torch.Tensor]:
+        """Variant names and (variants, N, tables) member and external bits. Variants are hashed together in
+        batches of about BATCH_ROWS rows: for one image, one projection instead of 28 (most of its lookup time);
+        for large batches, one variant at a time (bigger matrices than that leave the cache and run slower)."""
+        names, views = zip(*((name, v.double()) for name, v in self._variants(x)))
+        step = max(1, BATCH_ROWS // max(len(x), 1))
+        parts = [self._bits(torch.cat(views[i:i + step])) for i in range(0, len(views), step)]
+        shape = (len(views), len(x), self.cfg.tables)
+        return names, torch.cat([m for m, _ in parts]).view(shape), torch.cat([e for _, e in parts]).view(shape)
+
     @torch.no_grad()
     def hits(self, x: torch.Tensor, variants: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """(N,) member tables and (N,) external tables hit, each the most over the aligned variants of the query
         (``variants=False``: the image as is): what anyone holding the memory reads, without a reading."""
-        m = e = None
-        for _, v in self._variants(x) if variants else ((AS_UPLOADED, x),):
-            mv, ev = (b.sum(1) for b in self._bits(v))
-            m, e = (mv, ev) if m is None else (torch.maximum(m, mv), torch.maximum(e, ev))
-        return m, e
+        if not variants:
+            m, e = self._bits(x)
+            return m.sum(1), e.sum(1)
+        _, m, e = self._variant_bits(x)
+        return m.sum(-1).amax(0), e.sum(-1).amax(0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Score in [-0.5, 1] per image: the best over the aligned variants of the query."""

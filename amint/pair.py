@@ -163,6 +163,9 @@ def _finite(obj: Any) -> Any:
 def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
     """``module`` in eval mode for the block, then back in the mode it was in."""
     was_training = module.training
+    if not any(m.training for m in module.modules()):  # already eval throughout (serving): nothing to switch
+        yield module
+        return
     module.eval()
     try:
         yield module
