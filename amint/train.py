@@ -114,7 +114,7 @@ def _optimizer(cfg: TrainConfig, params: list[dict]) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def _scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, total_steps: int):
+def _scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, total_steps: int, cooldown_steps: int = 0):
     peaks = [g["lr"] for g in opt.param_groups]
     if cfg.schedule == "onecycle":
         # At least two warm-up steps: OneCycleLR divides by zero when pct_start * total_steps == 1 (4 steps).
@@ -122,7 +122,16 @@ def _scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, total_steps: int):
         return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=peaks, total_steps=total_steps, pct_start=pct_start)
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
+    if cooldown_steps:  # constant, then linear to 0 over the last cooldown_steps
+        flat = total_steps - cooldown_steps
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, max(0.0, (total_steps - step) / cooldown_steps))
+                                                 if step >= flat else 1.0)
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+
+
+def _constant_until(cfg: TrainConfig) -> int | None:
+    """The last backbone epoch trained at the full learning rate under a constant schedule (None: not constant)."""
+    return cfg.epochs - cfg.cooldown_epochs if cfg.schedule == "constant" else None
 
 
 def _augment(x: torch.Tensor, flip: bool, generator: torch.Generator, rows: torch.Tensor | None = None,
@@ -246,7 +255,7 @@ def _run_epochs(phase: str, cfg: TrainConfig, pair: AuditedPair, data: dict, mon
     if uses_mint:
         groups.append({"params": list(pair.head.trace.parameters()), "lr": cfg.lr * cfg.head_lr_mult})
     opt = _optimizer(cfg, groups)
-    sched = _scheduler(cfg, opt, epochs * steps)
+    sched = _scheduler(cfg, opt, epochs * steps, 0 if phase == "head" else cfg.cooldown_epochs * steps)
     gen = torch.Generator().manual_seed(cfg.seed + {"joint": 0, "task": 1, "head": 2}[phase])
     flip = cfg.augment and cfg.dataset not in ("mnist", "svhn")
     phase_model = _PhaseModel(pair, phase)
@@ -374,8 +383,9 @@ _RESUMABLE_DIFFERENCES = ("out", "checkpoint", "device", "data_workers", "data_r
 
 
 def _resume_key(cfg: TrainConfig) -> dict:
-    # Under a constant learning rate an epoch does not depend on how many follow: a run may be extended or cut.
-    free = _RESUMABLE_DIFFERENCES + (("epochs",) if cfg.schedule == "constant" else ())
+    # Under a constant learning rate an epoch does not depend on how many follow: a run may be extended or cut, or
+    # end in a cool-down, where the checkpoint stands in both runs' constant part (_check_schedule).
+    free = _RESUMABLE_DIFFERENCES + (("epochs", "cooldown_epochs") if cfg.schedule == "constant" else ())
     return {k: v for k, v in asdict(cfg).items() if k not in free}
 
 
@@ -386,7 +396,7 @@ def _save_checkpoint(cfg: TrainConfig, pair: AuditedPair, phase: str, epoch: int
         checkpoint.rng_state(gen, "rng") | stopper.tensors()
     meta = {"phase": phase, "epoch": epoch, "history": history, "norms": norms, "optimizer": opt_meta,
             "scheduler": checkpoint.scheduler_state(sched), "best": stopper.best, "best_epoch": stopper.best_epoch,
-            "stopped": stopper.stopped,
+            "stopped": stopper.stopped, "schedule_epochs": [cfg.epochs, cfg.cooldown_epochs],
             "config": _resume_key(cfg)}
     checkpoint.save(cfg.checkpoint, tensors, meta)
     if cfg.keep_every and epoch % cfg.keep_every == 0:  # the epochs axis of one run: the pair's weights alone
@@ -434,8 +444,23 @@ def _load_checkpoint(cfg: TrainConfig, pair: AuditedPair) -> tuple[dict, dict] |
     if meta["phase"] != "trained" and meta["epoch"] > wanted:
         raise ValueError(f"the checkpoint in {cfg.checkpoint} is at {meta['phase']} epoch {meta['epoch']}, past the "
                          f"{wanted} asked for: ask for at least {meta['epoch']} epochs")
+    _check_schedule(cfg, meta)
     pair.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("pair.")})
     return tensors, meta
+
+
+def _check_schedule(cfg: TrainConfig, meta: dict) -> None:
+    """A constant-schedule checkpoint resumes with other epochs or another cool-down only if the learning rate of
+    every epoch it holds is the same under both: it stands where both runs were still at the full rate."""
+    if cfg.schedule != "constant" or meta["phase"] not in ("joint", "task"):
+        return
+    epochs, cooldown = meta.get("schedule_epochs", [meta["epoch"], 0])  # older checkpoints: no cool-down existed
+    if [epochs, cooldown] == [cfg.epochs, cfg.cooldown_epochs]:
+        return
+    if meta["epoch"] > min(epochs - cooldown, _constant_until(cfg)):
+        raise ValueError(f"the checkpoint in {cfg.checkpoint} is at {meta['phase']} epoch {meta['epoch']}, inside a "
+                         f"cool-down ({epochs} epochs, the last {cooldown} cooling down): resume it with those, or "
+                         f"start the cool-down after epoch {meta['epoch']} (epochs - cooldown_epochs >= {meta['epoch']})")
 
 
 @torch.no_grad()

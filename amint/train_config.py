@@ -49,6 +49,9 @@ class TrainConfig:
     head_lr_mult: float = option(1.0, "the trace head's learning rate relative to lr, in both phases")
     weight_decay: float = option(0.05, "AdamW / SGD weight decay of the backbone and the trace head")
     schedule: str = option("onecycle", "onecycle / cosine / constant")
+    cooldown_epochs: int = option(0, "schedule=constant only: the last this many backbone epochs decay the learning "
+                                     "rate linearly to 0; a constant run's checkpoint resumes into a cool-down, since "
+                                     "the epochs before it are the same")
     mint_weight: float = option(1.0, "weight of the membership loss against the task loss (active)")
     loss_norm: str = option("initial", "initial = divide each loss by its first-step value (paper); fixed = raw sum")
     edit_views: int = option(0, "random edited views (JPEG, resampling, moves, noise: amint.edits.random_edit) of "
@@ -94,6 +97,10 @@ class TrainConfig:
         head = self.head_config()
         if self.epochs < 0 or self.head_epochs < 0 or self.memory_views < 0 or self.batch_size < 2:
             raise ValueError("epochs, head_epochs and memory_views must be >= 0, batch_size >= 2")
+        if self.cooldown_epochs < 0 or self.cooldown_epochs > self.epochs:
+            raise ValueError(f"cooldown_epochs must be between 0 and epochs ({self.epochs}), not {self.cooldown_epochs}")
+        if self.cooldown_epochs and self.schedule != "constant":
+            raise ValueError(f"cooldown_epochs ends a constant schedule; schedule={self.schedule!r} has its own decay")
         if self.early_stop < 0 or self.keep_every < 0 or self.edit_views < 0:
             raise ValueError("early_stop, keep_every and edit_views must be >= 0")
         if self.keep_every and not self.checkpoint:

@@ -124,6 +124,39 @@ def test_a_constant_schedule_run_can_be_extended_or_cut_where_it_stands(syntheti
         train_pair(tiny_config(**settings | {"epochs": 1}, checkpoint=folder), bench=synthetic)
 
 
+def test_a_constant_run_resumes_into_a_cool_down_like_one_planned_from_the_start(synthetic, tmp_path):
+    settings = RUN | {"schedule": "constant", "head_epochs": 0}
+    planned = train_pair(tiny_config(**settings | {"epochs": 4, "cooldown_epochs": 2}), bench=synthetic)
+    constant = train_pair(tiny_config(**settings | {"epochs": 4}), bench=synthetic)
+    # A run of 5 constant epochs stopped after 2, resumed as 4 epochs of which the last 2 cool down.
+    folder = str(tmp_path / "ckpt")
+    callback, should_stop = _stop_after(2)
+    with pytest.raises(TrainingCancelled):
+        train_pair(tiny_config(**settings | {"epochs": 5}, checkpoint=folder), callback=callback,
+                   should_stop=should_stop, bench=synthetic)
+    resumed = train_pair(tiny_config(**settings | {"epochs": 4, "cooldown_epochs": 2}, checkpoint=folder),
+                         bench=synthetic)
+    a, b, c = _weights(planned), _weights(resumed), _weights(constant)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+    # ... and the cool-down changed the training: the constant run ends elsewhere.
+    assert max((a[k] - c[k]).abs().max().item() for k in a if a[k].is_floating_point()) > 1e-3
+
+
+def test_a_checkpoint_inside_a_cool_down_resumes_only_with_that_cool_down(synthetic, tmp_path):
+    settings = RUN | {"schedule": "constant", "head_epochs": 0}
+    folder = str(tmp_path / "ckpt")
+    callback, should_stop = _stop_after(3)
+    with pytest.raises(TrainingCancelled):  # epochs 1-2 at the full rate, 3-5 cooling down; stopped after 3
+        train_pair(tiny_config(**settings | {"epochs": 5, "cooldown_epochs": 3}, checkpoint=folder),
+                   callback=callback, should_stop=should_stop, bench=synthetic)
+    for other in ({"epochs": 5, "cooldown_epochs": 1}, {"epochs": 6, "cooldown_epochs": 3}, {"epochs": 8}):
+        with pytest.raises(ValueError, match="inside a cool-down"):
+            train_pair(tiny_config(**settings | other, checkpoint=folder), bench=synthetic)
+    with pytest.raises(ValueError, match="ends a constant schedule"):
+        tiny_config(**RUN | {"cooldown_epochs": 1}).validate()
+
+
 def test_a_failed_calibration_keeps_the_trained_pair_and_the_rerun_only_calibrates(synthetic, tmp_path, monkeypatch):
     from amint import train
 
