@@ -20,7 +20,7 @@ import torch
 
 from .pair import AuditedPair
 from .pvalue import DatasetVerdict, dataset_membership_test
-from .readings import FINGERPRINT, Reading, headline
+from .readings import AMINT, FINGERPRINT, Reading, headline
 from .uploads import MAX_AUDIT_FILES, UploadError, ZipEntry, is_archive_junk, zip_image_entries  # noqa: F401
 from .verify import ImageError, Verdict, verify_images
 
@@ -47,6 +47,14 @@ class AuditRow:
         if self.error is None and self.fingerprint_is_member is None:
             return ""
         return _decision(self.error, self.fingerprint_is_member, ("in the training index", "not in the training index"))
+
+
+def reading_claim(reading: Reading) -> str:
+    """What a flagged image of this reading claims (amint.pvalue.CLAIMS)."""
+    if reading.name == FINGERPRINT:
+        return "index"
+    at_chance = reading.name == AMINT and reading.cal_auc is not None and not reading.has_trace_signal
+    return "member_no_trace" if at_chance else "member"
 
 
 def _decision(error: str | None, member: bool | None, words: tuple[str, str] = ("member", "not a member")) -> str:
@@ -158,7 +166,7 @@ def audit_images(
     def test(probabilities: list[float], reading: Reading) -> DatasetVerdict:
         return dataset_membership_test(torch.tensor(probabilities, dtype=torch.float64), reading.threshold,
                                        nulls[reading.name], keys=keys,
-                                       claim="index" if reading.name == FINGERPRINT else "member")
+                                       claim=reading_claim(reading))
 
     scores = [r.member_probability for r in readable] if top else []
     fingerprint_scores = [r.fingerprint_probability for r in readable] if fp is not None else []

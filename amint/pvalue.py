@@ -249,11 +249,25 @@ def as_null_rate(null: NullRate | float) -> NullRate:
     return null
 
 
-# What a flagged image is, and what a set with too many of them shows, per reading (the words of _reading).
+# What a flagged image is, what a set with too many of them shows, and what finding too few cannot show,
+# per reading (the words of _reading). "member_no_trace": the aMINT verdict of a pair whose trace is at chance.
 CLAIMS = {
-    "member": ("flagged as members", "this set was used in training"),
-    "index": ("found in the training index", "this set is in the pair's training index"),
+    "member": ("flagged as members", "this set was used in training", ""),
+    "index": ("found in the training index", "this set is in the pair's training index", ""),
+    "member_no_trace": ("flagged as members", "this set was used in training",
+                        " This model shows no detectable trace (calibration AUC below 0.6): its verdict flags training "
+                        "images about as often as never-seen ones, so this test can hardly find a set that was used."),
 }
+
+
+def conclusion_words(p: float, claim: str = "member") -> str:
+    """What a set-level p-value shows, in words, graded by its strength (CLAIMS names the claim)."""
+    _, conclusion, unfound = CLAIMS[claim]
+    if p < 0.001:
+        return f"Very strong evidence that {conclusion}."
+    if p < 0.05:
+        return f"Evidence that at least part of {conclusion}."
+    return f"No evidence that {conclusion}.{unfound}"
 
 
 def dataset_membership_test(probabilities: torch.Tensor, threshold: float, null: NullRate | float,
@@ -262,7 +276,8 @@ def dataset_membership_test(probabilities: torch.Tensor, threshold: float, null:
 
     ``null`` is an upper bound on the rate for never-seen images (``FprRecord.null_rate``), so the p-value
     does not overstate the evidence. ``claim`` words the reading: "member" (the model's verdict), "index"
-    (the fingerprint's lookup in the training index shipped with a pair). ``keys`` (one per score, e.g. the SHA-256 of the model input) mark
+    (the fingerprint's lookup in the training index shipped with a pair), "member_no_trace" (the verdict of a model
+    whose trace is at chance: a set not found says little). ``keys`` (one per score, e.g. the SHA-256 of the model input) mark
     identical inputs: each counts once, since a copy adds no independent evidence.
     """
     null = as_null_rate(null)
@@ -283,14 +298,9 @@ def dataset_membership_test(probabilities: torch.Tensor, threshold: float, null:
 
 
 def _reading(n: int, k: int, expected: float, p: float, duplicates: int, claim: str = "member") -> str:
-    flagged, conclusion = CLAIMS[claim]
     if n == 0:
         return "No images to test."
-    counts = f"{k} of {n} images were {flagged}, where up to {expected:.1f} would be by chance."
+    counts = f"{k} of {n} images were {CLAIMS[claim][0]}, where up to {expected:.1f} would be by chance."
     if duplicates:
         counts += f" {duplicates} identical {'copy' if duplicates == 1 else 'copies'} of images in the set counted once."
-    if p < 0.001:
-        return counts + f" Very strong evidence that {conclusion}."
-    if p < 0.05:
-        return counts + f" Evidence that at least part of {conclusion}."
-    return counts + f" No evidence that {conclusion}."
+    return f"{counts} {conclusion_words(p, claim)}"

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .audit import AuditResult
+from .audit import AuditResult, reading_claim
 from .pair import WEIGHTS_NAME, AuditedPair, split_revision
-from .pvalue import DatasetVerdict
+from .pvalue import DatasetVerdict, conclusion_words
 from .readings import AMINT, FINGERPRINT, Reading
 
 REPORT_SUFFIXES = (".html", ".pdf")
@@ -101,12 +101,16 @@ class Answer:
             words = ("Does the audited model carry a trace of this set? The trace head reads the model's activation "
                      "maps for each image.")
             if self.reading.cal_auc is not None and not self.reading.has_trace_signal:
-                words += (f" This model shows no detectable trace (calibration AUC {self.reading.cal_auc:.2f}, below "
-                          "0.6): this test can hardly find one, whatever the set.")
+                words += f" On its calibration split this model's trace reads AUC {self.reading.cal_auc:.2f} (0.5 is chance)."
             return words
         return ("One readout over the trace head and the hashed memories, calibrated before amint separated them: "
                 "which part decided is not told apart. Recalibrate the pair (python -m amint calibrate) for the two "
                 "readings.")
+
+    @property
+    def conclusion(self) -> str:
+        """What the p-value shows, graded, and for a trace at chance what not finding a set cannot show."""
+        return conclusion_words(self.verdict.p_value, reading_claim(self.reading))
 
     @property
     def counts(self) -> str:
@@ -118,6 +122,20 @@ class Answer:
         return (f"{v.n_flagged} of {v.n_images} distinct readable images {flagged}{dup}; up to "
                 f"{v.expected_by_chance:.1f} expected by chance at the false-positive rate of {v.fpr:.2%}; "
                 f"p-value {_p(v.p_value)}")
+
+
+def set_answers(pair: AuditedPair, result: AuditResult) -> list[Answer]:
+    """The set-level answers of an audit, the aMINT verdict's (a legacy pair's combined) first, then the
+    fingerprint's: what the report, the app's Audit tab and the CLI word."""
+    answers = []
+    if result.dataset is not None:
+        key = result.reading or AMINT
+        title = "aMINT verdict" if key == AMINT else "combined verdict (legacy)"
+        answers.append(Answer(key, title, result.dataset, pair.readings[key], result.scores))
+    if result.fingerprint is not None:
+        answers.append(Answer(FINGERPRINT, "fingerprint", result.fingerprint, pair.readings[FINGERPRINT],
+                              result.fingerprint_scores))
+    return answers
 
 
 def method_limits(answers: list[Answer]) -> list[str]:
@@ -154,14 +172,7 @@ class AuditReport:
 
     @classmethod
     def build(cls, pair: AuditedPair, result: AuditResult, identity: PairIdentity) -> "AuditReport":
-        answers = []
-        if result.dataset is not None:
-            key = result.reading or AMINT
-            title = "aMINT verdict" if key == AMINT else "combined verdict (legacy)"
-            answers.append(Answer(key, title, result.dataset, pair.readings[key], result.scores))
-        if result.fingerprint is not None:
-            answers.append(Answer(FINGERPRINT, "fingerprint", result.fingerprint, pair.readings[FINGERPRINT],
-                                  result.fingerprint_scores))
+        answers = set_answers(pair, result)
         return cls(result, identity, answers, datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
 
     @property
@@ -203,7 +214,7 @@ class AuditReport:
             f"{'found in the training index' if a.key == FINGERPRINT else 'flagged as members'}"
             f"{html.escape(_duplicates(a.verdict))}; up to <b>{a.verdict.expected_by_chance:.1f}</b> expected by chance "
             f"at the false-positive rate of {a.verdict.fpr:.2%}; p-value <b>{_p(a.verdict.p_value)}</b>.</p>"
-            f"<p>{html.escape(a.verdict.reading)}</p>"
+            f"<p>{html.escape(a.conclusion)}</p>"
             f"<p>The false-positive rate: {html.escape(a.verdict.null.words())}</p>"
             f"<p>Decision threshold {a.reading.threshold:.4f}: images at or above it are flagged.</p></div>"
             for a in self.answers)
@@ -270,7 +281,7 @@ img.plot {{ max-width: 100%; }} .table-wrap {{ overflow-x: auto; }}
         text = [("aMINT audit report", 16, "bold"), (f"Created {self.created} with aMINT {__version__}", 9, "normal")]
         for a in self.answers:
             text += [("", 6, "normal"), (a.headline, 12, "bold")]
-            for paragraph in (a.question, a.counts + ".", a.verdict.reading,
+            for paragraph in (a.question, a.counts + ".", a.conclusion,
                               "The false-positive rate: " + a.verdict.null.words(),
                               f"Decision threshold {a.reading.threshold:.4f}: images at or above it are flagged."):
                 text += [(line, 8.5, "normal") for line in _wrap(paragraph, 105)]

@@ -3,7 +3,8 @@
 Serves the app on the default pair (models/fashion-mnist-resnet18) and, when it is there, its passive control
 (models/fashion-mnist-resnet18-passive, made by the README's command); headless Chromium (selenium +
 chromedriver, the Page of tests/test_screenshots.py) verifies examples/member_00.png by clicking its example, then
-compares it with the passive control (that picture: the Compare accordion alone). Writes small palette PNGs to benchmarks/results/screenshots/:
+compares it with the passive control (that picture: the Compare accordion alone), then audits the 13 member examples
+(that picture: the Audit tab's set-level answers). Writes small palette PNGs to benchmarks/results/screenshots/:
 
     python benchmarks/readings_screenshots.py                  # both sizes
     python benchmarks/readings_screenshots.py --example member_03.png
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> None:
                        "AMINT_ARTIFACTS": str(scratch)})
     index = [e["file"] for e in json.loads((ROOT / "examples" / "examples.json").read_text())["examples"]]
     position = index.index(args.example)
+    members = [str(ROOT / "examples" / f) for f in index if f.startswith("member_")]
 
     from amint.ui import build_app
     from tests.test_screenshots import Page
@@ -103,6 +105,9 @@ def main(argv: list[str] | None = None) -> None:
                     page.settle()
                     written.append(_small(_element_shot(page, "#verify-compare", scratch / "compare.png"),
                                           OUT / f"compare-{stem}-{size}.png"))
+                page.audit(members, "member_", f"audit-{size}")
+                written.append(_small(_element_shot(page, "#audit-summary", scratch / "audit.png"),
+                                      OUT / f"audit-members-{size}.png"))
             finally:
                 page.quit()
     finally:

@@ -68,11 +68,11 @@ def test_a_local_pair_is_named_by_its_folder_name_not_its_path(tiny_pair, monkey
 def test_html_report_holds_everything_to_keep(tiny_pair, audit_set, tmp_path):
     pair, folder = tiny_pair
     result = audit_images(pair, expand_uploads(audit_set))
-    path = AuditReport.build(pair, result, pair_identity("tiny", folder)).write(tmp_path / "audit.html")
-    page = path.read_text()
+    report = AuditReport.build(pair, result, pair_identity("tiny", folder))
+    page = report.write(tmp_path / "audit.html").read_text()
     v = result.dataset
     assert pair_identity("tiny", folder).weights_sha256 in page
-    assert f"p-value <b>{v.p_value:.2g}</b>" in page and v.reading in page
+    assert f"p-value <b>{v.p_value:.2g}</b>" in page and html.escape(report.answers[0].conclusion) in page
     assert f"{result.dataset.fpr:.2%}" in page  # the false-positive rate behind the verdicts
     # Which rate, measured how, on how many images; and the distinct images the test counted.
     assert html.escape(v.null.words()) in page and "Clopper-Pearson" in page and f"of {v.null.n:,} never-seen" in page

@@ -35,7 +35,8 @@ def _thumbnail_html(thumb: Any) -> str:
 
 
 def _table(result) -> list[list[Any]]:
-    """The library's audit table (file, probability, decision, class, error) with a thumbnail first."""
+    """The library's audit table (file, probability, decision, class, error) with a thumbnail first; the last
+    column holds the predicted class, or for a file that could not be read, why."""
     rows = []
     for i, (r, (file, probability, decision, predicted, error)) in enumerate(zip(result.rows, result.table())):
         thumb = _thumbnail_html(r.thumbnail) if i < MAX_THUMBNAILS and not r.error else ""
@@ -53,47 +54,44 @@ def _p(v) -> str:
     return f"{v.p_value:.2g}" if v.p_value >= 1e-300 else "< 1e-300"
 
 
-def _summary_html(result, n_errors: int, trace_auc: float | None) -> str:
-    """The set's two answers: the aMINT verdict's card first (how many the trace head flags, against what its
-    false-positive bound explains), then the fingerprint's line (how many are in the training index)."""
-    from amint.readings import TRACE_SIGNAL_AUC
+def _headline(a) -> str:
+    """The report's headline without the reading's name (the card's kicker names it)."""
+    words = a.headline.split(": ", 1)[-1]
+    return words[:1].upper() + words[1:]
 
-    err = f" {n_errors} file(s) could not be read and were left out." if n_errors else ""
-    parts = []
-    v = result.dataset
-    if v is not None:
-        strong = v.p_value < 0.05
-        quiet = result.reading == "amint" and trace_auc is not None and trace_auc < TRACE_SIGNAL_AUC
-        kicker = ("Combined reading (legacy pair)" if result.reading == "combined"
-                  else "aMINT verdict for the set · the trace head reads the model")
-        head = "Trace of this set found" if strong else "No trace of this set found"
-        dup = f" ({v.n_duplicates} identical copies counted once)" if v.n_duplicates else ""
-        quiet_words = (f'<div class="verdict-words">This model shows no detectable trace (calibration AUC '
-                       f"{trace_auc:.2f}; 0.5 is chance), so its trace head flags training images about as often as "
-                       "never-seen ones: this answer cannot find a set that was used.</div>" if quiet else "")
-        parts.append(
-            f'<div class="verdict {"member" if strong else "quiet" if quiet else "nonmember"}" data-reading="amint">'
-            f'<div class="verdict-kicker">{kicker}</div><div class="verdict-word">{head}</div>'
-            f'<div class="verdict-prob"><b>{v.n_flagged}</b> of {v.n_images} distinct images flagged as members{dup} · '
-            f"up to <b>{_expected(v.expected_by_chance)}</b> expected by chance (false-positive rate {v.fpr:.2%}) · "
-            f"p-value <b>{_p(v)}</b></div>{quiet_words}"
-            f'<div class="verdict-words">{html.escape(v.reading)}{err}</div>'
-            f'<div class="verdict-words">The false-positive rate: {html.escape(v.null.words())}</div></div>')
-        err = ""
-    f = result.fingerprint
-    if f is not None:
-        found = f.p_value < 0.05
-        kicker = ("Fingerprint only: this pair has no trace head" if v is None
+
+def _answer_html(a, alone: bool, err: str) -> str:
+    """One set-level answer in the report's words (amint.report.Answer): the aMINT verdict as a card, the
+    fingerprint as the line beside it."""
+    from amint.readings import FINGERPRINT
+
+    v = a.verdict
+    counts = (f'<div class="verdict-prob"><b>{v.n_flagged}</b> of {v.n_images} distinct images '
+              f"{'in the training index' if a.key == FINGERPRINT else 'flagged as members'}"
+              f"{f' ({v.n_duplicates} identical copies counted once)' if v.n_duplicates else ''} · up to "
+              f"<b>{_expected(v.expected_by_chance)}</b> expected by chance (false-positive rate {v.fpr:.2%}) · "
+              f"p-value <b>{_p(v)}</b></div>")
+    words = "".join(f'<div class="verdict-words">{html.escape(t)}</div>'
+                    for t in (a.conclusion + err, a.question, f"The false-positive rate: {v.null.words()}"))
+    if a.key == FINGERPRINT:
+        kicker = ("Fingerprint only: this pair has no trace head" if alone
                   else "Fingerprint for the set · reads the images, not the model")
-        parts.append(
-            f'<div class="fingerprint-line {"found" if found else "notfound"}{" alone" if v is None else ""}" '
-            f'data-reading="fingerprint"><div class="verdict-kicker">{kicker}</div>'
-            f'<div class="fp-answer">Are these images in this pair\'s training index? <b>'
-            f'{"Yes: more than chance explains" if found else "No more than chance explains"}</b></div>'
-            f'<div class="verdict-prob"><b>{f.n_flagged}</b> of {f.n_images} in the training index · up to '
-            f"<b>{_expected(f.expected_by_chance)}</b> expected by chance (false-positive rate {f.fpr:.2%}) · p-value "
-            f"<b>{_p(f)}</b>{html.escape(err)}</div></div>")
-    return "".join(parts)
+        return (f'<div class="fingerprint-line {"found" if a.found else "notfound"}{" alone" if alone else ""}" '
+                f'data-reading="fingerprint"><div class="verdict-kicker">{kicker}</div>'
+                f'<div class="fp-answer"><b>{html.escape(_headline(a))}</b></div>{counts}{words}</div>')
+    kicker = ("Combined reading (legacy pair)" if a.key != "amint"
+              else "aMINT verdict for the set · the trace head reads the model")
+    quiet = a.key == "amint" and a.reading.cal_auc is not None and not a.reading.has_trace_signal
+    style = "member" if a.found else "quiet" if quiet else "nonmember"
+    return (f'<div class="verdict {style}" data-reading="{html.escape(a.key)}"><div class="verdict-kicker">{kicker}'
+            f'</div><div class="verdict-word">{html.escape(_headline(a))}</div>{counts}{words}</div>')
+
+
+def _summary_html(answers: list, n_errors: int) -> str:
+    """The set's answers (amint.report.set_answers), the aMINT verdict's card first, then the fingerprint's line."""
+    err = f" {n_errors} file(s) could not be read and were left out." if n_errors else ""
+    alone = len(answers) == 1
+    return "".join(_answer_html(a, alone, err if i == 0 else "") for i, a in enumerate(answers))
 
 
 def audit(pair_name: str, files: Any, progress=gr.Progress()) -> tuple:
@@ -132,8 +130,7 @@ def audit(pair_name: str, files: Any, progress=gr.Progress()) -> tuple:
     verdict = {"pair": loaded.name, **(v.to_dict() if v else {}), "n_unreadable": n_errors}
     if result.fingerprint is not None:
         verdict["fingerprint"] = result.fingerprint.to_dict()
-    amint = loaded.pair.readings.get("amint")
-    summary = _summary_html(result, n_errors, amint.cal_auc if amint else None)
+    summary = _summary_html(report.answers, n_errors)
     return summary, plot, _table(result), str(csv_path), verdict, str(html_path), str(pdf_path)
 
 
@@ -154,7 +151,7 @@ def build(sel: Selector) -> None:
             plot = gr.Plot(label="The set's scores against members and non-members", show_label=False,
                            elem_id="audit-plot")
     table = gr.Dataframe(
-        headers=["", "aMINT verdict", "member prob.", "fingerprint", "file", "predicted class"],
+        headers=["", "aMINT verdict", "member prob.", "fingerprint", "file", "predicted class or error"],
         datatype=["html", "str", "number", "str", "str", "str"],
         label="Per image", interactive=False, wrap=True, max_height=420,
         column_widths=["56px", "130px", "110px", "170px", "220px", "160px"], elem_id="audit-table",
