@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     start = meta["epoch"]
     settings = meta["config"] | {"epochs": start + args.cooldown, "cooldown_epochs": args.cooldown,
                                  "checkpoint": str(args.runs / "checkpoint"), "out": str(args.runs / "pair"),
-                                 "device": args.device, "keep_every": 0}
+                                 "device": args.device}
     cfg = TrainConfig.from_dict(settings)
     t0 = time.time()
 

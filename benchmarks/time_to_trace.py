@@ -1,6 +1,7 @@
 """CPU-seconds until the trace head's AUC on the calibration split reaches 0.90: ours against the published settings.
 
     python benchmarks/time_to_trace.py --which ours --threads 1         # the fast trainer's recipe (trace_recipe.py)
+    python benchmarks/time_to_trace.py --which ours --cooldown 6 --cooldown-after 27   # ... ending in a cool-down
     python benchmarks/time_to_trace.py --which published --threads 1    # Adam 1e-4, batch 64, two forward passes
     python benchmarks/time_to_trace.py --collect                        # write results/time_to_trace.json
 
@@ -32,6 +33,7 @@ import torch  # noqa: E402
 
 from amint import checkpoint  # noqa: E402
 from amint.data import load_benchmark  # noqa: E402
+from amint.pair import LEGACY_TENSORS  # noqa: E402
 from amint.train import TrainConfig, TrainingCancelled, build_pair, build_split, train_pair  # noqa: E402
 from published_loop import published_epochs, quality  # noqa: E402
 from trace_recipe import settings  # noqa: E402
@@ -68,8 +70,11 @@ def run_ours(args, folder: Path, bench) -> None:
     log = Log(folder / "ours.jsonl")
     if log.reached():
         return
-    cfg = TrainConfig(**settings("trace", args.members, epochs=args.max_epochs, monitor_samples=1000,
-                                 checkpoint=str(folder / "ours-checkpoint"), device="cpu"))
+    # --cooldown K --cooldown-after E: E epochs at the constant rate, then K decaying to 0 (a run already past
+    # E resumes into it only if its checkpoint stands at or before E: amint.train checks).
+    epochs = args.cooldown_after + args.cooldown if args.cooldown else args.max_epochs
+    cfg = TrainConfig(**settings("trace", args.members, epochs=epochs, cooldown_epochs=args.cooldown,
+                                 monitor_samples=1000, checkpoint=str(folder / "ours-checkpoint"), device="cpu"))
 
     def on_epoch(p):
         if p.kind == "epoch":
@@ -97,7 +102,15 @@ def run_published(args, folder: Path, bench) -> None:
     saved = checkpoint.load(folder / "published-checkpoint")
     if saved is not None:  # the weights, Adam's moments and the first batch's losses as the last epoch left them
         tensors, meta = saved
-        pair.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("pair.")})
+        # A checkpoint written before the readings moved to config.json holds the old readout: nothing reads it now.
+        pair.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("pair.") and k[5:] not in LEGACY_TENSORS})
+        groups = meta["optimizer"]["param_groups"]
+        # The old readout (2 parameters, never given a gradient, so no Adam state) came last in the old pair's
+        # parameters: Adam's group lists them; the pair no longer has them.
+        n = len(list(pair.parameters()))
+        stateful = {int(k.split(".")[1]) for k in tensors if k.startswith("opt.")}
+        if len(groups[0]["params"]) > n and stateful <= set(range(n)):
+            groups[0]["params"] = groups[0]["params"][:n]
         checkpoint.load_optimizer_state(opt, tensors, meta["optimizer"])
         norms = meta["norms"]
     epoch = log.rows[-1]["epoch"] if log.rows else 0
@@ -129,8 +142,11 @@ def collect(folder: Path, budget_ratio: float) -> dict:
               "budget_ratio": budget_ratio,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}",
-              "command": "python benchmarks/time_to_trace.py --which ours|published --threads 1; --collect",
-              "settings": {"members": 5000, "ours": "RECIPES['trace'] (benchmarks/trace_recipe.py)",
+              "command": "python benchmarks/time_to_trace.py --which ours --threads 1 (epochs 1-27; then resumed "
+                         "with --cooldown 6 --cooldown-after 27); --which published --threads 1; --collect",
+              "settings": {"members": 5000, "ours": "RECIPES['trace'] (benchmarks/trace_recipe.py): 27 epochs at the "
+                           "constant rate (the cool-down was added after them, where the run stood: one branch "
+                           "point, not a search), then 6 epochs decaying linearly to 0 (cooldown_epochs)",
                            "published": "benchmarks/published_loop.py settings on RECIPES['default']'s model"}}
     RESULTS.write_text(json.dumps(result, indent=1) + "\n")
     return result
@@ -142,6 +158,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--members", type=int, default=5000)
     p.add_argument("--max-epochs", type=int, default=200)
     p.add_argument("--budget-ratio", type=float, default=3.0, help="published stops at this many times ours' CPU-s")
+    p.add_argument("--cooldown", type=int, default=0, help="ours: epochs of linear learning-rate decay to 0 ...")
+    p.add_argument("--cooldown-after", type=int, default=0, help="... after this many constant epochs")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--runs", default=str(ROOT / "runs" / "time_to_trace"))
     p.add_argument("--collect", action="store_true", help="summarise the logs into results/time_to_trace.json")
