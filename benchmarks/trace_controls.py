@@ -54,6 +54,7 @@ def backbone(name: str, mode: str, args, bench: Benchmark, given: str | None) ->
     if (folder / "pair" / "config.json").exists():
         return AuditedPair.from_pretrained(folder / "pair")
     cfg = TrainConfig(**settings(args.recipe, args.members, mode=mode, epochs=args.epochs, device=args.device,
+                                 cooldown_epochs=args.cooldown,
                                  checkpoint=str(folder / "checkpoint"), keep_every=args.keep_every,
                                  out=str(folder / "pair"), **({"head_epochs": 0} if mode == "passive" else {})))
     log = lambda p: p.kind == "epoch" and print(f"[{name}] {p.phase} {p.epoch}/{p.epochs} " + " ".join(  # noqa: E731
@@ -131,6 +132,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--recipe", default="trace")
     p.add_argument("--members", type=int, default=5000)
     p.add_argument("--epochs", type=int, default=30, help="joint (active) and task (passive) epochs")
+    p.add_argument("--cooldown", type=int, default=0, help="of those epochs, the last this many decay the learning "
+                                                            "rate linearly to 0 (the constant recipe's cool-down)")
     p.add_argument("--control-epochs", type=int, default=0, help="control and probe head epochs; 0 = joint + head")
     p.add_argument("--active", default=None, help="a trained active pair to use instead of training one")
     p.add_argument("--passive", default=None, help="a trained passive pair (its backbone) to use")
