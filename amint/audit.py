@@ -20,7 +20,7 @@ import torch
 
 from .pair import AuditedPair
 from .pvalue import DatasetVerdict, dataset_membership_test
-from .readings import AMINT, FINGERPRINT, Reading, headline
+from .readings import FINGERPRINT, Reading, headline
 from .uploads import MAX_AUDIT_FILES, UploadError, ZipEntry, is_archive_junk, zip_image_entries  # noqa: F401
 from .verify import ImageError, Verdict, verify_images
 
@@ -53,8 +53,7 @@ def reading_claim(reading: Reading) -> str:
     """What a flagged image of this reading claims (amint.pvalue.CLAIMS)."""
     if reading.name == FINGERPRINT:
         return "index"
-    at_chance = reading.name == AMINT and reading.cal_auc is not None and not reading.has_trace_signal
-    return "member_no_trace" if at_chance else "member"
+    return "member_no_trace" if reading.trace_at_chance else "member"
 
 
 def _decision(error: str | None, member: bool | None, words: tuple[str, str] = ("member", "not a member")) -> str:

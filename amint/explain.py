@@ -130,7 +130,7 @@ def evidence_parts(pair: AuditedPair, scores: Scores) -> list[EvidencePart]:
     order = [n for n in (headline(pair.readings), FINGERPRINT) if n in pair.readings]
     parts, read = [], set()
     for reading in (pair.readings[n] for n in order):
-        signal = reading.name != AMINT or reading.cal_auc is None or reading.has_trace_signal
+        signal = not reading.trace_at_chance
         t_logit = threshold_logit(reading)
         start = reading.bias - t_logit
         parts.append(EvidencePart(START + reading.name, reading.bias, start, _start_words(reading, start),
@@ -164,7 +164,7 @@ def _evidence_words(pair: AuditedPair, scores: Scores, reading: Reading, name: s
     if name == "trace":
         head = (f"The trace head, which reads the model's activity at {', '.join(pair.config.taps)}, gives logit "
                 f"{value:+.2f}")
-        if reading.name == AMINT and reading.cal_auc is not None and not reading.has_trace_signal:
+        if reading.trace_at_chance:
             where = "above" if value * reading.weights[0] + reading.bias >= t_logit else "below"
             return (f"{head}, {where} its threshold; but this model shows no detectable trace: on calibration the "
                     f"trace head told training images from never-seen ones barely better than chance (AUC "

@@ -115,6 +115,12 @@ class Reading:
         return self.name == AMINT and self.cal_auc is not None and self.cal_auc >= TRACE_SIGNAL_AUC
 
     @property
+    def trace_at_chance(self) -> bool:
+        """An aMINT reading whose trace was measured on calibration and found at chance (AUC < 0.6): its decisions
+        are not evidence either way. False where nothing was measured (a legacy reading) and for the fingerprint."""
+        return self.name == AMINT and self.cal_auc is not None and not self.has_trace_signal
+
+    @property
     def source(self) -> str:
         """How the raw score is made, in words."""
         if self.name == AMINT:

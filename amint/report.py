@@ -100,7 +100,7 @@ class Answer:
         if self.key == AMINT:
             words = ("Does the audited model carry a trace of this set? The trace head reads the model's activation "
                      "maps for each image.")
-            if self.reading.cal_auc is not None and not self.reading.has_trace_signal:
+            if self.reading.trace_at_chance:
                 words += f" On its calibration split this model's trace reads AUC {self.reading.cal_auc:.2f} (0.5 is chance)."
             return words
         return ("One readout over the trace head and the hashed memories, calibrated before amint separated them: "
@@ -126,7 +126,8 @@ class Answer:
 
 def set_answers(pair: AuditedPair, result: AuditResult) -> list[Answer]:
     """The set-level answers of an audit, the aMINT verdict's (a legacy pair's combined) first, then the
-    fingerprint's: what the report, the app's Audit tab and the CLI word."""
+    fingerprint's: what the report and the app's Audit tab word (the CLI prints each verdict's own sentence,
+    amint.pvalue's, which ends in the same conclusion_words)."""
     answers = []
     if result.dataset is not None:
         key = result.reading or AMINT
@@ -145,8 +146,7 @@ def method_limits(answers: list[Answer]) -> list[str]:
     out.append("Each rate is an upper bound, so a p-value does not overstate the evidence as long as the images are "
                "like those it was measured on.")
     if any(a.key != FINGERPRINT for a in answers):
-        quiet = [a.reading for a in answers if a.key == AMINT and a.reading.cal_auc is not None
-                 and not a.reading.has_trace_signal]
+        quiet = [a.reading for a in answers if a.reading.trace_at_chance]
         tpr = quiet[0].calibration.get("tpr") if quiet else None
         out.append("“Not a member” is not proof that an image was never used: the aMINT verdict misses some members"
                    + (f" (this model shows no detectable trace: at its threshold it found {tpr:.1%} of the calibration "

@@ -101,3 +101,14 @@ def served_app():
         yield Client(demo.local_url, verbose=False)
     finally:
         demo.close()
+
+
+def with_trace_auc(pair, auc: float):
+    """A copy of ``pair`` whose aMINT reading states this calibration AUC (nothing else changes)."""
+    import copy
+
+    other = copy.deepcopy(pair)
+    readings = {name: dict(data) for name, data in other.config.readings.items()}
+    readings["amint"]["cal_auc"] = auc
+    other.set_readings(readings)
+    return other

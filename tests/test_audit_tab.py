@@ -6,6 +6,7 @@ from amint.audit import audit_images
 from amint.report import AuditReport, PairIdentity, set_answers
 from amint.splits import MembershipSplit
 from amint.ui.audit import _summary_html
+from tests.conftest import with_trace_auc
 
 
 def test_the_audit_summary_gives_both_answers(tiny_memory_pair, synthetic):
@@ -20,21 +21,11 @@ def test_the_audit_summary_gives_both_answers(tiny_memory_pair, synthetic):
     assert "Used in training" not in page
 
 
-def _with_trace_auc(pair, auc: float):
-    import copy
-
-    pair = copy.deepcopy(pair)
-    readings = {name: dict(data) for name, data in pair.config.readings.items()}
-    readings["amint"]["cal_auc"] = auc
-    pair.set_readings(readings)
-    return pair
-
-
 def test_the_audit_summary_says_when_the_trace_is_at_chance(tiny_memory_pair, synthetic):
     items = [(f"t{i}.png", synthetic.test_images[i, 0].numpy()) for i in range(10)]
     pages = {}
     for auc in (0.52, 0.9):
-        pair = _with_trace_auc(tiny_memory_pair[0], auc)
+        pair = with_trace_auc(tiny_memory_pair[0], auc)
         result = audit_images(pair, items)
         assert result.dataset.p_value >= 0.05  # never-seen images: nothing found, in both cases
         pages[auc] = _summary_html(set_answers(pair, result), 0)
@@ -47,7 +38,7 @@ def test_the_audit_summary_says_when_the_trace_is_at_chance(tiny_memory_pair, sy
 def test_the_report_says_when_the_aMINT_verdict_can_hardly_find_members(tiny_memory_pair, synthetic):
     from amint.report import method_limits
 
-    pair = _with_trace_auc(tiny_memory_pair[0], 0.52)
+    pair = with_trace_auc(tiny_memory_pair[0], 0.52)
     result = audit_images(pair, [(f"t{i}.png", synthetic.test_images[i, 0].numpy()) for i in range(10)])
     answers = AuditReport.build(pair, result, PairIdentity("tiny", None, None, "tiny", "0" * 64)).answers
     amint = answers[0]

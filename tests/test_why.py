@@ -3,7 +3,6 @@ evidence), and a fingerprint explanation made of the lookups' own counts."""
 
 from __future__ import annotations
 
-import copy
 import html
 import re
 
@@ -12,16 +11,8 @@ import pytest
 from amint.explain import evidence_parts, forward_one, match_words, threshold_logit
 from amint.fingerprint import Match
 from amint.splits import MembershipSplit
+from tests.conftest import with_trace_auc
 from tests.test_readings import legacy_folder  # noqa: F401 (a fixture)
-
-
-def _with_trace_auc(pair, auc: float):
-    """A copy of ``pair`` whose aMINT reading states this calibration AUC (nothing else changes)."""
-    other = copy.deepcopy(pair)
-    readings = {name: dict(data) for name, data in other.config.readings.items()}
-    readings["amint"]["cal_auc"] = auc
-    other.set_readings(readings)
-    return other
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +52,7 @@ def test_a_pair_at_chance_gets_the_words_not_the_evidence(tiny_memory_pair, memb
     from amint.verify import explain_image
 
     member, _ = member_and_stranger
-    quiet = _with_trace_auc(tiny_memory_pair[0], 0.52)
+    quiet = with_trace_auc(tiny_memory_pair[0], 0.52)
     explained = explain_image(quiet, member[0].numpy())
     assert explained.verdict.trace_signal is False
     trace = [p for p in explained.evidence if p.reading == "amint"]
@@ -77,7 +68,7 @@ def test_a_pair_at_chance_gets_the_words_not_the_evidence(tiny_memory_pair, memb
     assert "edits that move the fingerprint score" in panel  # the fingerprint still carries evidence
 
     # The same pair with a trace that carries signal: the trace is drawn as evidence, with its maps.
-    loud = _with_trace_auc(tiny_memory_pair[0], 0.9)
+    loud = with_trace_auc(tiny_memory_pair[0], 0.9)
     panel = why_html(explain_image(loud, member[0].numpy()))
     assert "no detectable trace" not in panel
     assert "why-bar" in panel.split("The aMINT verdict")[1].split("The fingerprint")[0]

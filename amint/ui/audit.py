@@ -81,7 +81,7 @@ def _answer_html(a, alone: bool, err: str) -> str:
                 f'<div class="fp-answer"><b>{html.escape(_headline(a))}</b></div>{counts}{words}</div>')
     kicker = ("Combined reading (legacy pair)" if a.key != "amint"
               else "aMINT verdict for the set · the trace head reads the model")
-    quiet = a.key == "amint" and a.reading.cal_auc is not None and not a.reading.has_trace_signal
+    quiet = a.reading.trace_at_chance
     style = "member" if a.found else "quiet" if quiet else "nonmember"
     return (f'<div class="verdict {style}" data-reading="{html.escape(a.key)}"><div class="verdict-kicker">{kicker}'
             f'</div><div class="verdict-word">{html.escape(_headline(a))}</div>{counts}{words}</div>')
