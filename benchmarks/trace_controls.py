@@ -50,10 +50,10 @@ def backbone(name: str, mode: str, args, bench: Benchmark, given: str | None) ->
     """A trained pair of this recipe and mode (loaded when given, else trained with a checkpoint in --runs)."""
     if given:
         return AuditedPair.from_pretrained(given)
-    folder = Path(args.runs) / f"{args.recipe}-{args.members}-{args.epochs}" / name
+    folder = Path(args.runs) / f"{'+'.join([args.recipe, *args.levers])}-{args.members}-{args.epochs}" / name
     if (folder / "pair" / "config.json").exists():
         return AuditedPair.from_pretrained(folder / "pair")
-    cfg = TrainConfig(**settings(args.recipe, args.members, mode=mode, epochs=args.epochs, device=args.device,
+    cfg = TrainConfig(**settings(args.recipe, args.members, args.levers, mode=mode, epochs=args.epochs, device=args.device,
                                  cooldown_epochs=args.cooldown,
                                  checkpoint=str(folder / "checkpoint"), keep_every=args.keep_every,
                                  out=str(folder / "pair"), **({"head_epochs": 0} if mode == "passive" else {})))
@@ -63,7 +63,7 @@ def backbone(name: str, mode: str, args, bench: Benchmark, given: str | None) ->
 
 
 def untrained(args, bench: Benchmark) -> AuditedPair:
-    cfg = TrainConfig(**settings(args.recipe, args.members, mode="untrained", epochs=0, device=args.device))
+    cfg = TrainConfig(**settings(args.recipe, args.members, args.levers, mode="untrained", epochs=0, device=args.device))
     torch.manual_seed(cfg.seed)
     return build_pair(cfg, bench, build_split(cfg, bench)).eval()
 
@@ -73,11 +73,25 @@ def pick(metrics: dict) -> dict:
                                                                                     "n_scored_members") if k in metrics}
 
 
+def recipe_run(args, bench: Benchmark) -> tuple[MembershipSplit, TraceConfig, int]:
+    """The split, trace head and joint + head epochs an active run of this recipe has (the same seed gives the same
+    split), so that the controls can run without the active pair, in another session or process."""
+    cfg = TrainConfig(**settings(args.recipe, args.members, args.levers, epochs=args.epochs))
+    return build_split(cfg, bench), TraceConfig(**cfg.head_config().trace.__dict__), cfg.epochs + cfg.head_epochs
+
+
+def pair_run(active: AuditedPair) -> tuple[MembershipSplit, TraceConfig, int]:
+    training = active.config.training["config"]
+    return (MembershipSplit.from_config(active.config.split), TraceConfig(**active.head_config.trace.__dict__),
+            training["epochs"] + training["head_epochs"])
+
+
 def run(args, bench: Benchmark) -> dict:
-    active = backbone("active", "active", args, bench, args.active)
-    split = MembershipSplit.from_config(active.config.split)
-    head_cfg = TraceConfig(**active.head_config.trace.__dict__)
-    epochs = active.config.training["config"]["epochs"] + active.config.training["config"]["head_epochs"]
+    if args.part == "controls" and not args.active:
+        active, (split, head_cfg, epochs) = None, recipe_run(args, bench)
+    else:
+        active = backbone("active", "active", args, bench, args.active)
+        split, head_cfg, epochs = pair_run(active)
     control_epochs = args.control_epochs or epochs
     out: dict = json.loads(Path(args.results).read_text()) if args.part != "all" and Path(args.results).exists() else {}
     out.setdefault("fresh_head", {})
@@ -86,7 +100,7 @@ def run(args, bench: Benchmark) -> dict:
         _active_part(out, active, bench, split, head_cfg, control_epochs, args)
     if args.part in ("all", "controls"):
         _control_part(out, split, head_cfg, control_epochs, args, bench)
-    out["settings"] = {"recipe": args.recipe, "members": args.members, "joint_epochs": epochs,
+    out["settings"] = {"recipe": args.recipe, "levers": args.levers, "members": args.members, "joint_epochs": epochs,
                        "control_head_epochs": control_epochs, "scored": args.max_scored,
                        "active_pair": args.active, "passive_pair": args.passive}
     out |= {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -130,6 +144,8 @@ def _control_part(out: dict, split: MembershipSplit, head_cfg: TraceConfig, cont
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", default="trace")
+    p.add_argument("--levers", default="", type=lambda s: [x for x in s.split(",") if x],
+                   help="named changes to the recipe (trace_recipe.LEVERS), comma-separated, e.g. views,augment")
     p.add_argument("--members", type=int, default=5000)
     p.add_argument("--epochs", type=int, default=30, help="joint (active) and task (passive) epochs")
     p.add_argument("--cooldown", type=int, default=0, help="of those epochs, the last this many decay the learning "

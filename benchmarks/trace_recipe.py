@@ -7,8 +7,9 @@
                         learning rate (so one run's checkpoints are its epochs axis);
     RECIPES["default"]  how the shipped default pair was trained (benchmarks/train_default_pair.py).
 
-``settings(name, members)`` gives TrainConfig keyword arguments with the membership split for ``members``
-members (externals 1.2x, the paper's 25k / 30k proportion; calibration 1/5 of the members).
+``settings(name, members, levers)`` gives TrainConfig keyword arguments with the membership split for ``members``
+members (externals 1.2x, the paper's 25k / 30k proportion; calibration 1/5 of the members), and any named
+``LEVERS`` applied on top of the recipe (one change each, so a run names what it tried).
 """
 
 from __future__ import annotations
@@ -26,13 +27,31 @@ RECIPES: dict[str, dict] = {
 }
 
 
+# One change each on top of a recipe, aimed at the gaps the trace recipe left (issue 15): the trace under
+# resampling edits, and the audited model's task accuracy.
+LEVERS: dict[str, dict] = {
+    "views": dict(edit_views=4),        # members' and externals' edited views, as members / non-members
+    "augment": dict(augment=True),      # random 2 px moves and flips, alike for members and externals
+    "wd": dict(weight_decay=0.05),      # the default recipe's weight decay, against overfitting the task
+    "mint1": dict(mint_weight=1.0),     # the membership loss at the task loss's weight (the recipe: 3x)
+    "taps23": dict(taps=["layer2", "layer3"]),  # the trace one stage earlier: layer4 feeds the classifier untapped
+}
+
+
+def lever_overrides(levers: list[str] | tuple[str, ...]) -> dict:
+    unknown = [name for name in levers if name not in LEVERS]
+    if unknown:
+        raise ValueError(f"unknown lever(s) {unknown}: choose from {', '.join(LEVERS)}")
+    return {k: v for name in levers for k, v in LEVERS[name].items()}
+
+
 def split_sizes(members: int) -> dict:
     if members >= 25_000:
         return dict(n_members=25_000, n_external=30_000, n_calibration=5_000)
     return dict(n_members=members, n_external=members * 6 // 5, n_calibration=max(10, members // 5))
 
 
-def settings(name: str, members: int, **overrides) -> dict:
+def settings(name: str, members: int, levers: list[str] | tuple[str, ...] = (), **overrides) -> dict:
     return dict(dataset="fashion-mnist", memory_views=0, target_fpr=None, seed=0,
                 monitor_samples=min(2000, split_sizes(members)["n_calibration"])) | RECIPES[name] | \
-        split_sizes(members) | overrides
+        lever_overrides(levers) | split_sizes(members) | overrides

@@ -165,6 +165,33 @@ def test_trace_controls_writes_every_reading_the_issue_names(synthetic, tmp_path
     curve = checkpoint_curve.read_curve(tmp_path / "runs" / "trace-100-2" / "active" / "checkpoint")
     assert [r["epoch"] for r in curve["history"]] == [1, 2] and curve["settings"]["n_members"] == 100
     assert "| joint 2 |" in checkpoint_curve.table(curve)
+    # Without the active pair (another session), the controls part rebuilds the split the active run had.
+    from amint.pair import AuditedPair
+    from amint.splits import MembershipSplit
+
+    active = AuditedPair.from_pretrained(tmp_path / "runs" / "trace-100-2" / "active" / "pair")
+    split, head, epochs = trace_controls.recipe_run(trace_controls.parse_args(argv), synthetic)
+    assert torch.equal(split.members, MembershipSplit.from_config(active.config.split).members)
+    assert (head, epochs) == trace_controls.pair_run(active)[1:]
+
+
+def test_a_lever_changes_one_setting_of_the_recipe_and_names_its_run(synthetic, tmp_path):
+    import trace_controls
+    import trace_recipe
+
+    base = trace_recipe.settings("trace", 5000)
+    for lever, change in trace_recipe.LEVERS.items():
+        changed = trace_recipe.settings("trace", 5000, [lever])
+        assert {k for k in base.keys() | changed.keys() if base.get(k) != changed.get(k)} == set(change)
+    with pytest.raises(ValueError, match="unknown lever"):
+        trace_recipe.settings("trace", 5000, ["views", "nope"])
+    argv = ["--members", "100", "--epochs", "1", "--max-scored", "100", "--edits", "", "--part", "active",
+            "--levers", "views", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "r.json"),
+            "--device", "cpu"]
+    result = trace_controls.main(argv, bench=synthetic)
+    assert result["settings"]["levers"] == ["views"]
+    pair_config = json.loads((tmp_path / "runs" / "trace+views-100-1" / "active" / "pair" / "config.json").read_text())
+    assert pair_config["training"]["config"]["edit_views"] == 4
 
 
 def test_reconstruction_attack_reports_oracle_attack_and_baselines(tiny_memory_pair, synthetic, tmp_path):
