@@ -3,7 +3,7 @@
 #
 # Here, once:   mkdir -p data && cp -r /usr/share/datasets/fashion-mnist data/     (data/ is git-ignored; 30 MB)
 # On a device:  run(command="bash benchmarks/gpu_trace.sh", carry=["data"], timeout_s=580)
-# Anywhere:     EPOCHS=60 COOLDOWN=8 OUT=runs/gpu bash benchmarks/gpu_trace.sh
+# Anywhere:     EPOCHS=60 COOLDOWN=8 LEVERS=views OUT=runs/gpu bash benchmarks/gpu_trace.sh
 # (the last COOLDOWN of the EPOCHS decay the learning rate to 0: on CPU, 6 such epochs took the trace's
 # calibration AUC from 0.866 to 0.906 at 5,000 members and from 0.888 to 0.933 at 25,000; RESULTS.md section 5)
 #
@@ -16,7 +16,8 @@ export AMINT_DATA_DIR="${AMINT_DATA_DIR:-$PWD/data}" PYTHONUNBUFFERED=1
 OUT="${OUT:-runs/gpu}"
 EPOCHS="${EPOCHS:-60}"
 COOLDOWN="${COOLDOWN:-8}"
+LEVERS="${LEVERS:-}"   # named changes to the recipe, comma-separated (benchmarks/trace_recipe.py LEVERS)
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | tee "$OUT/log" || true
-python benchmarks/trace_controls.py --members 25000 --epochs "$EPOCHS" --cooldown "$COOLDOWN" --device auto --keep-every 10 \
+python benchmarks/trace_controls.py --members 25000 --epochs "$EPOCHS" --cooldown "$COOLDOWN" --levers "$LEVERS" --device auto --keep-every 10 \
     --runs "$OUT/runs" --results "$OUT/trace_controls.json" --edits-n 10000 2>&1 | tee -a "$OUT/log"

@@ -9,7 +9,8 @@
 - fresh_head.active / fresh_head.passive: the members minus the calibration members split A/B by seed;
   a new trace head learns A against the externals on the frozen backbone; threshold fitted on the
   calibration split; B (never seen by any head) scored against the test split. A trace written into
-  the backbone shows here; a head that memorised its own members does not.
+  the backbone shows here; a head that memorised its own members does not;
+- pixel_reference: model-free, the nearest member in raw pixels, on the same edited images (--edits).
 
 Control heads train for the active run's joint epochs + head epochs (the paper_ablations convention),
 on maps computed once from the frozen backbone (amint.probe). Every reading is the trace head alone,
@@ -39,6 +40,7 @@ from amint.head import TraceConfig  # noqa: E402
 from amint.pair import AuditedPair  # noqa: E402
 from amint.probe import (MapCache, control_head, fresh_head_probe, score_trace, trace_alone,  # noqa: E402
                          trace_alone_edited)
+from amint.robustness import pixel_reference  # noqa: E402
 from amint.splits import MembershipSplit  # noqa: E402
 from amint.train import TrainConfig, build_pair, build_split, train_pair  # noqa: E402
 from trace_recipe import settings  # noqa: E402
@@ -87,7 +89,7 @@ def pair_run(active: AuditedPair) -> tuple[MembershipSplit, TraceConfig, int]:
 
 
 def run(args, bench: Benchmark) -> dict:
-    if args.part == "controls" and not args.active:
+    if args.part in ("controls", "reference") and not args.active:
         active, (split, head_cfg, epochs) = None, recipe_run(args, bench)
     else:
         active = backbone("active", "active", args, bench, args.active)
@@ -100,6 +102,11 @@ def run(args, bench: Benchmark) -> dict:
         _active_part(out, active, bench, split, head_cfg, control_epochs, args)
     if args.part in ("all", "controls"):
         _control_part(out, split, head_cfg, control_epochs, args, bench)
+    if args.part in ("all", "reference") and args.edits:
+        # Model-free: the nearest member in raw pixels, threshold fitted on the calibration split, the same images.
+        spec = (active or untrained(args, bench)).config
+        out["pixel_reference"] = pixel_reference(bench, split, spec, tuple(args.edits.split(",")), n=args.edits_n)
+        print("pixel reference", out["pixel_reference"], flush=True)
     out["settings"] = {"recipe": args.recipe, "levers": args.levers, "members": args.members, "joint_epochs": epochs,
                        "control_head_epochs": control_epochs, "scored": args.max_scored,
                        "active_pair": args.active, "passive_pair": args.passive}
@@ -153,9 +160,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--control-epochs", type=int, default=0, help="control and probe head epochs; 0 = joint + head")
     p.add_argument("--active", default=None, help="a trained active pair to use instead of training one")
     p.add_argument("--passive", default=None, help="a trained passive pair (its backbone) to use")
-    p.add_argument("--part", choices=("all", "active", "controls"), default="all",
-                   help="active: the active pair's readings; controls: passive, untrained and the passive probe "
-                        "(each merged into --results)")
+    p.add_argument("--part", choices=("all", "active", "controls", "reference"), default="all",
+                   help="active: the active pair's readings; controls: passive, untrained and the passive probe; "
+                        "reference: the model-free pixel reference on the edits (each merged into --results)")
     p.add_argument("--max-scored", type=int, default=10_000, help="scored members and test images")
     p.add_argument("--edits", default="jpeg75,resize224,screenshot", help="the active trace alone on these "
                    "edits of scored members and test images (amint.edits names); empty for none")

@@ -155,6 +155,8 @@ def test_trace_controls_writes_every_reading_the_issue_names(synthetic, tmp_path
         assert 0 <= reading["auc"] <= 1
     assert set(written["fresh_head"]) == {"active", "passive"}
     assert set(written["active_edited"]) == {"jpeg75", "resize224", "screenshot"}
+    assert set(written["pixel_reference"]) == {"jpeg75", "resize224", "screenshot"}
+    assert written["pixel_reference"]["jpeg75"]["auc"] > 0.9  # a JPEG of a member stays next to it in pixels
     assert written["settings"]["control_head_epochs"] == 2  # joint epochs + head epochs (the recipe has none)
     # The backbones were trained with checkpoints whose kept epochs are the epochs axis.
     assert (tmp_path / "runs" / "trace-100-2" / "active" / "checkpoint" / "joint-epoch-002.safetensors").exists()
