@@ -16,10 +16,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export AMINT_DATA_DIR="${AMINT_DATA_DIR:-$PWD/data}" PYTHONUNBUFFERED=1
 OUT="${OUT:-runs/gpu}"
+MEMBERS="${MEMBERS:-25000}"   # smaller for a quick check of the script itself (MEMBERS=200 EPOCHS=1 COOLDOWN=0 EDITS_N=200)
 EPOCHS="${EPOCHS:-90}"
 COOLDOWN="${COOLDOWN:-10}"
+EDITS_N="${EDITS_N:-10000}"
 LEVERS="${LEVERS-views}"   # named changes to the recipe, comma-separated (benchmarks/trace_recipe.py LEVERS); LEVERS= for none
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | tee "$OUT/log" || true
-python benchmarks/trace_controls.py --members 25000 --epochs "$EPOCHS" --cooldown "$COOLDOWN" --levers "$LEVERS" --device auto --keep-every 10 \
-    --runs "$OUT/runs" --results "$OUT/trace_controls.json" --edits-n 10000 2>&1 | tee -a "$OUT/log"
+python benchmarks/trace_controls.py --members "$MEMBERS" --epochs "$EPOCHS" --cooldown "$COOLDOWN" --levers "$LEVERS" --device auto --keep-every 10 \
+    --runs "$OUT/runs" --results "$OUT/trace_controls.json" --edits-n "$EDITS_N" 2>&1 | tee -a "$OUT/log"
