@@ -7,7 +7,8 @@
 # (the last COOLDOWN of the EPOCHS decay the learning rate to 0: on CPU, 6 such epochs took the trace's
 # calibration AUC from 0.866 to 0.906 at 5,000 members and from 0.888 to 0.933 at 25,000. LEVERS=views trains on
 # 4 edited views of each member and external: at 5,000 members it needed 58 epochs for the trace base's 33 give,
-# and bought 3.6 points of task accuracy and +0.11 AUC on resize224 / screenshot; RESULTS.md section 5)
+# and bought 3.6 points of task accuracy (the passive control as much) and +0.11 AUC on resize224 / screenshot;
+# RESULTS.md section 5)
 #
 # Writes $OUT/trace_controls.json (active, passive, untrained, fresh_head, active_edited: the trace alone,
 # the paper's protocol, 10,000 scored members vs the 10,000 test images) and $OUT/log. The backbones
