@@ -55,8 +55,8 @@ def backbone(name: str, mode: str, args, bench: Benchmark, given: str | None) ->
     folder = Path(args.runs) / f"{'+'.join([args.recipe, *args.levers])}-{args.members}-{args.epochs}" / name
     if (folder / "pair" / "config.json").exists():
         return AuditedPair.from_pretrained(folder / "pair")
-    cfg = TrainConfig(**settings(args.recipe, args.members, args.levers, mode=mode, epochs=args.epochs, device=args.device,
-                                 cooldown_epochs=args.cooldown,
+    cfg = TrainConfig(**settings(args.recipe, args.members, args.levers, mode=mode, epochs=args.epochs,
+                                 device=args.device, cooldown_epochs=args.cooldown,
                                  checkpoint=str(folder / "checkpoint"), keep_every=args.keep_every,
                                  out=str(folder / "pair"), **({"head_epochs": 0} if mode == "passive" else {})))
     log = lambda p: p.kind == "epoch" and print(f"[{name}] {p.phase} {p.epoch}/{p.epochs} " + " ".join(  # noqa: E731
@@ -65,7 +65,8 @@ def backbone(name: str, mode: str, args, bench: Benchmark, given: str | None) ->
 
 
 def untrained(args, bench: Benchmark) -> AuditedPair:
-    cfg = TrainConfig(**settings(args.recipe, args.members, args.levers, mode="untrained", epochs=0, device=args.device))
+    cfg = TrainConfig(**settings(args.recipe, args.members, args.levers, mode="untrained", epochs=0,
+                                 device=args.device))
     torch.manual_seed(cfg.seed)
     return build_pair(cfg, bench, build_split(cfg, bench)).eval()
 
