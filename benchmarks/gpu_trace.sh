@@ -6,7 +6,7 @@
 # Anywhere:     EPOCHS=90 COOLDOWN=10 LEVERS=views OUT=runs/gpu bash benchmarks/gpu_trace.sh
 # (the last COOLDOWN of the EPOCHS decay the learning rate to 0: on CPU, 6 such epochs took the trace's
 # calibration AUC from 0.866 to 0.906 at 5,000 members and from 0.888 to 0.933 at 25,000. LEVERS=views trains on
-# 4 edited views of each member and external: at 5,000 members it needed 58 epochs for the trace base's 33 give,
+# 4 edited views of each member and external: at 5,000 members it needed 58 epochs for the trace the base has at 33,
 # and bought 3.6 points of task accuracy (the passive control as much) and +0.11 AUC on resize224 / screenshot;
 # RESULTS.md section 5)
 #
