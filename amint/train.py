@@ -257,7 +257,8 @@ def _run_epochs(phase: str, cfg: TrainConfig, pair: AuditedPair, data: dict, mon
     opt = _optimizer(cfg, groups)
     sched = _scheduler(cfg, opt, epochs * steps, 0 if phase == "head" else cfg.cooldown_epochs * steps)
     gen = torch.Generator().manual_seed(cfg.seed + {"joint": 0, "task": 1, "head": 2}[phase])
-    flip = cfg.augment and cfg.dataset not in ("mnist", "svhn")
+    flip = (cfg.augment or cfg.task_augment) and cfg.dataset not in ("mnist", "svhn")
+    task_moves = cfg.task_augment and uses_task
     phase_model = _PhaseModel(pair, phase)
     model = distributed.wrap(phase_model, ranks, device)
     norms: dict[str, float] = {}
@@ -294,12 +295,17 @@ def _run_epochs(phase: str, cfg: TrainConfig, pair: AuditedPair, data: dict, mon
             x = pair.normalize(raw.to(device, non_blocking=True))
             if cfg.augment:
                 x = _augment(x, flip, gen, p.rows, p.n_global)
+            elif task_moves:  # moved members for the task loss, in front of the rows as they are (membership loss)
+                moved = _augment(x[:nm], flip, gen, p.rows[:nm], p.n_global)
+                x = torch.cat([moved, x]) if uses_mint else moved
             x = x.contiguous(memory_format=torch.channels_last)
             y = data["labels"][p.members.to(data["labels"].device)].to(device)
             target = torch.cat([torch.ones(nm, device=device), torch.zeros(n - nm, device=device)])
 
             with training_autocast(device, cfg.dtype), torch.set_grad_enabled(True):
                 logits, trace = model(x)
+            if task_moves and uses_mint:
+                trace = trace[nm:]
             task_loss = F.cross_entropy(logits[:nm].float(), y)
             mint_loss = F.binary_cross_entropy_with_logits(trace.float(), target) if uses_mint else torch.zeros(())
             # The global batch's mean losses and counts: each rank's sums added over the ranks.

@@ -58,6 +58,8 @@ class TrainConfig:
                                 "each member and external, computed once; each step shows a row as is or as one of "
                                 "them, members' views as members, externals' as non-members; 0 = none")
     augment: bool = option(False, "random crop (pad 2) and flips (not for digits), alike for members and externals")
+    task_augment: bool = option(False, "the same moves and flips for the task loss only: the membership loss reads every "
+                                       "image as it is (one more forward pass of the members per step)")
     target_fpr: float | None = option(0.01, "calibrate the threshold to this FPR; None = maximise balanced accuracy")
     seed: int = option(0, "seeds the membership split, the initialisation, batches and edits")
     device: str = option("auto", "auto / cpu / cuda")
@@ -103,6 +105,8 @@ class TrainConfig:
             raise ValueError(f"cooldown_epochs ends a constant schedule; schedule={self.schedule!r} has its own decay")
         if self.early_stop < 0 or self.keep_every < 0 or self.edit_views < 0:
             raise ValueError("early_stop, keep_every and edit_views must be >= 0")
+        if self.augment and self.task_augment:
+            raise ValueError("augment moves every row already: choose augment or task_augment, not both")
         if self.keep_every and not self.checkpoint:
             raise ValueError("keep_every keeps weights in the checkpoint folder: give checkpoint too")
         if self.data_workers < 0 or (self.image_size is not None and self.image_size < 1):

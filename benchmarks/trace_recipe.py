@@ -32,6 +32,7 @@ RECIPES: dict[str, dict] = {
 LEVERS: dict[str, dict] = {
     "views": dict(edit_views=4),        # members' and externals' edited views, as members / non-members
     "augment": dict(augment=True),      # random 2 px moves and flips, alike for members and externals
+    "augtask": dict(task_augment=True),  # those moves for the task loss only: the membership loss reads images as is
     "wd": dict(weight_decay=0.05),      # the default recipe's weight decay, against overfitting the task
     "mint1": dict(mint_weight=1.0),     # the membership loss at the task loss's weight (the recipe: 3x)
     "taps23": dict(taps=["layer2", "layer3"]),  # the trace one stage earlier: layer4 feeds the classifier untapped

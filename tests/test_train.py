@@ -132,3 +132,49 @@ def test_schedules_survive_very_short_runs(schedule):
             opt.step()
             sched.step()
             assert 0 <= opt.param_groups[0]["lr"] <= 0.1 + 1e-12
+
+
+def _rows_seen_in_training(spy: _Spy, phase: str) -> list[torch.Tensor]:
+    return [x for ph, x in spy.inputs if ph == phase]
+
+
+@pytest.mark.parametrize("mode, phase", [("active", "joint"), ("passive", "task")])
+def test_task_augment_moves_the_task_rows_only(monkeypatch, synthetic, mode, phase):
+    spy = _Spy()
+    spy.inputs = []
+    monkeypatch.setitem(train.__dict__, "_real_build_pair", train.build_pair)
+
+    def build_pair(*args, **kwargs):
+        pair = spy.build_pair(*args, **kwargs)
+        pair.backbone.conv1.register_forward_pre_hook(
+            lambda m, inp: spy.inputs.append((spy.phase, inp[0].detach().clone())) if m.training else None)
+        return pair
+
+    monkeypatch.setattr(train, "build_pair", build_pair)
+    train_pair(tiny_config(mode=mode, epochs=1, head_epochs=0, task_augment=True, **SMALL), callback=spy.callback,
+               bench=synthetic)
+    as_is = {bytes(row.contiguous().numpy()) for row in spy.pair.normalize(synthetic.train_images)}
+    batches = _rows_seen_in_training(spy, phase)
+    assert batches
+    for x in batches:
+        nm = 50  # members per step (batch_size); active steps also take 50 externals, each read once as it is
+        rows = [bytes(r.contiguous().numpy()) in as_is for r in x]
+        assert len(rows) == (3 * nm if mode == "active" else nm)
+        assert sum(rows[:nm]) <= nm // 5  # the task's members are moved (a few draws move nothing)
+        assert all(rows[nm:])  # the membership loss reads every member and external as it is
+
+
+def test_augment_and_task_augment_are_exclusive():
+    with pytest.raises(ValueError, match="augment or task_augment"):
+        tiny_config(augment=True, task_augment=True).validate()
+
+
+@pytest.mark.parametrize("members, epochs", [(256, 1), (256, 2), (300, 2), (640, 1)])
+def test_a_control_head_trains_on_a_few_members(members, epochs):
+    # A control head on a tiny run has a handful of steps (300 members, 2 epochs: 4); OneCycleLR divided by zero.
+    from amint.head_config import TraceConfig
+    from amint.probe import train_head_on_maps
+
+    maps = lambda n, seed: [torch.randn(n, 4, 4, 4, generator=torch.Generator().manual_seed(seed))]  # noqa: E731
+    head = train_head_on_maps(maps(members, 0), maps(members, 1), TraceConfig(width=4, hidden=8), epochs)
+    assert torch.isfinite(head(maps(8, 2))).all()
