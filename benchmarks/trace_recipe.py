@@ -35,7 +35,9 @@ LEVERS: dict[str, dict] = {
     "augtask": dict(task_augment=True),  # those moves for the task loss only: the membership loss reads images as is
     "wd": dict(weight_decay=0.05),      # the default recipe's weight decay, against overfitting the task
     "mint1": dict(mint_weight=1.0),     # the membership loss at the task loss's weight (the recipe: 3x)
-    "mint03": dict(mint_weight=0.3),    # ... and below it: each loss is divided by its first value (~2.3 task, ~0.69)
+    # Each loss is divided by its first value (task ~2.3, membership ~0.69): 0.3 is about equal raw weights.
+    "mint03": dict(mint_weight=0.3),
+    "mint01": dict(mint_weight=0.1),
     "taps23": dict(taps=["layer2", "layer3"]),  # the trace one stage earlier: layer4 feeds the classifier untapped
 }
 
