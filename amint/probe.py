@@ -22,6 +22,7 @@ from .head import TraceConfig, TraceHead
 from .pair import AuditedPair, eval_mode
 from .splits import MembershipSplit
 from .streaming import take
+from .train import one_cycle
 
 
 @torch.no_grad()
@@ -53,7 +54,7 @@ def train_head_on_maps(members: list[torch.Tensor], externals: list[torch.Tensor
     head = TraceHead([tuple(m.shape[1:]) for m in members], cfg)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
     steps = max(1, len(members[0]) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(epochs * steps, 8), pct_start=0.25)
+    sched = one_cycle(opt, max(epochs * steps, 1))
     target = torch.cat([torch.ones(batch_size), torch.zeros(batch_size)])
     for _ in range(epochs):
         head.train()

@@ -114,12 +114,17 @@ def _optimizer(cfg: TrainConfig, params: list[dict]) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+def one_cycle(opt: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.OneCycleLR:
+    """OneCycleLR up to each group's learning rate, safe for the handful of steps of a tiny run."""
+    # At least two warm-up steps: OneCycleLR divides by zero when pct_start * total_steps == 1 (4 steps).
+    pct_start = max(0.25, 2 / total_steps) if total_steps >= 3 else 0.25
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups],
+                                               total_steps=total_steps, pct_start=pct_start)
+
+
 def _scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, total_steps: int, cooldown_steps: int = 0):
-    peaks = [g["lr"] for g in opt.param_groups]
     if cfg.schedule == "onecycle":
-        # At least two warm-up steps: OneCycleLR divides by zero when pct_start * total_steps == 1 (4 steps).
-        pct_start = max(0.25, 2 / total_steps) if total_steps >= 3 else 0.25
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=peaks, total_steps=total_steps, pct_start=pct_start)
+        return one_cycle(opt, total_steps)
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
     if cooldown_steps:  # constant, then linear to 0 over the last cooldown_steps
@@ -206,10 +211,11 @@ class _PhaseModel(nn.Module):
         self.trace = pair.head.trace if phase != "task" else None
         self._classify = pair.classify
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, x: torch.Tensor, trace_from: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Class logits of every row; the trace head's logits of the rows from ``trace_from`` on."""
         with torch.no_grad() if self.backbone is None else contextlib.nullcontext():
             logits, maps = self._classify(x)
-        return logits, self.trace(maps) if self.trace is not None else None
+        return logits, self.trace([m[trace_from:] for m in maps]) if self.trace is not None else None
 
 
 @dataclass
@@ -303,9 +309,7 @@ def _run_epochs(phase: str, cfg: TrainConfig, pair: AuditedPair, data: dict, mon
             target = torch.cat([torch.ones(nm, device=device), torch.zeros(n - nm, device=device)])
 
             with training_autocast(device, cfg.dtype), torch.set_grad_enabled(True):
-                logits, trace = model(x)
-            if task_moves and uses_mint:
-                trace = trace[nm:]
+                logits, trace = model(x, trace_from=nm if task_moves and uses_mint else 0)
             task_loss = F.cross_entropy(logits[:nm].float(), y)
             mint_loss = F.binary_cross_entropy_with_logits(trace.float(), target) if uses_mint else torch.zeros(())
             # The global batch's mean losses and counts: each rank's sums added over the ranks.
