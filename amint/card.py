@@ -113,6 +113,25 @@ def _origin_lines(origin: dict | None, tc: dict) -> list[str]:
     return lines
 
 
+def _data_words(tc: dict) -> str:
+    """What the training did to its images, and the schedule's extras, in words (only what was on)."""
+    words = []
+    if tc.get("weight_decay") is not None:
+        words.append(f"weight decay {tc['weight_decay']}")
+    if tc.get("schedule") == "constant" and tc.get("cooldown_epochs"):
+        words.append(f"the last {tc['cooldown_epochs']} epochs cool down to 0")
+    if tc.get("augment"):
+        words.append("moves and flips for both losses")
+    elif tc.get("task_augment"):
+        words.append("moves and flips for the task loss only (the membership loss reads the images as they are)")
+    else:
+        words.append("no augmentation")
+    if tc.get("edit_views"):
+        words.append(f"{tc['edit_views']} edited view(s) of each image, members' views as members, externals' as "
+                     "non-members")
+    return ", ".join(words)
+
+
 def _head_lines(cfg: PairConfig) -> list[str]:
     head = cfg.head
     lines = []
@@ -266,7 +285,8 @@ def render_model_card(cfg: PairConfig, notes: str = "") -> str:
             "",
             f"- mode: {tc.get('mode')}, {tc.get('epochs')} epochs, batch {tc.get('batch_size')} members + "
             f"{tc.get('batch_size')} externals, {tc.get('optimizer')} lr {tc.get('lr')} ({tc.get('schedule')}), "
-            f"MINT loss weight {tc.get('mint_weight')} ({tc.get('loss_norm')} normalisation), augment {tc.get('augment')}",
+            f"MINT loss weight {tc.get('mint_weight')} ({tc.get('loss_norm')} normalisation), "
+            f"{_data_words(tc)}",
             f"- membership split (seed {cfg.split.get('seed')}): {cfg.split.get('n_members')} members, "
             f"{cfg.split.get('n_external')} externals, {cfg.split.get('n_calibration')} calibration non-members; "
             f"members digest `{cfg.split.get('members_sha256', '')[:16]}`",

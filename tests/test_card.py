@@ -33,3 +33,21 @@ def test_card_never_shows_a_local_path_for_uploaded_folders(tiny_pair):
     finally:
         config.dataset = original
     assert "/tmp/uploads" not in card and "shapes" in card
+
+
+def test_card_says_which_losses_saw_moved_images(tiny_pair):
+    """A reader of the card must tell task-only augmentation (the membership loss reads images as they are) from
+    augmentation of both losses, and see edited views when the recipe used them."""
+    pair, _ = tiny_pair
+    tc = pair.config.training["config"]
+    original = dict(tc)
+    try:
+        tc.update(augment=False, task_augment=True, edit_views=0)
+        task_only = render_model_card(pair.config)
+        tc.update(augment=True, task_augment=False, edit_views=2)
+        both = render_model_card(pair.config)
+    finally:
+        tc.clear()
+        tc.update(original)
+    assert "task loss only" in task_only and "edited view(s) of each image" not in task_only
+    assert "for both losses" in both and "task loss only" not in both and "2 edited view(s)" in both
