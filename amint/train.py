@@ -541,9 +541,11 @@ def _load_backbone(pair: AuditedPair, source: str) -> dict:
     other = AuditedPair.from_pretrained(source)
     if other.config.split != pair.config.split:
         raise ValueError(f"init_from pair {source} was trained on a different membership split (seed or sizes differ)")
-    if (other.config.backbone, other.config.backbone_kwargs) != (pair.config.backbone, pair.config.backbone_kwargs):
-        raise ValueError(f"init_from pair {source} has backbone {other.config.backbone} {other.config.backbone_kwargs}, "
-                         f"not {pair.config.backbone} {pair.config.backbone_kwargs}")
+    # The stem's stride changes the model without changing a weight's shape: compare it too.
+    ours, theirs = ((c.backbone, c.backbone_kwargs, c.stem_stride) for c in (pair.config, other.config))
+    if ours != theirs:
+        raise ValueError(f"init_from pair {source} has backbone {theirs[0]} {theirs[1]} (stem stride {theirs[2]}), "
+                         f"not {ours[0]} {ours[1]} (stem stride {ours[2]})")
     pair.backbone.load_state_dict(other.backbone.state_dict())
     if pair.head.trace is not None and other.head.trace is not None and other.config.taps == pair.config.taps:
         with contextlib.suppress(RuntimeError):  # a trace head of another width starts fresh

@@ -9,7 +9,8 @@ from amint import train
 from amint.data import MembershipSplit
 from amint.evaluate import evaluate_pair
 from amint.train import Progress, TrainingCancelled, train_pair
-from tests.conftest import tiny_config
+from amint.pair import AuditedPair
+from tests.conftest import TINY_MEMORIES, TINY_TRACE, tiny_config
 
 SMALL = dict(n_members=100, n_external=100, n_calibration=50, monitor_samples=50)
 
@@ -176,3 +177,25 @@ def test_a_control_head_trains_on_a_few_members(members, epochs):
     maps = lambda n, seed: [torch.randn(n, 4, 4, 4, generator=torch.Generator().manual_seed(seed))]  # noqa: E731
     head = train_head_on_maps(maps(members, 0), maps(members, 1), TraceConfig(width=4, hidden=8), epochs)
     assert torch.isfinite(head(maps(8, 2))).all()
+
+
+def test_init_from_keeps_the_jointly_trained_model_and_adds_memories(synthetic, tiny_pair, tmp_path):
+    """The default pair is built this way: a long trace run's backbone and trace head kept as they are (no epochs),
+    hashed memories written and the readings calibrated on top."""
+    source, folder = tiny_pair
+    cfg = tiny_config(init_from=str(folder), epochs=0, head_epochs=0,
+                      head={"trace": TINY_TRACE, "memories": TINY_MEMORIES}, out=str(tmp_path / "built"))
+    train_pair(cfg, bench=synthetic)
+    built = AuditedPair.from_pretrained(tmp_path / "built")
+    for mine, theirs in ((built.backbone, source.backbone), (built.head.trace, source.head.trace)):
+        a, b = mine.state_dict(), theirs.state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert set(built.head.memories) == set(TINY_MEMORIES) and built.config.readings
+    assert built.config.training["init_from"]["training"] == source.config.training
+
+
+def test_init_from_refuses_a_backbone_with_another_stem_stride(synthetic, tiny_pair, tmp_path):
+    _, folder = tiny_pair
+    cfg = tiny_config(init_from=str(folder), epochs=0, stem_stride=2, out=str(tmp_path / "x"))
+    with pytest.raises(ValueError, match="stem stride"):
+        train_pair(cfg, bench=synthetic)
