@@ -149,6 +149,36 @@ def _control_part(out: dict, split: MembershipSplit, head_cfg: TraceConfig, cont
     print("untrained", out["untrained"], flush=True)
 
 
+# The paper's best MNIST row (Table 1: Middle taps, MobileNet): MINT accuracy and the audited model's task accuracy,
+# its own protocol (the members the head trained on against the test split, the threshold fitted on them).
+PAPER_MNIST = {"mint_accuracy": 0.88, "task_accuracy": 0.92}
+
+
+def _row(title: str, m: dict | None, task: bool = True) -> str:
+    if not m:
+        return f"| {title} | not run | | | |"
+    cells = [f"{m['mint_accuracy']:.3f}", f"{m['auc']:.3f}", f"{m['tpr_at_1pct_fpr']:.3f}",
+             f"{m['task_accuracy']:.3f}" if task and m.get("task_accuracy") is not None else ""]
+    return f"| {title} | " + " | ".join(cells) + " |"
+
+
+def trace_table(record: dict) -> str:
+    """The trace head alone beside its controls and the paper's MNIST row, as Markdown (RESULTS.md and the card)."""
+    fresh = record.get("fresh_head", {})
+    rows = ["| reading | MINT accuracy | AUC | TPR @ 1% FPR | task accuracy |", "|---|---|---|---|---|",
+            _row("active: its own trace head", record.get("active")),
+            _row("passive: a head on the frozen task-only backbone", record.get("passive")),
+            _row("untrained: a head on a random backbone", record.get("untrained")),
+            _row("fresh-head probe, active backbone (members no head saw)", fresh.get("active"), task=False),
+            _row("fresh-head probe, passive backbone", fresh.get("passive"), task=False)]
+    rows += [_row(f"active, trace alone on {name}", m, task=False)
+             for name, m in record.get("active_edited", {}).items()]
+    rows.append(f"| the paper's best MNIST (Middle, MobileNet; its members vs test images, threshold fitted on them) "
+                f"| {PAPER_MNIST['mint_accuracy']:.2f} | not reported | not reported | "
+                f"{PAPER_MNIST['task_accuracy']:.2f} |")
+    return "\n".join(rows)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", default="trace")

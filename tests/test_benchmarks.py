@@ -223,3 +223,34 @@ def test_ssim_is_one_for_identical_images_and_falls_with_noise():
     assert bool((reconstruction_attack.ssim(x, noisy) < 0.9).all())
     best, which = reconstruction_attack.nearest_member_ssim(noisy[:2], torch.cat([x, noisy[2:]]), top=3)
     assert which.tolist() == [0, 1] and bool((best < 1).all())
+
+
+def test_the_default_pair_recipe_builds_on_the_trace_run_without_training():
+    """`train_default_pair.py --recipe trace` must load the 25k trace run's model as is: the same split, backbone,
+    stem, taps and trace head as that run's settings, no epoch of its own, and both readings' evidence added."""
+    import train_default_pair
+    import trace_recipe
+
+    run = trace_recipe.settings("trace", 25_000, list(train_default_pair.TRACE_LEVERS))
+    built = TrainConfig(**train_default_pair.trace_recipe("runs/active/pair"))
+    same = ("dataset", "seed", "n_members", "n_external", "n_calibration", "backbone", "backbone_kwargs",
+            "stem_stride", "setup", "taps")
+    assert {k: getattr(built, k) for k in same} == {k: run[k] for k in same}
+    assert built.head["trace"] == run["head"]["trace"] and set(built.head["memories"]) == {"exact", "aligned"}
+    assert (built.epochs, built.head_epochs, built.init_from) == (0, 0, "runs/active/pair")
+    assert built.target_fpr == 0.01 and built.memory_views == 2
+
+
+def test_the_trace_card_notes_carry_the_records_own_numbers():
+    import train_default_pair
+
+    m = lambda acc, auc, task=None: {"mint_accuracy": acc, "auc": auc, "tpr_at_1pct_fpr": 0.1,  # noqa: E731
+                                     "task_accuracy": task}
+    record = {"settings": {"members": 25000, "joint_epochs": 36, "control_head_epochs": 36, "scored": 10000},
+              "active": m(0.88, 0.931, 0.861), "passive": m(0.87, 0.902, 0.889), "untrained": m(0.59, 0.62, 0.1),
+              "fresh_head": {"active": m(0.86, 0.917), "passive": m(0.55, 0.574)},
+              "active_edited": {"jpeg75": m(0.82, 0.895)}}
+    notes = train_default_pair.trace_notes(record)
+    assert "| active: its own trace head | 0.880 | 0.931 | 0.100 | 0.861 |" in notes
+    assert "at AUC 0.917" in notes and "backbone at 0.574" in notes and "0.861 against the passive model's 0.889" in notes
+    assert "trace alone on jpeg75 | 0.820 | 0.895" in notes and "| 0.88 | not reported" in notes  # the paper's row
