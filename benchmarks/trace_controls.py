@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import torch  # noqa: E402
 
+from amint.backbones import setup_taps, tap_indices  # noqa: E402
 from amint.data import Benchmark, load_benchmark  # noqa: E402
 from amint.head import TraceConfig  # noqa: E402
 from amint.pair import AuditedPair  # noqa: E402
@@ -51,7 +52,7 @@ KEYS = ("mint_accuracy", "auc", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr", "fpr_at_
 def backbone(name: str, mode: str, args, bench: Benchmark, given: str | None) -> AuditedPair:
     """A trained pair of this recipe and mode (loaded when given, else trained with a checkpoint in --runs)."""
     if given:
-        return AuditedPair.from_pretrained(given)
+        return at_recipe_taps(AuditedPair.from_pretrained(given), args)
     folder = Path(args.runs) / f"{'+'.join([args.recipe, *args.levers])}-{args.members}-{args.epochs}" / name
     if (folder / "pair" / "config.json").exists():
         return AuditedPair.from_pretrained(folder / "pair")
@@ -62,6 +63,18 @@ def backbone(name: str, mode: str, args, bench: Benchmark, given: str | None) ->
     log = lambda p: p.kind == "epoch" and print(f"[{name}] {p.phase} {p.epoch}/{p.epochs} " + " ".join(  # noqa: E731
         f"{k} {v:.4f}" for k, v in p.metrics.items() if isinstance(v, float)), flush=True)
     return train_pair(cfg, callback=log, bench=bench)
+
+
+def at_recipe_taps(pair: AuditedPair, args) -> AuditedPair:
+    """A given backbone read where this run's recipe and levers tap (a passive backbone serves every tap lever: its
+    training never saw a head), not where the pair it came from tapped."""
+    s = settings(args.recipe, args.members, args.levers)
+    taps = list(s.get("taps") or setup_taps(pair.backbone, s["setup"]))
+    if taps != pair.config.taps:
+        pair.config.taps, pair.config.setup = taps, "custom"
+        pair.tap_indices = tap_indices(pair.backbone, taps)
+        pair.head.trace = None  # sized for the old taps; the controls train their own heads on the maps
+    return pair
 
 
 def untrained(args, bench: Benchmark) -> AuditedPair:

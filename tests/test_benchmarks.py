@@ -254,3 +254,21 @@ def test_the_trace_card_notes_carry_the_records_own_numbers():
     assert "| active: its own trace head | 0.880 | 0.931 | 0.100 | 0.861 |" in notes
     assert "at AUC 0.917" in notes and "backbone at 0.574" in notes and "0.861 against the passive model's 0.889" in notes
     assert "trace alone on jpeg75 | 0.820 | 0.895" in notes and "| 0.88 | not reported" in notes  # the paper's row
+
+
+def test_a_reused_passive_backbone_is_read_at_the_levers_taps(synthetic, tmp_path, monkeypatch):
+    """--passive reuses a task-only backbone across tap levers: its controls must read the lever's taps, not the taps
+    of the run that trained it (a taps23 run once got the output-taps passive control, numbers bit-identical)."""
+    import trace_controls
+
+    common = ["--members", "100", "--epochs", "1", "--max-scored", "100", "--edits", "", "--part", "controls",
+              "--runs", str(tmp_path / "runs"), "--device", "cpu"]
+    trace_controls.main([*common, "--results", str(tmp_path / "plain.json")], bench=synthetic)
+    passive = tmp_path / "runs" / "trace-100-1" / "passive" / "pair"
+    read: list[list[str]] = []
+    real = trace_controls.MapCache
+    monkeypatch.setattr(trace_controls, "MapCache", lambda pair, bench: read.append(list(pair.config.taps)) or
+                        real(pair, bench))
+    trace_controls.main([*common, "--levers", "taps23", "--passive", str(passive),
+                         "--results", str(tmp_path / "taps23.json")], bench=synthetic)
+    assert read == [["layer2", "layer3"]] * 2  # the reused passive backbone, then the untrained one
