@@ -679,7 +679,8 @@ def _calibrate_and_record(pair: AuditedPair, cfg: TrainConfig, bench: Benchmark,
     pair.config.metrics = evaluate_pair(pair, bench, split)
     pair.config.training = {
         "config": asdict(cfg) | {"out": None, "data_root": None,
-                                 "init_from": _portable(cfg.init_from) if cfg.init_from else None},
+                                 "init_from": _portable(cfg.init_from) if cfg.init_from else None,
+                                 "checkpoint": _portable(cfg.checkpoint) if cfg.checkpoint else None},
         "history": history,
         "memory_occupancy": occupancy,
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),

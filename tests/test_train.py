@@ -194,6 +194,15 @@ def test_init_from_keeps_the_jointly_trained_model_and_adds_memories(synthetic, 
     assert built.config.training["init_from"]["training"] == source.config.training
 
 
+def test_a_checkpointed_run_and_a_pair_built_on_it_record_no_local_path(synthetic, tmp_path):
+    """A published pair names no folder of the machine it was trained on: not its checkpoint, not its source's."""
+    first = tmp_path / "runs" / "first"
+    train_pair(tiny_config(epochs=1, checkpoint=str(first / "checkpoint"), out=str(first / "pair")), bench=synthetic)
+    train_pair(tiny_config(init_from=str(first / "pair"), epochs=0, out=str(tmp_path / "built")), bench=synthetic)
+    for folder in (first / "pair", tmp_path / "built"):
+        assert str(tmp_path) not in (folder / "config.json").read_text()
+
+
 def test_init_from_refuses_a_backbone_with_another_stem_stride(synthetic, tiny_pair, tmp_path):
     _, folder = tiny_pair
     cfg = tiny_config(init_from=str(folder), epochs=0, stem_stride=2, out=str(tmp_path / "x"))
