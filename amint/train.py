@@ -16,6 +16,7 @@ Callbacks only report; ``should_stop`` lets a UI cancel.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import shutil
@@ -551,7 +552,11 @@ def _load_backbone(pair: AuditedPair, source: str) -> dict:
         with contextlib.suppress(RuntimeError):  # a trace head of another width starts fresh
             pair.head.trace.load_state_dict(other.head.trace.state_dict())
     # Its own training record travels along: the final pair says how its backbone was trained.
-    return {"source": _portable(source), "training": other.config.training}
+    training = copy.deepcopy(other.config.training)
+    config = (training or {}).get("config") or {}
+    if config.get("checkpoint"):  # saved before checkpoints were recorded by name: no local path travels on
+        config["checkpoint"] = _portable(config["checkpoint"])
+    return {"source": _portable(source), "training": training}
 
 
 def _portable_dataset(dataset: str) -> str:

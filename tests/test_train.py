@@ -201,6 +201,12 @@ def test_a_checkpointed_run_and_a_pair_built_on_it_record_no_local_path(syntheti
     train_pair(tiny_config(init_from=str(first / "pair"), epochs=0, out=str(tmp_path / "built")), bench=synthetic)
     for folder in (first / "pair", tmp_path / "built"):
         assert str(tmp_path) not in (folder / "config.json").read_text()
+    # A source saved before checkpoints were recorded by name: the built pair still names no local folder.
+    source = AuditedPair.from_pretrained(first / "pair")
+    source.config.training["config"]["checkpoint"] = str(first / "checkpoint")
+    source.save_pretrained(first / "old")
+    train_pair(tiny_config(init_from=str(first / "old"), epochs=0, out=str(tmp_path / "built2")), bench=synthetic)
+    assert str(tmp_path) not in (tmp_path / "built2" / "config.json").read_text()
 
 
 def test_init_from_refuses_a_backbone_with_another_stem_stride(synthetic, tiny_pair, tmp_path):
