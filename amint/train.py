@@ -553,9 +553,8 @@ def _load_backbone(pair: AuditedPair, source: str) -> dict:
             pair.head.trace.load_state_dict(other.head.trace.state_dict())
     # Its own training record travels along: the final pair says how its backbone was trained.
     training = copy.deepcopy(other.config.training)
-    config = (training or {}).get("config") or {}
-    if config.get("checkpoint"):  # saved before checkpoints were recorded by name: no local path travels on
-        config["checkpoint"] = _portable(config["checkpoint"])
+    if (training or {}).get("config"):  # a source saved before its folders were recorded by name
+        training["config"] = _portable_folders(training["config"])
     return {"source": _portable(source), "training": training}
 
 
@@ -568,6 +567,11 @@ def _portable_dataset(dataset: str) -> str:
 def _portable(source: str) -> str:
     """A Hub id as is; a local folder by its name only: a saved pair records no local paths."""
     return Path(source).name if Path(source).expanduser().exists() else source
+
+
+def _portable_folders(config: dict) -> dict:
+    """A training config as a saved pair records it: the local folders it named (source, checkpoint) by name only."""
+    return config | {k: _portable(config[k]) for k in ("init_from", "checkpoint") if config.get(k)}
 
 
 # --- the whole run -------------------------------------------------------------------------------
@@ -683,9 +687,7 @@ def _calibrate_and_record(pair: AuditedPair, cfg: TrainConfig, bench: Benchmark,
     pair.set_readings(calibrate(pair, bench, split, cfg.target_fpr))
     pair.config.metrics = evaluate_pair(pair, bench, split)
     pair.config.training = {
-        "config": asdict(cfg) | {"out": None, "data_root": None,
-                                 "init_from": _portable(cfg.init_from) if cfg.init_from else None,
-                                 "checkpoint": _portable(cfg.checkpoint) if cfg.checkpoint else None},
+        "config": _portable_folders(asdict(cfg)) | {"out": None, "data_root": None},
         "history": history,
         "memory_occupancy": occupancy,
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),

@@ -48,6 +48,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the sibling scripts this one builds on
 
 from amint.train import TrainConfig, train_pair  # noqa: E402
 
@@ -64,7 +65,7 @@ RECIPE = dict(
 # Each reading's calibration target FPR on calibration half A (see "Why those targets" above).
 CALIBRATION_TARGETS = {"amint": 0.01, "fingerprint": 0.003}
 RUNS = {"active": dict(mode="active"), "passive": dict(mode="passive"), "untrained": dict(mode="untrained", epochs=0)}
-# The default pair of issue 15: a trace run at 25,000 members (benchmarks/trace_controls.py with these levers: the
+# The next default pair (issue 15): a trace run at 25,000 members (benchmarks/trace_controls.py with these levers: the
 # membership loss at x0.3, the trace head on layer2 and layer3) kept exactly as trained jointly, its backbone and
 # trace head, with the hashed memories written and both readings calibrated on top (no epoch of training here).
 TRACE_LEVERS = ("mint03", "taps23")
@@ -73,7 +74,6 @@ TARGETS = {"active": ROOT / "models" / "fashion-mnist-resnet18"}
 
 def trace_recipe(init_from: str) -> dict:
     """TrainConfig settings that build the default pair on a trace run's pair: its model as is, memories added."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     from trace_recipe import settings as trace_settings
 
     from amint.head_config import HeadConfig
@@ -91,8 +91,8 @@ def run(name: str, out: Path, init_from: str | None, recipe: str = "default") ->
         settings = trace_recipe(init_from)
     else:
         settings = {**RECIPE, **RUNS[name]}
-    if init_from and recipe != "trace":  # reuse a backbone trained with this recipe (same split): head phases only
-        settings |= {"init_from": init_from, "epochs": 0}
+        if init_from:  # reuse a backbone trained with this recipe (same split): only the head phases run
+            settings |= {"init_from": init_from, "epochs": 0}
     cfg = TrainConfig(**settings, out=str(out))
     t0 = time.time()
 
@@ -117,17 +117,18 @@ def write_card(pair_dir: Path, evaluated: Path, controls: Path, trace_controls: 
     from amint.card import render_model_card
     from amint.pair import CARD_NAME, AuditedPair
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from controls import markdown
-
     pair = AuditedPair.from_pretrained(pair_dir)
     pair.config.metrics = json.loads(evaluated.read_text())
-    if trace_controls:
-        pair.config.save(pair_dir / "config.json")
-        (pair_dir / CARD_NAME).write_text(render_model_card(pair.config, notes=trace_notes(
-            json.loads(trace_controls.read_text()))))
-        return
-    record = json.loads(controls.read_text())
+    notes = (trace_notes(json.loads(trace_controls.read_text())) if trace_controls
+             else controls_notes(pair, json.loads(controls.read_text())))
+    pair.config.save(pair_dir / "config.json")
+    (pair_dir / CARD_NAME).write_text(render_model_card(pair.config, notes=notes))
+
+
+def controls_notes(pair, record: dict) -> str:
+    """The card's notes for the shipped recipe's pair: its controls table (results/controls.json), in words."""
+    from controls import markdown
+
     notes = ("Controls on the same membership split (`benchmarks/controls.py`, "
              f"{record['n'] or 'all'} held-out members and as many never-seen images per edit): the same recipe "
              "with the backbone trained on the task alone (passive), the same head and memories on a backbone "
@@ -143,14 +144,12 @@ def write_card(pair_dir: Path, evaluated: Path, controls: Path, trace_controls: 
                   "bound (2.03%) left a set of 5,000 never-seen images holding 50 members at p = 0.24, at "
                   f"{targets['fingerprint']:.1%} its bound is {again['bounds']['fingerprint']:.2%} and that set is "
                   "found (tests/test_audit_fpr.py).")
-    pair.config.save(pair_dir / "config.json")
-    (pair_dir / CARD_NAME).write_text(render_model_card(pair.config, notes=notes))
+    return notes
 
 
 def trace_notes(record: dict) -> str:
     """The card's notes for a pair built on a trace run: the trace alone beside its controls, in words from the
     record's own numbers."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     from trace_controls import trace_table
 
     s, fresh = record["settings"], record["fresh_head"]
