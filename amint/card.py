@@ -97,6 +97,18 @@ def dataset_name(dataset: str) -> str:
     return dataset or "custom data"
 
 
+def _recipe_words(tc: dict) -> str:
+    """One training run's recipe in a line: mode, epochs, batch, optimiser, losses, what it did to its images."""
+    return (f"{tc.get('mode')}, {tc.get('epochs')} epochs, batch {tc.get('batch_size')} members + "
+            f"{tc.get('batch_size')} externals, {tc.get('optimizer')} lr {tc.get('lr')} ({tc.get('schedule')}), "
+            f"MINT loss weight {tc.get('mint_weight')} ({tc.get('loss_norm')} normalisation), {_data_words(tc)}")
+
+
+def _built_on_trained(origin: dict | None, tc: dict) -> bool:
+    """A pair built on a trained pair without a step of its own: its model is the source's, as trained."""
+    return bool(origin) and not tc.get("epochs") and not tc.get("head_epochs")
+
+
 def _origin_lines(origin: dict | None, tc: dict) -> list[str]:
     """Where a head-only run's backbone came from, so the card tells the whole training story."""
     lines = []
@@ -105,12 +117,21 @@ def _origin_lines(origin: dict | None, tc: dict) -> list[str]:
     if "memory_views" in tc:
         lines.append(f"- memories written with each member and external as is and as {tc['memory_views']} random "
                      "edited views (JPEG, resampling, noise, brightness)")
-    if origin:
+    if origin and not _built_on_trained(origin, tc):
         oc = origin.get("training", {}).get("config", {})
         lines.append(f"- backbone from `{origin.get('source')}`: {oc.get('mode')} training, {oc.get('epochs')} epochs, "
                      f"{oc.get('optimizer')} lr {oc.get('lr')} ({oc.get('schedule')}), MINT loss weight "
                      f"{oc.get('mint_weight')}")
     return lines
+
+
+def _mode_line(origin: dict | None, tc: dict) -> str:
+    """The training line: this pair's own run, or, for a pair built on a trained one, the run that trained its model."""
+    if _built_on_trained(origin, tc):
+        oc = origin.get("training", {}).get("config", {})
+        what = "model and trace head" if origin.get("trace_head") else "model"
+        return f"- {what} from `{origin.get('source')}`, kept bit for bit as trained: {_recipe_words(oc)}"
+    return f"- mode: {_recipe_words(tc)}"
 
 
 def _data_words(tc: dict) -> str:
@@ -283,14 +304,13 @@ def render_model_card(cfg: PairConfig, notes: str = "") -> str:
             "",
             "## Training",
             "",
-            f"- mode: {tc.get('mode')}, {tc.get('epochs')} epochs, batch {tc.get('batch_size')} members + "
-            f"{tc.get('batch_size')} externals, {tc.get('optimizer')} lr {tc.get('lr')} ({tc.get('schedule')}), "
-            f"MINT loss weight {tc.get('mint_weight')} ({tc.get('loss_norm')} normalisation), "
-            f"{_data_words(tc)}",
+            _mode_line(t.get("init_from"), tc),
             f"- membership split (seed {cfg.split.get('seed')}): {cfg.split.get('n_members')} members, "
             f"{cfg.split.get('n_external')} externals, {cfg.split.get('n_calibration')} calibration non-members; "
             f"members digest `{cfg.split.get('members_sha256', '')[:16]}`",
-            f"- trained on {t.get('device')} in {t.get('train_seconds')} s",
+            (f"- this pair: no training step of its own; memories written and readings fitted on {t.get('device')} "
+             f"in {t.get('train_seconds')} s" if _built_on_trained(t.get("init_from"), tc)
+             else f"- trained on {t.get('device')} in {t.get('train_seconds')} s"),
         ]
         lines += _origin_lines(t.get("init_from"), tc)
     if notes:

@@ -548,14 +548,16 @@ def _load_backbone(pair: AuditedPair, source: str) -> dict:
         raise ValueError(f"init_from pair {source} has backbone {theirs[0]} {theirs[1]} (stem stride {theirs[2]}), "
                          f"not {ours[0]} {ours[1]} (stem stride {ours[2]})")
     pair.backbone.load_state_dict(other.backbone.state_dict())
+    trace_head = False
     if pair.head.trace is not None and other.head.trace is not None and other.config.taps == pair.config.taps:
         with contextlib.suppress(RuntimeError):  # a trace head of another width starts fresh
             pair.head.trace.load_state_dict(other.head.trace.state_dict())
+            trace_head = True
     # Its own training record travels along: the final pair says how its backbone was trained.
     training = copy.deepcopy(other.config.training)
     if (training or {}).get("config"):  # a source saved before its folders were recorded by name
         training["config"] = _portable_folders(training["config"])
-    return {"source": _portable(source), "training": training}
+    return {"source": _portable(source), "training": training, "trace_head": trace_head}
 
 
 def _portable_dataset(dataset: str) -> str:

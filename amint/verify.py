@@ -477,8 +477,9 @@ def decision_words(v: Verdict) -> str:
         words = (f"Member (aMINT verdict): the trace head, reading the model's activation maps, finds a trace of this "
                  f"image ({score}). " + _false_alarm_words(v.threshold_fpr, "images the model never saw"))
     else:
-        words = (f"Not a member (aMINT verdict): the trace head finds no trace of this image in the model's activation "
-                 f"maps ({score}). {missed}")
+        words = (f"Not a member (aMINT verdict): the trace head, reading the model's activation maps, does not find a "
+                 f"trace of this image strong enough to reach its threshold ({score}; the threshold is set so that "
+                 f"few never-seen images reach it). {missed}")
     return words
 
 
@@ -532,9 +533,9 @@ def readings_words(v: Verdict) -> list[str]:
             out.append("The two disagree: the image is in the training index, but the trace head finds no trace of it; "
                        "expected, since this model shows no detectable trace.")
         else:
-            out.append("The two disagree: the image is in the training index, but the trace head finds no trace of it "
-                       "in the model: the model need not retain every training image, or the fingerprint match is a "
-                       "false alarm.")
+            out.append("The two disagree: the image is in the training index, but the trace head does not find a trace "
+                       "of it in the model strong enough to call it a member: the model does not keep a clear trace of "
+                       "every training image, or the fingerprint match is a false alarm.")
     return out
 
 

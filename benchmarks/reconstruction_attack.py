@@ -251,8 +251,10 @@ def main(argv: list[str] | None = None, bench: Benchmark | None = None) -> dict:
     pooled = torch.cat([ssim(F.interpolate(F.avg_pool2d(members[i : i + 4096], p), scale_factor=p, mode="nearest"),
                              members[i : i + 4096]) for i in range(0, len(members), 4096)])
     to_uint8 = lambda x: (x * 255).round().clamp(0, 255).to(torch.uint8)  # noqa: E731
-    p_recovered = score_images(pair, to_uint8(recovered)).member_probability
-    p_start = score_images(pair, to_uint8(starts)).member_probability
+    # Each reading's decision at its own threshold: the search climbs the member tables, which the fingerprint
+    # reads and the aMINT verdict (the trace head on the model) does not.
+    flags_recovered = score_images(pair, to_uint8(recovered)).decisions
+    flags_start = score_images(pair, to_uint8(starts)).decisions
 
     success = final_ssim >= SUCCESS_SSIM
     result = {
@@ -291,8 +293,8 @@ def main(argv: list[str] | None = None, bench: Benchmark | None = None) -> dict:
                            "hash less than that (whitened leading components of the pooled image, direction only)",
             "member_tables_hit_start": _quantiles(torch.tensor([r["start_hits"] for r in runs])),
             "member_tables_hit_recovered": _quantiles(torch.tensor([r["best_hits"] for r in runs])),
-            "pair_flags_start": int((p_start >= pair.config.threshold).sum()),
-            "pair_flags_recovered": int((p_recovered >= pair.config.threshold).sum()),
+            "pair_flags_start": {name: int(d.sum()) for name, d in flags_start.items()},
+            "pair_flags_recovered": {name: int(d.sum()) for name, d in flags_recovered.items()},
             "lookups_total": sum(r["lookups"] for r in runs),
             "cpu_seconds": round(sum(r["cpu_seconds"] for r in runs), 1),
             "per_seed": [{"seed": s, "test_index": int(picks[s]), "start_ssim": round(float(start_ssim[s]), 4),

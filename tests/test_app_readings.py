@@ -240,6 +240,24 @@ def test_gallery_captions_show_both_known_answers_and_the_marks():
     assert "on 0 of the 1 drawn at random; the last 1 were picked because they differ" in words
 
 
+def test_the_gallery_says_the_aMINT_probability_ranks_members_higher_only_when_it_does():
+    from amint.ui.verify import gallery_words
+
+    def ex(truth: str, p: float, member: bool) -> dict:
+        return {"file": f"{truth}.png", "truth": truth, "amint": {"probability": p, "is_member": member}}
+
+    # Members ranked higher, but one below the threshold: both said.
+    words = gallery_words({"pair": "p", "examples": [ex("member", 0.83, False), ex("member", 0.90, True),
+                                                     ex("nonmember", 0.30, False), ex("nonmember", 0.40, False)]})
+    assert "higher on the members (median 0.86, against 0.35" in words and "calls fewer members" in words
+    # Every member called: no excuse made.
+    words = gallery_words({"pair": "p", "examples": [ex("member", 0.9, True), ex("nonmember", 0.3, False)]})
+    assert "higher on the members" in words and "calls fewer members" not in words
+    # A reading that does not rank members higher gets no such sentence.
+    words = gallery_words({"pair": "p", "examples": [ex("member", 0.3, False), ex("nonmember", 0.6, False)]})
+    assert "higher on the members" not in words
+
+
 def test_the_card_says_what_each_kind_of_pair_can_answer():
     from amint.fingerprint import Match
     from amint.ui.verify import verdict_html
@@ -270,3 +288,18 @@ def test_the_card_says_what_each_kind_of_pair_can_answer():
     legacy = Verdict(0.7, True, 0.5, 0.01, "a", 0.9, [("a", 0.9)], np.zeros((2, 2), np.uint8), reading="combined")
     page = verdict_html(legacy)
     assert "Combined reading (legacy pair" in page and "combined reading, legacy" in page
+
+
+def test_the_status_line_gives_each_reading_by_its_auc_not_its_strict_threshold_accuracy():
+    from types import SimpleNamespace
+
+    from amint.ui.common import describe
+
+    config = SimpleNamespace(backbone="resnet18", dataset="fashion-mnist", class_names=list("abcdefghij"),
+                             image_size=28, readings={"amint": {}, "fingerprint": {}},
+                             metrics={"mint_accuracy": 0.5454, "auc": 0.9209, "task_accuracy": 0.8751,
+                                      "fingerprint": {"mint_accuracy": 0.9986, "auc": 0.99998}})
+    line = describe(SimpleNamespace(name="p", pair=SimpleNamespace(config=config)))
+    # A reading that ranks members well but calls few at 1% false alarms must not read as a coin flip.
+    assert "aMINT verdict AUC 0.921" in line and "fingerprint AUC 1.000 (0.5 is guessing)" in line
+    assert "54.5%" not in line and "classification accuracy 87.5%" in line

@@ -192,6 +192,11 @@ def test_init_from_keeps_the_jointly_trained_model_and_adds_memories(synthetic, 
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert set(built.head.memories) == set(TINY_MEMORIES) and built.config.readings
     assert built.config.training["init_from"]["training"] == source.config.training
+    # Its card tells the model's training as the source's run (its epochs), not as a run of 0 epochs.
+    card = (tmp_path / "built" / "README.md").read_text()
+    epochs = source.config.training["config"]["epochs"]
+    assert f"- model and trace head from `{folder.name}`, kept bit for bit as trained: active, {epochs} epochs" in card
+    assert "- mode: active, 0 epochs" not in card and "no training step of its own" in card
 
 
 def test_a_checkpointed_run_and_a_pair_built_on_it_record_no_local_path(synthetic, tmp_path):

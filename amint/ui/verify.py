@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -450,6 +451,15 @@ def _caption(ex: dict) -> str:
     return " · ".join(parts) + (f" {marks}" if marks else "")
 
 
+def _probability_medians(examples: list[dict], key: str) -> tuple[float, float] | None:
+    """Median member probability of a reading on the members and on the never-seen examples, where both exist."""
+    sides = [sorted(ex[key]["probability"] for ex in examples if key in ex and "probability" in ex[key]
+                    and (ex["truth"] == "member") == member) for member in (True, False)]
+    if not all(sides):
+        return None
+    return tuple(float(statistics.median(side)) for side in sides)
+
+
 def gallery_words(data: dict) -> str:
     """Above the gallery: what the captions say, and how often each reading is right on these examples."""
     examples = data["examples"]
@@ -467,6 +477,13 @@ def gallery_words(data: dict) -> str:
             counts.append(f"{title} is right on {right} of {len(known)}")
     if counts:
         out.append("On these examples " + "; ".join(counts) + ".")
+    ranks = _probability_medians(examples, "amint")
+    if ranks is not None and ranks[0] > ranks[1]:
+        missed = any(ex["truth"] == "member" and not ex["amint"].get("is_member") for ex in examples if "amint" in ex)
+        out.append(f"The aMINT verdict's member probability is higher on the members (median {ranks[0]:.2f}, against "
+                   f"{ranks[1]:.2f} on the never-seen images)"
+                   + (": it says “member” only above a threshold set for few false alarms, so it calls fewer members "
+                      "than it ranks high." if missed else "."))
     differ = sum(1 for ex in examples if ex.get("readings_agree") is False)
     if any("readings_agree" in ex for ex in examples):
         out.append(f"**≠** marks the {differ} of {n} where the aMINT verdict and the fingerprint differ.")
