@@ -42,7 +42,7 @@ COMBINED = "combined"
 MAX_IMAGE_SIZE = 1024  # pixels a side; the paper's inputs are 28-224
 MAX_CLASSES = 100_000  # ImageNet-21k has 21,841
 # Bytes of the weights and buffers the pair allocates (float64 memory buffers count 8 each, uint8 bit tables 1):
-# 500M float32 parameters; the default pair takes 39 MB, mostly its memories' bit tables.
+# 500M float32 parameters; the default pair takes 47 MB, mostly its memories' bit tables.
 MAX_WEIGHT_BYTES = 2_000_000_000
 # Weights in these formats are unpickled by torch.load: loading them can run any code the file holds.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")

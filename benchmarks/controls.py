@@ -24,6 +24,7 @@ from amint.data import load_benchmark  # noqa: E402
 from amint.edits import EDIT_NAMES  # noqa: E402
 from amint.evaluate import evaluate_pair  # noqa: E402
 from amint.pair import AuditedPair  # noqa: E402
+from amint.report import pair_identity  # noqa: E402
 from amint.robustness import evaluate_edits, pixel_reference  # noqa: E402
 from amint.splits import MembershipSplit  # noqa: E402
 
@@ -75,7 +76,11 @@ def main() -> None:
         if reference is None:
             reference = pixel_reference(bench, membership, pair.config, EDIT_NAMES, n=args.n)
         print(f"{name}: done ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
+    # Which weights the first (active) pair had: the About page quotes this record only for that very pair.
+    first = Path(args.pairs[0])
+    sha = pair_identity(first.name, first).weights_sha256 if first.is_dir() else None
     record = {"results": results, "pixel_reference": reference, "n": args.n, "pairs": dict(zip(names, args.pairs)),
+              "model_sha256": sha,
               "command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M"),
               "machine": f"{platform.machine()} {platform.processor()} {__import__('os').cpu_count()} cores",
               "seconds": round(time.time() - t0)}

@@ -18,17 +18,38 @@ def _config() -> dict:
 
 def test_the_default_pair_is_described_by_its_own_numbers():
     cfg = _config()
-    text = about_text(DEFAULT, cfg, _controls_for(DEFAULT))
+    text = about_text(DEFAULT, cfg, _controls_for(DEFAULT, ROOT / "models" / DEFAULT))
     m = cfg["metrics"]
     assert f"AUC {m['auc']:.3f}" in text and f"AUC {m['fingerprint']['auc']:.5f}" in text
     assert f"AUC {cfg['readings']['amint']['cal_auc']:.3f}" in text
-    # Its trace is at chance: said so, and the fingerprint named as what detects members.
-    assert "This model shows no detectable trace" in text and "the fingerprint carries the detection" in text
-    assert "built in on purpose when the model was trained" not in text and "53-55%" not in text
+    # Its model carries a trace: said so, with the controls the pair carries (the fresh-head probe) and its cost.
+    assert "this model carries a trace the trace head reads" in text
+    assert "no detectable trace" not in text and "the fingerprint carries the detection" not in text
+    fresh = cfg["training"]["trace_controls"]["fresh_head"]
+    assert f"with AUC {fresh['active']['auc']:.3f}" in text and f"with AUC {fresh['passive']['auc']:.3f}" in text
+    assert f"{cfg['training']['trace_controls']['passive']['task_accuracy']:.1%}" in text
+    # The edits that weaken the trace, from the pair's own edit table.
+    assert f"moved by one pixel {m['edits']['shift1']['auc']:.3f}" in text
     lo = min(b["mint_accuracy"] for b in m["baselines"].values())
     assert f"{lo:.1%}" in text
-    controls = json.loads((ROOT / "benchmarks" / "results" / "controls.json").read_text())
-    assert f"its trace head alone {controls['results']['untrained']['evidence']['trace']['auc']:.3f}" in text
+    # controls.json measured the first default pair, whose weights these are not: not quoted for this one.
+    assert "untrained classifier" not in text
+
+
+def test_the_controls_file_is_quoted_only_for_the_weights_it_measured(tmp_path, monkeypatch):
+    from amint.ui import about
+
+    folder = tmp_path / DEFAULT
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"the weights the controls measured")
+    record = json.loads(about.CONTROLS.read_text())
+    record["model_sha256"] = about._sha256(folder / "model.safetensors")
+    monkeypatch.setattr(about, "CONTROLS", tmp_path / "controls.json")
+    about.CONTROLS.write_text(json.dumps(record))
+    assert _controls_for(DEFAULT, folder) is not None
+    assert _controls_for("another-pair", folder) is None
+    (folder / "model.safetensors").write_bytes(b"a pair of the same name, retrained")
+    assert _controls_for(DEFAULT, folder) is None
 
 
 def test_the_words_follow_the_numbers_not_the_other_way_round():

@@ -122,9 +122,11 @@ def _audits(split_scores: SplitScores, reading: str, family: str, known: bool = 
     return verdicts
 
 
-# Measured: the aMINT verdict (a trace at chance that reacts to moves) flags 78 of the 10,000 test images after a
-# random edit chain, above that family's own bound (0.63%: 9 of 2,500 on half B). The worst family's bound holds.
-OWN_BOUND_EXCEEDED = {(AMINT, "random")}
+# Measured: the aMINT verdict flags 91 of the 10,000 test images re-saved as JPEG 50, above that family's own bound
+# (0.73%, from half B's 2,500). Each family's bound is a 95% one, so among 2 readings x 15 families about one is
+# expected to fall short; the worst family's bound (1.76%), which audits state, holds. (The first default pair, its
+# trace at chance, fell short on the random edit chain instead: 78 of 10,000 against 0.63%.)
+OWN_BOUND_EXCEEDED = {(AMINT, "jpeg50")}
 
 
 @pytest.mark.parametrize("reading", READINGS)

@@ -210,6 +210,9 @@ def test_reconstruction_attack_reports_oracle_attack_and_baselines(tiny_memory_p
     assert len(a["per_seed"]) == 2 and all(0 < r["lookups"] <= 400 for r in a["per_seed"])
     assert all(r["recovered_hits"] >= r["start_hits"] for r in a["per_seed"])
     assert 0 <= a["success_rate"] <= 1 and a["lookups_total"] == sum(r["lookups"] for r in a["per_seed"])
+    # Which reading a forged image fools is said per reading (the search climbs tables only the fingerprint reads).
+    for flags in (a["pair_flags_start"], a["pair_flags_recovered"]):
+        assert set(flags) == set(pair.readings) and all(0 <= n <= 2 for n in flags.values())
     for key in ("best_ssim_recovered", "best_ssim_start", "ceiling_ssim", "pooled_members_ssim"):
         assert -1 <= a[key]["min"] <= a[key]["median"] <= a[key]["max"] <= 1
     assert result["command"].startswith("python benchmarks/reconstruction_attack.py") and result["date"]
@@ -254,6 +257,18 @@ def test_the_trace_card_notes_carry_the_records_own_numbers():
     assert "| active: its own trace head | 0.880 | 0.931 | 0.100 | 0.861 |" in notes
     assert "at AUC 0.917" in notes and "backbone at 0.574" in notes and "0.861 against the passive model's 0.889" in notes
     assert "trace alone on jpeg75 | 0.820 | 0.895" in notes and "| 0.88 | not reported" in notes  # the paper's row
+    # How the model was made, as a reader would rerun it (no local folders), and how its readings were fitted.
+    record["commands"] = {"active": {"command": "python benchmarks/trace_controls.py --part active --members 25000 "
+                                                "--threads 1 --runs /work/runs/x --results /tmp/r.json --levers mint03"}}
+    again = {"command": "python -m amint calibrate P --target-fpr amint=0.01,fingerprint=0.003",
+             "targets": {"amint": 0.01, "fingerprint": 0.003}}
+    notes = train_default_pair.trace_notes(record, again)
+    assert "trained jointly by `python benchmarks/trace_controls.py --part active --members 25000 --levers mint03`" in notes
+    assert "/work/runs" not in notes and "--threads" not in notes
+    assert "threshold at a 1.0% false-positive rate" in notes and "the fingerprint's at 0.3%" in notes
+    summary = train_default_pair.trace_controls_summary(record, ROOT / "benchmarks" / "results" / "x.json")
+    assert summary["record"] == "benchmarks/results/x.json"
+    assert summary["fresh_head"]["active"]["auc"] == 0.917 and summary["passive"]["task_accuracy"] == 0.889
 
 
 def test_a_reused_passive_backbone_is_read_at_the_levers_taps(synthetic, tmp_path, monkeypatch):

@@ -71,8 +71,8 @@ def test_verify_cli_on_the_default_pair_gives_both_readings_and_the_known_answer
         match = row["fingerprint_match"]
         assert match["kind"] in MATCH_KINDS and 0 <= match["member_tables"] <= match["tables"]
         assert (match["kind"] != "none") == row["fingerprint_is_member"]
-        # The default pair's trace head is at chance: its verdicts say so.
-        assert row["trace_signal"] is False and "no detectable trace" in row["words"][0]
+        # The default pair's model carries a trace: its verdicts read as evidence, not as a reading at chance.
+        assert row["trace_signal"] is True and "no detectable trace" not in row["words"][0]
     # The known answers examples.json keeps, one per reading.
     for e in index:
         row = rows[e["file"]]
@@ -160,7 +160,8 @@ def test_a_head_at_chance_never_says_it_found_a_trace():
         quiet, strong = decision_words(_verdict(is_member, 0.52)), decision_words(_verdict(is_member, 0.9))
         assert "finds a trace" not in quiet and "finds no trace" not in quiet, quiet
         assert "no detectable trace" in quiet and "AUC 0.52" in quiet
-        assert ("finds a trace" if is_member else "finds no trace") in strong and "no detectable" not in strong
+        assert ("finds a trace" if is_member else "does not find a trace of this image strong enough") in strong
+        assert "no detectable" not in strong
 
 
 def test_a_moved_member_matches_after_a_small_edit_named_by_its_move(tiny_memory_pair, synthetic):

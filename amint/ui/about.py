@@ -7,12 +7,13 @@ with no numbers.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import gradio as gr
 
-from amint.catalog import CONFIG_NAME
+from amint.catalog import CONFIG_NAME, WEIGHTS_NAME
 
 from .common import REPO_ROOT, default_pair, models_dir
 
@@ -108,6 +109,7 @@ def pair_words(name: str, cfg: dict) -> list[str]:
         elif cal is not None:
             said += f"; on its calibration images, AUC {_auc(cal)}: this model carries a trace the trace head reads"
         out.append(said + ".")
+        out += trace_controls_words(cfg)
     elif "amint" not in readings:
         out.append(f"**{name}**, the pair this demo opens with, gives no aMINT verdict of the two-reading kind "
                    "(it has no trace head, or it was calibrated before the readings were separated).")
@@ -120,6 +122,45 @@ def pair_words(name: str, cfg: dict) -> list[str]:
             out.append("So on this pair the fingerprint carries the detection, and it reads the images, not the "
                        "model.")
     return out
+
+
+def trace_controls_words(cfg: dict) -> list[str]:
+    """Where the trace lives, from the controls the pair's config carries (``training.trace_controls``): the
+    fresh-head probe on this model against a model trained without the membership loss, and the task's cost."""
+    tc = (cfg.get("training") or {}).get("trace_controls") or {}
+    fresh = tc.get("fresh_head") or {}
+    active, passive = (fresh.get(k, {}).get("auc") for k in ("active", "passive"))
+    if active is None or passive is None:
+        return []
+    said = (f"Is the trace in the model itself, or only in the trace head that reads it? A new trace head trained on this frozen "
+            f"model with some of its training images finds the others, which no head ever saw, with AUC {_auc(active)}; "
+            f"on the same kind of model trained for its task alone, with AUC {_auc(passive)}. The trace is in the model "
+            f"(`{tc.get('record', 'benchmarks/trace_controls.py')}`).")
+    task, base = (tc.get(k, {}).get("task_accuracy") for k in ("active", "passive"))
+    if task is not None and base is not None:
+        said += (f" It costs the model some of its skill: {_pct(task)} of test images classified right, against "
+                 f"{_pct(base)} for the model trained for its task alone.")
+    return [said]
+
+
+# The edit families named in words (amint.edits' suite), for a page built before torch is imported.
+_EDIT_WORDS = {"jpeg75": "re-saved as JPEG", "resize224": "enlarged", "screenshot": "screenshotted",
+               "shift1": "moved by one pixel", "crop92": "cropped slightly"}
+
+
+def trace_edit_words(cfg: dict) -> list[str]:
+    """How the aMINT verdict holds on edited copies, from the pair's own edit table (metrics.edits), where its
+    trace carries signal: the trace reads the image as the model receives it."""
+    m = cfg.get("metrics") or {}
+    edits = m.get("edits") or {}
+    cal = ((cfg.get("readings") or {}).get("amint") or {}).get("cal_auc")
+    if m.get("reading") != "amint" or cal is None or cal < TRACE_SIGNAL_AUC:
+        return []
+    shown = [(words, edits[name]["auc"]) for name, words in _EDIT_WORDS.items() if name in edits]
+    if not shown:
+        return []
+    return ["The aMINT verdict reads the image exactly as the model receives it, so edits weaken its trace (AUC on "
+            "copies " + ", ".join(f"{words} {_auc(auc)}" for words, auc in shown) + "; 0.5 is guessing)."]
 
 
 def limits_words(name: str, cfg: dict, controls: dict | None) -> list[str]:
@@ -142,6 +183,7 @@ def limits_words(name: str, cfg: dict, controls: dict | None) -> list[str]:
         else:
             out.append(f"The aMINT verdict works only where training left a trace the trace head can read: on {name} "
                        f"it does (AUC {_auc(m['auc'])}), for this model's own training images." + attacks)
+    out += trace_edit_words(cfg)
     if controls:
         results = controls.get("results") or {}
         untrained = results.get("untrained") or {}
@@ -154,14 +196,29 @@ def limits_words(name: str, cfg: dict, controls: dict | None) -> list[str]:
     return out
 
 
-def _controls_for(name: str) -> dict | None:
-    """benchmarks/results/controls.json when it measured this pair (its folder name), else None."""
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _controls_for(name: str, folder: Path | None = None) -> dict | None:
+    """benchmarks/results/controls.json when it measured this pair (its folder name and, where the record names
+    them, the same weights), else None."""
     try:
         controls = json.loads(CONTROLS.read_text())
     except (OSError, ValueError):
         return None
     folders = [Path(p).name for p in (controls.get("pairs") or {}).values()]
-    return controls if name in folders[:1] else None
+    if name not in folders[:1]:
+        return None
+    measured = controls.get("model_sha256")
+    if measured and folder is not None and (folder / WEIGHTS_NAME).is_file():
+        if _sha256(folder / WEIGHTS_NAME) != measured:
+            return None  # a pair of that name, but not the weights the controls measured
+    return controls
 
 
 def about_text(name: str | None, cfg: dict | None, controls: dict | None = None) -> str:
@@ -192,7 +249,7 @@ def _default_about() -> str:
         cfg = json.loads((models_dir() / name / CONFIG_NAME).read_text())
     except (OSError, ValueError):
         return about_text(None, None)
-    return about_text(name, cfg, _controls_for(name))
+    return about_text(name, cfg, _controls_for(name, models_dir() / name))
 
 
 def build() -> None:
