@@ -119,9 +119,7 @@ def _origin_lines(origin: dict | None, tc: dict) -> list[str]:
                      "edited views (JPEG, resampling, noise, brightness)")
     if origin and not _built_on_trained(origin, tc):
         oc = origin.get("training", {}).get("config", {})
-        lines.append(f"- backbone from `{origin.get('source')}`: {oc.get('mode')} training, {oc.get('epochs')} epochs, "
-                     f"{oc.get('optimizer')} lr {oc.get('lr')} ({oc.get('schedule')}), MINT loss weight "
-                     f"{oc.get('mint_weight')}")
+        lines.append(f"- backbone from `{origin.get('source')}`: {_recipe_words(oc)}")
     return lines
 
 

@@ -6,6 +6,9 @@ the files of a pair folder. ``amint.data``, ``amint.uploads`` and ``amint.pair``
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 # torchvision-backed benchmarks: constructor name and where torchvision expects the files under root.
@@ -25,6 +28,15 @@ NAMED_BENCHMARKS = ("fashion-mnist", *TORCHVISION_BENCHMARKS)
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
+
+
+def weights_sha256(folder: str | Path) -> str:
+    """SHA-256 of a pair folder's weights file, read in 1 MB chunks: which weights were audited or measured."""
+    digest = hashlib.sha256()
+    with (Path(folder) / WEIGHTS_NAME).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def available_benchmarks() -> list[str]:

@@ -11,7 +11,6 @@ method's limits.
 from __future__ import annotations
 
 import base64
-import hashlib
 import html
 import io
 import re
@@ -24,7 +23,8 @@ import numpy as np
 
 from . import __version__
 from .audit import AuditResult, reading_claim
-from .pair import WEIGHTS_NAME, AuditedPair, split_revision
+from .catalog import weights_sha256
+from .pair import AuditedPair, split_revision
 from .pvalue import DatasetVerdict, conclusion_words
 from .readings import AMINT, FINGERPRINT, Reading
 
@@ -53,10 +53,6 @@ class PairIdentity:
 def pair_identity(name: str, folder: str | Path) -> PairIdentity:
     """Who was audited: the Hub commit when ``folder`` is a huggingface_hub snapshot, and the weights' hash."""
     folder = Path(folder)
-    digest = hashlib.sha256()
-    with (folder / WEIGHTS_NAME).open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
     # huggingface_hub caches files under .../models--owner--name/snapshots/<commit sha>/
     snapshot = re.search(r"models--([^/]+?)--([^/]+)/snapshots/([0-9a-f]{40})", folder.resolve().as_posix())
     repo_id, commit = (f"{snapshot[1]}/{snapshot[2]}", snapshot[3]) if snapshot else (None, None)
@@ -64,7 +60,7 @@ def pair_identity(name: str, folder: str | Path) -> PairIdentity:
     folder_name = folder.resolve().name
     if not (repo_id and split_revision(name)[0] == repo_id):
         name = Path(name).name if Path(name).name not in ("", ".", "..") else folder_name
-    return PairIdentity(name, repo_id, commit, folder_name, digest.hexdigest())
+    return PairIdentity(name, repo_id, commit, folder_name, weights_sha256(folder))
 
 
 @dataclass

@@ -6,6 +6,7 @@ import copy
 import json
 from pathlib import Path
 
+from amint.catalog import weights_sha256
 from amint.ui.about import _controls_for, about_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +44,7 @@ def test_the_controls_file_is_quoted_only_for_the_weights_it_measured(tmp_path, 
     folder.mkdir()
     (folder / "model.safetensors").write_bytes(b"the weights the controls measured")
     record = json.loads(about.CONTROLS.read_text())
-    record["model_sha256"] = about._sha256(folder / "model.safetensors")
+    record["model_sha256"] = weights_sha256(folder)
     monkeypatch.setattr(about, "CONTROLS", tmp_path / "controls.json")
     about.CONTROLS.write_text(json.dumps(record))
     assert _controls_for(DEFAULT, folder) is not None

@@ -7,13 +7,12 @@ with no numbers.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import gradio as gr
 
-from amint.catalog import CONFIG_NAME, WEIGHTS_NAME
+from amint.catalog import CONFIG_NAME, WEIGHTS_NAME, weights_sha256
 
 from .common import REPO_ROOT, default_pair, models_dir
 
@@ -196,14 +195,6 @@ def limits_words(name: str, cfg: dict, controls: dict | None) -> list[str]:
     return out
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _controls_for(name: str, folder: Path | None = None) -> dict | None:
     """benchmarks/results/controls.json when it measured this pair (its folder name and, where the record names
     them, the same weights), else None."""
@@ -216,7 +207,7 @@ def _controls_for(name: str, folder: Path | None = None) -> dict | None:
         return None
     measured = controls.get("model_sha256")
     if measured and folder is not None and (folder / WEIGHTS_NAME).is_file():
-        if _sha256(folder / WEIGHTS_NAME) != measured:
+        if weights_sha256(folder) != measured:
             return None  # a pair of that name, but not the weights the controls measured
     return controls
 

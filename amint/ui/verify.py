@@ -453,8 +453,8 @@ def _caption(ex: dict) -> str:
 
 def _probability_medians(examples: list[dict], key: str) -> tuple[float, float] | None:
     """Median member probability of a reading on the members and on the never-seen examples, where both exist."""
-    sides = [sorted(ex[key]["probability"] for ex in examples if key in ex and "probability" in ex[key]
-                    and (ex["truth"] == "member") == member) for member in (True, False)]
+    sides = [[ex[key]["probability"] for ex in examples if key in ex and "probability" in ex[key]
+              and (ex["truth"] == "member") == member] for member in (True, False)]
     if not all(sides):
         return None
     return tuple(float(statistics.median(side)) for side in sides)
