@@ -54,7 +54,7 @@ import platform
 import re
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,6 +62,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))  # the sibling scripts this one builds on
 
 from amint.train import TrainConfig, train_pair  # noqa: E402
+
+TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
 
 # Everything not named here is TrainConfig's default (head: trace head + exact and aligned memories).
 RECIPE = dict(
@@ -76,23 +78,35 @@ RECIPE = dict(
 # Each reading's calibration target FPR on calibration half A (see "Why those targets" above).
 CALIBRATION_TARGETS = {"amint": 0.01, "fingerprint": 0.003}
 RUNS = {"active": dict(mode="active"), "passive": dict(mode="passive"), "untrained": dict(mode="untrained", epochs=0)}
-# The next default pair (issue 15): a trace run at 25,000 members (benchmarks/trace_controls.py with these levers: the
-# membership loss at x0.3, the trace head on layer2 and layer3) kept exactly as trained jointly, its backbone and
-# trace head, with the hashed memories written and both readings calibrated on top (no epoch of training here).
-TRACE_LEVERS = ("mint03", "taps23")
+# A pair built on a trace run (issue 15) is that run's model exactly as trained jointly, its backbone and trace head,
+# with the hashed memories written and both readings calibrated on top: no epoch of training here. The run's own
+# recorded settings say what the model is; these are what the build adds or turns off.
+TRACE_BUILD = dict(memory_views=2, target_fpr=0.01, monitor_samples=2000, mode="active", epochs=0, head_epochs=0,
+                   cooldown_epochs=0, edit_views=0, augment=False, task_augment=False, checkpoint=None, keep_every=0,
+                   early_stop=0)
 TARGETS = {"active": ROOT / "models" / "fashion-mnist-resnet18"}
 
 
 def trace_recipe(init_from: str) -> dict:
-    """TrainConfig settings that build the default pair on a trace run's pair: its model as is, memories added."""
-    from trace_recipe import settings as trace_settings
+    """TrainConfig settings that build the default pair on a trace run's pair: its model as is, memories added.
 
+    Split, architecture, taps and trace head come from the run's own recorded training config, so any trace run
+    (whatever its levers) builds with its trace head loaded: a tap or width that differed would start the head
+    fresh, and with no epoch here it would stay untrained."""
     from amint.head_config import HeadConfig
+    from amint.pair import AuditedPair, PairConfig
 
-    s = trace_settings("trace", 25_000, TRACE_LEVERS)
+    folder = Path(init_from).expanduser()
+    if folder.is_dir() and not (folder / "config.json").exists():
+        raise SystemExit(f"{init_from} holds no config.json: not a saved pair (a run's pair is its 'pair' folder)")
+    config = (PairConfig.load(folder / "config.json") if folder.is_dir()
+              else AuditedPair.from_pretrained(init_from).config)
+    ran = {k: v for k, v in ((config.training or {}).get("config") or {}).items() if k in TRAIN_FIELDS - {"out"}}
+    if not ran or (ran.get("head") or {}).get("trace") is None:
+        raise SystemExit(f"{init_from} records no training config with a trace head: not a trace run's pair")
     memories = HeadConfig().to_dict()["memories"]
-    return s | dict(head={"trace": s["head"]["trace"], "memories": memories}, memory_views=2, target_fpr=0.01,
-                    monitor_samples=2000, mode="active", epochs=0, head_epochs=0, init_from=init_from)
+    return ran | TRACE_BUILD | dict(head={"trace": ran["head"]["trace"], "memories": memories}, init_from=init_from,
+                                    device="auto")
 
 
 def run(name: str, out: Path, init_from: str | None, recipe: str = "default") -> dict:
@@ -114,6 +128,9 @@ def run(name: str, out: Path, init_from: str | None, recipe: str = "default") ->
                   " ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float)), flush=True)
 
     pair = train_pair(cfg, callback=report)
+    if recipe == "trace" and not pair.config.training["init_from"]["trace_head"]:
+        raise SystemExit(f"{init_from}'s trace head did not load into the built pair (saved at {out}): its trace "
+                         "would be untrained. Check the run's taps and trace head width.")
     metrics = {k: v for k, v in pair.config.metrics.items() if k != "roc"}
     print(json.dumps(metrics, indent=1), flush=True)
     return {"run": name, "config": asdict(cfg), "metrics": metrics, "history": pair.config.training["history"],
@@ -267,9 +284,9 @@ def main() -> None:
     ap.add_argument("--init-from", help="with --only: keep this pair's backbone (trained with this recipe)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--recipe", choices=("default", "trace"), default="default",
-                    help="trace: build the default pair on --init-from, a 25,000-member trace run's active pair "
-                         f"(benchmarks/trace_controls.py --levers {','.join(TRACE_LEVERS)}): its backbone and trace "
-                         "head as trained, the hashed memories and readings added; no training")
+                    help="trace: build the default pair on --init-from, a trace run's active pair "
+                         "(benchmarks/trace_controls.py --part active): its backbone and trace head as trained, with "
+                         "that run's own settings; the hashed memories and readings added; no training")
     ap.add_argument("--trace-controls", default=None, help="with --card: the card's notes from this "
                     "trace_controls.py record (the trace beside its controls) instead of results/controls.json")
     ap.add_argument("--to", default=None, help="with --recipe trace: where to save the pair (default: the default "

@@ -228,20 +228,46 @@ def test_ssim_is_one_for_identical_images_and_falls_with_noise():
     assert which.tolist() == [0, 1] and bool((best < 1).all())
 
 
-def test_the_default_pair_recipe_builds_on_the_trace_run_without_training():
-    """`train_default_pair.py --recipe trace` must load the 25k trace run's model as is: the same split, backbone,
-    stem, taps and trace head as that run's settings, no epoch of its own, and both readings' evidence added."""
+def test_the_default_pair_recipe_builds_on_the_trace_run_without_training(tiny_pair, synthetic, tmp_path):
+    """`train_default_pair.py --recipe trace` keeps a trace run's model as is: the run's own split, architecture, taps
+    and trace head (whatever levers it used), no epoch of its own, both readings' evidence added. A tap or width
+    taken from anywhere else would start the trace head fresh and leave it untrained."""
     import train_default_pair
-    import trace_recipe
 
-    run = trace_recipe.settings("trace", 25_000, list(train_default_pair.TRACE_LEVERS))
-    built = TrainConfig(**train_default_pair.trace_recipe("runs/active/pair"))
+    from amint.pair import AuditedPair
+    from amint.train import train_pair
+    from tests.conftest import TINY_MEMORIES
+
+    source, folder = tiny_pair
+    ran = source.config.training["config"]
+    settings = train_default_pair.trace_recipe(str(folder))
     same = ("dataset", "seed", "n_members", "n_external", "n_calibration", "backbone", "backbone_kwargs",
-            "stem_stride", "setup", "taps")
-    assert {k: getattr(built, k) for k in same} == {k: run[k] for k in same}
-    assert built.head["trace"] == run["head"]["trace"] and set(built.head["memories"]) == {"exact", "aligned"}
-    assert (built.epochs, built.head_epochs, built.init_from) == (0, 0, "runs/active/pair")
-    assert built.target_fpr == 0.01 and built.memory_views == 2
+            "stem_stride", "setup", "taps", "batch_size")
+    assert {k: settings[k] for k in same} == {k: ran[k] for k in same}
+    assert settings["head"]["trace"] == ran["head"]["trace"] and set(settings["head"]["memories"]) == {"exact", "aligned"}
+    assert (settings["epochs"], settings["head_epochs"], settings["edit_views"], settings["init_from"]) == (0, 0, 0, str(folder))
+    assert settings["target_fpr"] == 0.01 and settings["memory_views"] == 2
+
+    small = settings | {"head": {"trace": settings["head"]["trace"], "memories": TINY_MEMORIES}, "device": "cpu"}
+    built = train_pair(TrainConfig(**small, out=str(tmp_path / "built")), bench=synthetic)
+    assert built.config.training["init_from"]["trace_head"] is True
+    for name, tensor in source.backbone.state_dict().items():
+        assert torch.equal(tensor, built.backbone.state_dict()[name]), name
+    for name, tensor in source.head.trace.state_dict().items():
+        assert torch.equal(tensor, built.head.trace.state_dict()[name]), name
+    assert set(AuditedPair.from_pretrained(tmp_path / "built").head.memories) == {"exact", "aligned"}
+
+
+def test_the_default_pair_recipe_refuses_what_is_not_a_trace_runs_pair(tiny_pair, tmp_path):
+    import train_default_pair
+
+    with pytest.raises(SystemExit, match="no config.json"):
+        train_default_pair.trace_recipe(str(tmp_path))  # e.g. a run's checkpoint folder instead of its pair
+    config = json.loads((tiny_pair[1] / "config.json").read_text())
+    config["training"] = {}  # a pair that does not say how it was trained
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(SystemExit, match="not a trace run's pair"):
+        train_default_pair.trace_recipe(str(tmp_path))
 
 
 def test_the_trace_card_notes_carry_the_records_own_numbers():
