@@ -13,6 +13,7 @@ With one process every helper here is a no-op.
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -76,6 +77,11 @@ def setup(device: torch.device) -> tuple[Ranks, torch.device, bool]:
 
 def teardown(created: bool) -> None:
     if created and dist.is_initialized():
+        # A DDP wrapper still alive here (its reducer holds the group) is freed at interpreter exit, after the group
+        # is gone, and aborts the process (gloo: "terminate called without an active exception"; 4 of 20 two-rank
+        # runs on a busy CPU). One that went out of use is still alive until the cycle collector runs: DDP's hooks
+        # form reference cycles. Callers keep their wrappers in functions that returned (as _run_epochs does).
+        gc.collect()
         dist.destroy_process_group()
 
 

@@ -156,15 +156,20 @@ def _gradient_rank_main(rank: int, world: int, port: int, folder: str, rows: int
     _torchrun_env(rank, world, port)
     ranks, device, created = distributed.setup(torch.device("cpu"))
     try:
-        model, x, y = _regression(rows)
-        ddp = distributed.wrap(model, ranks, device)
-        xs, ys = distributed.shard(x, ranks), distributed.shard(y, ranks)
-        n_global = distributed.all_sum([len(xs)], ranks, device)[0]
-        loss = torch.nn.functional.mse_loss(ddp(xs), ys) * distributed.rank_weight(len(xs), n_global, ranks)
-        loss.backward()
-        (Path(folder) / f"rank{rank}.json").write_text(json.dumps({"rows": len(xs), "grad": _grad(model)}))
+        # In a function of its own, as in _run_epochs: the DDP wrapper is gone before the group is torn down.
+        (Path(folder) / f"rank{rank}.json").write_text(json.dumps(_gradient_step(rows, ranks, device)))
     finally:
         distributed.teardown(created)
+
+
+def _gradient_step(rows: int, ranks: distributed.Ranks, device: torch.device) -> dict:
+    model, x, y = _regression(rows)
+    ddp = distributed.wrap(model, ranks, device)
+    xs, ys = distributed.shard(x, ranks), distributed.shard(y, ranks)
+    n_global = distributed.all_sum([len(xs)], ranks, device)[0]
+    loss = torch.nn.functional.mse_loss(ddp(xs), ys) * distributed.rank_weight(len(xs), n_global, ranks)
+    loss.backward()
+    return {"rows": len(xs), "grad": _grad(model)}
 
 
 def test_uneven_shards_step_on_the_global_batch_mean_gradient(tmp_path):
