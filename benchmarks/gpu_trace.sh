@@ -12,8 +12,8 @@
 # are what the epochs are for. The default, views, mint1 and taps23, is the set measured at this scale that keeps
 # the task at about 0.90 and the trace on edited copies (25,000 members, 58 epochs on CPU: task 0.894, trace AUC
 # 0.893 exact and 0.881 resized or screenshotted, fresh head 0.832, the trace still climbing at the end; RESULTS.md
-# section 5). LEVERS=views,mint1,augtask,taps23 adds task accuracy
-# and forms the trace later still (5,000 members, 58 epochs: task 0.867, AUC 0.842, monitor 0.75 at epoch 50).
+# section 5). LEVERS=views,mint1,augtask,taps23 adds task accuracy and forms the trace later still (5,000 members,
+# 58 epochs: task 0.867, AUC 0.842, monitor 0.75 at epoch 50).
 # Writes $OUT/trace_controls.json (active, passive, untrained, fresh_head, active_edited: the trace alone,
 # the paper's protocol, 10,000 scored members vs the 10,000 test images) and $OUT/log. The backbones
 # train with checkpoints under $OUT/runs: the same command resumes them if it was cut short.

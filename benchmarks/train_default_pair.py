@@ -83,7 +83,7 @@ RUNS = {"active": dict(mode="active"), "passive": dict(mode="passive"), "untrain
 # recorded settings say what the model is; these are what the build adds or turns off.
 TRACE_BUILD = dict(memory_views=2, target_fpr=0.01, monitor_samples=2000, mode="active", epochs=0, head_epochs=0,
                    cooldown_epochs=0, edit_views=0, augment=False, task_augment=False, checkpoint=None, keep_every=0,
-                   early_stop=0)
+                   early_stop=0, device="auto")
 TARGETS = {"active": ROOT / "models" / "fashion-mnist-resnet18"}
 
 
@@ -93,20 +93,19 @@ def trace_recipe(init_from: str) -> dict:
     Split, architecture, taps and trace head come from the run's own recorded training config, so any trace run
     (whatever its levers) builds with its trace head loaded: a tap or width that differed would start the head
     fresh, and with no epoch here it would stay untrained."""
+    from amint.catalog import CONFIG_NAME
     from amint.head_config import HeadConfig
-    from amint.pair import AuditedPair, PairConfig
+    from amint.pair import PairConfig, resolve_pair_folder
 
-    folder = Path(init_from).expanduser()
-    if folder.is_dir() and not (folder / "config.json").exists():
-        raise SystemExit(f"{init_from} holds no config.json: not a saved pair (a run's pair is its 'pair' folder)")
-    config = (PairConfig.load(folder / "config.json") if folder.is_dir()
-              else AuditedPair.from_pretrained(init_from).config)
+    try:  # a local folder or a Hub id (downloaded once: the build's own load finds it cached)
+        config = PairConfig.load(resolve_pair_folder(init_from) / CONFIG_NAME)
+    except FileNotFoundError as e:
+        raise SystemExit(f"{e} (a trace run's pair is the 'pair' folder beside its checkpoint)") from None
     ran = {k: v for k, v in ((config.training or {}).get("config") or {}).items() if k in TRAIN_FIELDS - {"out"}}
     if not ran or (ran.get("head") or {}).get("trace") is None:
         raise SystemExit(f"{init_from} records no training config with a trace head: not a trace run's pair")
     memories = HeadConfig().to_dict()["memories"]
-    return ran | TRACE_BUILD | dict(head={"trace": ran["head"]["trace"], "memories": memories}, init_from=init_from,
-                                    device="auto")
+    return ran | TRACE_BUILD | dict(head={"trace": ran["head"]["trace"], "memories": memories}, init_from=init_from)
 
 
 def run(name: str, out: Path, init_from: str | None, recipe: str = "default") -> dict:
