@@ -124,11 +124,13 @@ def run(args, bench: Benchmark) -> dict:
     out["settings"] = {"recipe": args.recipe, "levers": args.levers, "members": args.members, "joint_epochs": epochs,
                        "control_head_epochs": control_epochs, "scored": args.max_scored,
                        "active_pair": args.active, "passive_pair": args.passive}
-    out |= {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "seconds": round(time.time() - t0) + (out.get("seconds", 0) if args.part != "all" else 0),
-            "command": "python benchmarks/trace_controls.py " + " ".join(sys.argv[1:]),
-            "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, "
-                       f"{torch.get_num_threads()} threads"}
+    ran = {"command": "python benchmarks/trace_controls.py " + " ".join(args.argv),
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seconds": round(time.time() - t0),
+           "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, "
+                      f"{torch.get_num_threads()} threads"}
+    # Parts run in different sessions or processes merge into one record: each keeps the command that made it.
+    out.setdefault("commands", {})[args.part] = ran
+    out |= ran | {"seconds": ran["seconds"] + (out.get("seconds", 0) if args.part != "all" else 0)}
     return out
 
 
@@ -216,7 +218,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto")
     p.add_argument("--runs", default=str(ROOT / "runs" / "trace_controls"))
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "trace_controls.json"))
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command the record names
+    return args
 
 
 def main(argv: list[str] | None = None, bench: Benchmark | None = None) -> dict:

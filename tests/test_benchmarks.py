@@ -194,6 +194,13 @@ def test_a_lever_changes_one_setting_of_the_recipe_and_names_its_run(synthetic, 
     assert result["settings"]["levers"] == ["views"]
     pair_config = json.loads((tmp_path / "runs" / "trace+views-100-1" / "active" / "pair" / "config.json").read_text())
     assert pair_config["training"]["config"]["edit_views"] == 4
+    # The controls part, run later into the same record, keeps the active part and each part's command.
+    trace_controls.main([*argv[:argv.index("--part")], "--part", "controls", *argv[argv.index("--part") + 2:]],
+                        bench=synthetic)
+    written = json.loads((tmp_path / "r.json").read_text())
+    assert written["active"] == json.loads(json.dumps(result["active"])) and "passive" in written
+    assert {k: v["command"].split("--part ")[1].split()[0] for k, v in written["commands"].items()} == {
+        "active": "active", "controls": "controls"}
 
 
 def test_reconstruction_attack_reports_oracle_attack_and_baselines(tiny_memory_pair, synthetic, tmp_path):
