@@ -320,3 +320,24 @@ def test_a_reused_passive_backbone_is_read_at_the_levers_taps(synthetic, tmp_pat
     trace_controls.main([*common, "--levers", "taps23", "--passive", str(passive),
                          "--results", str(tmp_path / "taps23.json")], bench=synthetic)
     assert read == [["layer2", "layer3"]] * 2  # the reused passive backbone, then the untrained one
+
+
+def test_reading_probes_read_one_plain_trace_and_move_images_by_whole_pixels(tiny_pair, synthetic, tmp_path):
+    import reading_probes
+
+    _, folder = tiny_pair
+    x = synthetic.train_images[:5]
+    assert torch.equal(reading_probes.moved(x, 0, 0), x)
+    # A 1-pixel move right and down keeps the image one pixel over; moving back restores all but the lost edge.
+    assert torch.equal(reading_probes.moved(x, 1, 1)[..., 1:, 1:], x[..., :-1, :-1])
+    assert torch.equal(reading_probes.moved(reading_probes.moved(x, 1, 1), -1, -1)[..., :-1, :-1], x[..., :-1, :-1])
+    out = tmp_path / "probes.json"
+    record = reading_probes.main([str(folder), "--n", "40", "--edits", "exact,jpeg75", "--out", str(out)],
+                                 bench=synthetic)
+    readings = json.loads(out.read_text())[folder.name]["readings"]
+    assert record[folder.name]["readings"] == readings and set(readings) == {"exact", "jpeg75"}
+    for edit in readings.values():
+        assert edit["views"]["plain"] == edit["moves"]["plain"]  # one reading, two probes
+        assert set(edit["views"]) == {"plain", "views2", "views4", "views8"}
+        assert set(edit["moves"]) == {"plain", "max", "mean", "logsumexp"}
+    assert all(0 <= r["auc"] <= 1 for e in readings.values() for p in e.values() for r in p.values())
