@@ -341,3 +341,17 @@ def test_reading_probes_read_one_plain_trace_and_move_images_by_whole_pixels(tin
         assert set(edit["views"]) == {"plain", "views2", "views4", "views8"}
         assert set(edit["moves"]) == {"plain", "max", "mean", "logsumexp"}
     assert all(0 <= r["auc"] <= 1 for e in readings.values() for p in e.values() for r in p.values())
+
+
+def test_set_audits_audit_a_zip_through_the_cli_and_keep_both_answers(tiny_memory_pair, synthetic, tmp_path):
+    import zipfile
+
+    import set_audits
+
+    _, folder = tiny_memory_pair
+    path = tmp_path / "set.zip"
+    set_audits.write_zip(synthetic.train_images[:12], path)
+    assert len(zipfile.ZipFile(path).namelist()) == 12
+    answer = set_audits.audit(str(folder), path)
+    assert set(answer) == {"amint", "fingerprint"}
+    assert all(r["n_images"] == 12 and 0 <= r["p_value"] <= 1 for r in answer.values())
