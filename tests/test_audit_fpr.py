@@ -122,11 +122,12 @@ def _audits(split_scores: SplitScores, reading: str, family: str, known: bool = 
     return verdicts
 
 
-# Measured: the aMINT verdict flags 91 of the 10,000 test images re-saved as JPEG 50, above that family's own bound
-# (0.73%, from half B's 2,500). Each family's bound is a 95% one, so among 2 readings x 15 families about one is
-# expected to fall short; the worst family's bound (1.76%), which audits state, holds. (The first default pair, its
-# trace at chance, fell short on the random edit chain instead: 78 of 10,000 against 0.63%.)
-OWN_BOUND_EXCEEDED = {(AMINT, "jpeg50")}
+# Families whose share of the 10,000 test images is above their own 95% bound (from half B's 2,500). Among 2 readings
+# x 15 families about one such miss is expected; the worst family's bound, which audits state, must hold regardless.
+# Measured on the default pair (views, mint1, taps23): none. (The previous default pair's aMINT verdict flagged 91 of
+# the test images re-saved as JPEG 50 against that family's 0.73%; the first default pair missed on the random edit
+# chain: 78 of 10,000 against 0.63%.)
+OWN_BOUND_EXCEEDED: set[tuple[str, str]] = set()
 
 
 @pytest.mark.parametrize("reading", READINGS)
@@ -178,7 +179,7 @@ def test_a_few_members_in_a_large_never_seen_set_are_found(split_scores):
     print(f"[fingerprint] 50 members in 5,000: {verdict.n_flagged} flagged, {verdict.expected_by_chance:.1f} "
           f"expected, p = {verdict.p_value:.3g}")
     assert verdict.n_images == 5000 and verdict.p_value < 0.01, verdict
-    # The aMINT verdict of this pair reads no trace (calibration AUC below 0.6): its power is reported, not asserted.
+    # The aMINT verdict finds sets with many training images, not a few among many: its power is reported, not asserted.
     trace = _fifty_in_five_thousand(split_scores, AMINT)
     print(f"[amint] 50 members in 5,000: {trace.n_flagged} flagged, {trace.expected_by_chance:.1f} expected, "
           f"p = {trace.p_value:.3g}")

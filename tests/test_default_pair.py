@@ -66,8 +66,11 @@ def test_meets_the_acceptance_bar(pair, evaluated):
     for name, baseline in evaluated["baselines"].items():
         assert baseline["mint_accuracy"] < fingerprint["mint_accuracy"], name
         assert baseline["auc"] < fingerprint["auc"], name
-    # The aMINT verdict is this pair's trace head alone, and the model carries a trace it reads.
-    assert evaluated["reading"] == "amint" and evaluated["cal_auc"] >= 0.6 and evaluated["auc"] >= 0.90
+    # The aMINT verdict is this pair's trace head alone, and the model carries a trace it reads, on re-encoded and
+    # resampled copies too (the recipe's edited views; a one-pixel move still erases it: README).
+    assert evaluated["reading"] == "amint" and evaluated["cal_auc"] >= 0.6 and evaluated["auc"] >= 0.88
+    stored = pair.config.metrics["edits"]  # `evaluate --edits --edits-n 2500`, as the card shows them
+    assert all(stored[edit]["auc"] >= 0.85 for edit in ("jpeg50", "resize224", "resize56", "screenshot")), stored
     assert evaluated["tpr_at_1pct_fpr"] >= 0.10
     # Each reading's rate on the never-seen test images stays within its stated bound (sampling error allowed).
     for r in (evaluated, fingerprint):
