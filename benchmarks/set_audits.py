@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from amint.data import load_benchmark  # noqa: E402
+from amint.edits import to_pil  # noqa: E402
 from amint.pair import PairConfig  # noqa: E402
 from amint.robustness import eval_images  # noqa: E402
 from amint.splits import MembershipSplit  # noqa: E402
@@ -36,11 +36,11 @@ SETS = {"500 members": (500, 0), "100 members among 500": (100, 400), "50 member
 
 
 def write_zip(images: torch.Tensor, path: Path) -> None:
-    """uint8 (N, 1, H, W) images as PNGs in a zip."""
+    """uint8 (N, C, H, W) images as PNGs in a zip (grey or colour, as amint.edits.to_pil reads them)."""
     with zipfile.ZipFile(path, "w") as z:
         for i, image in enumerate(images):
             buf = io.BytesIO()
-            Image.fromarray(image[0].numpy()).save(buf, "PNG")
+            to_pil(image.permute(1, 2, 0).numpy()).save(buf, "PNG")
             z.writestr(f"{i:04d}.png", buf.getvalue())
 
 
