@@ -155,8 +155,11 @@ def _head_lines(cfg: PairConfig) -> list[str]:
     head = cfg.head
     lines = []
     if head.get("trace"):
-        lines.append(f"- trace head (the paper's MINT model) on the taps: two convolutions of {head['trace']['width']} "
-                     f"channels per map, global pooling, MLP {head['trace']['hidden']}, one logit")
+        trace = head["trace"]
+        pooling = "global max-pooling" if trace.get("pool") == "max" else "global average pooling"
+        dropout = f" (dropout {trace['dropout']:g} in training)" if trace.get("dropout") else ""
+        lines.append(f"- trace head (the paper's MINT model) on the taps: two convolutions of {trace['width']} "
+                     f"channels per map, {pooling}, MLP {trace['hidden']}{dropout}, one logit")
     for name, m in head.get("memories", {}).items():
         moves = f", queried also moved by up to {m['shifts']} px and zoomed out to " \
                 f"{', '.join(f'{z:.3f}' for z in m['zooms']) or 'no zoom'}" if m["shifts"] or m["zooms"] else ""

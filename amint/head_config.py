@@ -14,6 +14,8 @@ from typing import Any
 class TraceConfig:
     width: int = 64  # channels of each branch's two convolutions
     hidden: int = 512  # width of the MLP after the branches are concatenated
+    pool: str = "avg"  # each branch's global pooling: "avg", or "max" (the published ResNet head's)
+    dropout: float = 0.0  # on the MLP's hidden layer while training (against a head that memorises its members)
 
 
 @dataclass
@@ -48,6 +50,8 @@ class HeadConfig:
             self.trace = _strict(TraceConfig, self.trace, "head.trace")
         self.memories = {k: _strict(MemoryConfig, v, f"head.memories.{k}") if isinstance(v, dict) else v
                          for k, v in self.memories.items()}
+        if self.trace is not None:
+            _check_trace(self.trace)
         if self.trace is None and not self.memories:
             raise ValueError("The MINT head needs a trace head, a memory, or both")
         for name, m in self.memories.items():
@@ -69,6 +73,13 @@ class HeadConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "HeadConfig":
         return _strict(cls, data, "head")
+
+
+def _check_trace(t: TraceConfig) -> None:
+    if t.pool not in ("avg", "max"):
+        raise ValueError(f"head.trace.pool is {t.pool!r}; it must be 'avg' or 'max'")
+    if not (isinstance(t.dropout, (int, float)) and not isinstance(t.dropout, bool) and 0 <= t.dropout < 1):
+        raise ValueError(f"head.trace.dropout is {t.dropout!r}; it must be a fraction in [0, 1)")
 
 
 def _check_query(m: MemoryConfig, where: str) -> None:

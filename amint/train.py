@@ -233,10 +233,15 @@ class _Step:
         return torch.cat([self.members, self.externals])
 
 
+def _externals_per_step(batch: int, ratio: float) -> int:
+    return max(1, round(batch * ratio))
+
+
 def _plan_step(step: int, perm_m: torch.Tensor, perm_e: torch.Tensor, batch: int, uses_mint: bool,
-               ranks: distributed.Ranks) -> _Step:
+               ranks: distributed.Ranks, ratio: float = 1.0) -> _Step:
     g_m = perm_m[step * batch : (step + 1) * batch]
-    g_e = perm_e[step * batch : step * batch + len(g_m)] if uses_mint else g_m[:0]
+    n_e = _externals_per_step(batch, ratio)
+    g_e = perm_e[step * n_e : step * n_e + _externals_per_step(len(g_m), ratio)] if uses_mint else g_m[:0]
     rows = torch.arange(len(g_m) + len(g_e))
     mine = torch.cat([distributed.shard(rows[:len(g_m)], ranks), distributed.shard(rows[len(g_m):], ranks)])
     return _Step(distributed.shard(g_m, ranks), distributed.shard(g_e, ranks), mine, len(rows))
@@ -246,6 +251,16 @@ def _steps_per_epoch(n_members: int, batch: int, world_size: int) -> int:
     # A last batch with fewer members than processes would leave a rank with none: drop it.
     steps = math.ceil(n_members / batch)
     return steps - 1 if steps > 1 and 0 < n_members % batch < world_size else steps
+
+
+def _membership_loss(trace: torch.Tensor, target: torch.Tensor, external_ratio: float) -> torch.Tensor:
+    """Binary cross-entropy, both classes weighing alike: the plain mean when a step holds as many externals as
+    members (every pair before external_ratio existed), else the mean of the members' and the externals' means."""
+    if external_ratio == 1.0:
+        return F.binary_cross_entropy_with_logits(trace, target)
+    each = F.binary_cross_entropy_with_logits(trace, target, reduction="none")
+    member = target > 0  # a process's shard may hold no row of a class: its sum over none is 0, not NaN
+    return 0.5 * (each[member].sum() / max(int(member.sum()), 1) + each[~member].sum() / max(int((~member).sum()), 1))
 
 
 def _run_epochs(phase: str, cfg: TrainConfig, pair: AuditedPair, data: dict, monitor: _Monitor | None,
@@ -290,7 +305,8 @@ def _run_epochs(phase: str, cfg: TrainConfig, pair: AuditedPair, data: dict, mon
         # Externals are drawn without replacement and wrap around when pool E is smaller than D.
         perm_e = externals[torch.randperm(len(externals), generator=gen).to(externals.device)]
         perm_e = perm_e.repeat(math.ceil(len(members) / len(externals)))
-        plan = [_plan_step(step, perm_m, perm_e, cfg.batch_size, uses_mint, ranks) for step in range(steps)]
+        plan = [_plan_step(step, perm_m, perm_e, cfg.batch_size, uses_mint, ranks, cfg.external_ratio)
+                for step in range(steps)]
         images = streaming.batches(data["images"], [p.indices for p in plan], cfg.data_workers, device.type == "cuda")
         sums = [0.0] * 6  # task loss, mint loss (both times their rows), members, mint rows, correct: task, mint
         for step, (p, raw) in enumerate(zip(plan, images)):
@@ -312,7 +328,7 @@ def _run_epochs(phase: str, cfg: TrainConfig, pair: AuditedPair, data: dict, mon
             with training_autocast(device, cfg.dtype), torch.set_grad_enabled(True):
                 logits, trace = model(x, trace_from=nm if task_moves and uses_mint else 0)
             task_loss = F.cross_entropy(logits[:nm].float(), y)
-            mint_loss = F.binary_cross_entropy_with_logits(trace.float(), target) if uses_mint else torch.zeros(())
+            mint_loss = _membership_loss(trace.float(), target, cfg.external_ratio) if uses_mint else torch.zeros(())
             # The global batch's mean losses and counts: each rank's sums added over the ranks.
             g = distributed.all_sum([task_loss.item() * nm, mint_loss.item() * n, nm, n,
                                      (logits[:nm].argmax(1) == y).sum().item(),

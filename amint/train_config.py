@@ -44,6 +44,9 @@ class TrainConfig:
     memory_views: int = option(2, "random edited views of each training image written into the memories")
     batch_size: int = option(128, "members per step, over all processes (torchrun: the global batch); "
                                   "each step also takes as many externals")
+    external_ratio: float = option(1.0, "externals per member in each step: 1 = as many; 0.5 = half as many, so each "
+                                        "member is seen twice as often as each external (the membership loss weighs "
+                                        "both classes alike)")
     optimizer: str = option("adamw", "adamw or sgd (Nesterov momentum 0.9)")
     lr: float = option(2e-3, "peak learning rate of the backbone")
     head_lr_mult: float = option(1.0, "the trace head's learning rate relative to lr, in both phases")
@@ -99,6 +102,8 @@ class TrainConfig:
         head = self.head_config()
         if self.epochs < 0 or self.head_epochs < 0 or self.memory_views < 0 or self.batch_size < 2:
             raise ValueError("epochs, head_epochs and memory_views must be >= 0, batch_size >= 2")
+        if not 0 < self.external_ratio <= 1:
+            raise ValueError(f"external_ratio must be in (0, 1] (externals per member in a step), not {self.external_ratio}")
         if self.cooldown_epochs < 0 or self.cooldown_epochs > self.epochs:
             raise ValueError(f"cooldown_epochs must be between 0 and epochs ({self.epochs}), not {self.cooldown_epochs}")
         if self.cooldown_epochs and self.schedule != "constant":

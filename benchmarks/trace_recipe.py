@@ -27,6 +27,12 @@ RECIPES: dict[str, dict] = {
 }
 
 
+def _trace_head(**changes) -> dict:
+    """The trace recipe's head with some of its trace head's settings changed (amint.head_config.TraceConfig)."""
+    head = RECIPES["trace"]["head"]
+    return head | {"trace": head["trace"] | changes}
+
+
 # One change each on top of a recipe, aimed at the gaps the trace recipe left (issue 15): the trace under
 # resampling edits, and the audited model's task accuracy.
 LEVERS: dict[str, dict] = {
@@ -39,6 +45,12 @@ LEVERS: dict[str, dict] = {
     "mint03": dict(mint_weight=0.3),
     "mint01": dict(mint_weight=0.1),
     "taps23": dict(taps=["layer2", "layer3"]),  # the trace one stage earlier: layer4 feeds the classifier untapped
+    # Head capacity against the backbone's (the recipe's trace head: width 64, MLP 256), its pooling, its dropout.
+    "head_small": dict(head=_trace_head(width=32, hidden=128)),
+    "head_wide": dict(head=_trace_head(width=128, hidden=1024)),
+    "maxpool": dict(head=_trace_head(pool="max")),  # global max-pooling, as the published ResNet head
+    "dropout": dict(head=_trace_head(dropout=0.5)),
+    "members2": dict(external_ratio=0.5),  # half as many externals per step: members seen twice as often
 }
 
 

@@ -148,3 +148,29 @@ def test_calibrated_probability_is_monotone_and_ranks_like_the_logit(tiny_memory
     for reading in pair.readings.values():
         p = reading.probability(logits)
         assert bool((p[1:] > p[:-1]).all()) and 0 <= float(p.min()) and float(p.max()) <= 1
+
+
+def test_trace_head_pooling_and_dropout_keep_the_saved_keys_and_act_only_where_asked():
+    """pool and dropout hold no weights: a pair saved before them loads into either, and dropout acts in training only."""
+    from amint.trace import TraceConfig, TraceHead
+
+    shapes = [(8, 7, 7), (16, 4, 4)]
+    torch.manual_seed(0)
+    plain = TraceHead(shapes, TraceConfig(width=8, hidden=16))
+    maxed = TraceHead(shapes, TraceConfig(width=8, hidden=16, pool="max", dropout=0.5))
+    assert plain.state_dict().keys() == maxed.state_dict().keys()
+    maxed.load_state_dict(plain.state_dict())
+    maps = [torch.randn(4, *s) for s in shapes]
+    plain.eval(), maxed.eval()
+    assert not torch.allclose(plain(maps), maxed(maps))  # the same weights pooled otherwise read otherwise
+    assert torch.equal(maxed(maps), maxed(maps))  # no dropout when scoring
+    maxed.train()
+    assert not torch.equal(maxed(maps), maxed(maps))
+
+
+@pytest.mark.parametrize("trace, message", [({"pool": "min"}, r"head\.trace\.pool is 'min'"),
+                                            ({"dropout": 1.0}, r"head\.trace\.dropout is 1\.0"),
+                                            ({"dropout": -0.1}, r"head\.trace\.dropout is -0\.1")])
+def test_head_config_refuses_a_trace_head_it_cannot_build(trace, message):
+    with pytest.raises(ValueError, match=message):
+        HeadConfig.from_dict({"trace": trace, "memories": {}})

@@ -219,3 +219,35 @@ def test_init_from_refuses_a_backbone_with_another_stem_stride(synthetic, tiny_p
     cfg = tiny_config(init_from=str(folder), epochs=0, stem_stride=2, out=str(tmp_path / "x"))
     with pytest.raises(ValueError, match="stem stride"):
         train_pair(cfg, bench=synthetic)
+
+
+def test_external_ratio_shows_members_more_often_and_still_writes_the_trace(monkeypatch, synthetic):
+    """external_ratio=0.5: each step holds half as many externals as members, both classes weigh alike in the loss,
+    and the jointly trained trace still tells members from non-members."""
+    counts = []
+    real = train._membership_loss
+
+    def spy(trace, target, ratio):
+        counts.append((int((target > 0).sum()), int((target == 0).sum())))
+        return real(trace, target, ratio)
+
+    monkeypatch.setattr(train, "_membership_loss", spy)
+    pair = train_pair(tiny_config(external_ratio=0.5, epochs=12), bench=synthetic)
+    assert counts and all(e == round(m * 0.5) for m, e in counts), counts[:5]
+    assert pair.config.metrics["auc"] > 0.7, pair.config.metrics
+
+
+def test_the_membership_loss_weighs_both_classes_alike():
+    logits, target = torch.randn(12), torch.tensor([1.0] * 8 + [0.0] * 4)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    balanced = 0.5 * (bce(logits[:8], target[:8]) + bce(logits[8:], target[8:]))
+    assert train._membership_loss(logits, target, 0.5) == pytest.approx(balanced.item(), rel=1e-6)
+    assert train._membership_loss(logits, target, 1.0) == pytest.approx(bce(logits, target).item(), rel=1e-6)
+    # A process's shard with members only stays finite.
+    assert torch.isfinite(train._membership_loss(logits[:8], target[:8], 0.5))
+
+
+@pytest.mark.parametrize("ratio", [0.0, -0.5, 1.5])
+def test_external_ratio_out_of_range_is_refused(ratio):
+    with pytest.raises(ValueError, match="external_ratio"):
+        tiny_config(external_ratio=ratio).validate()
