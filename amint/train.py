@@ -33,6 +33,7 @@ from . import checkpoint, distributed, streaming
 from .data import Benchmark, default_split_sizes, load_benchmark
 from .edits import random_edits
 from .evaluate import balanced_accuracy, calibrate, evaluate_pair, fit_threshold, roc_auc
+from .head_config import HeadConfig
 from .pair import LEGACY_TENSORS, AuditedPair, PairConfig
 from .splits import MembershipSplit, calibration_halves, make_split
 from .train_config import TrainConfig
@@ -413,7 +414,12 @@ def _resume_key(cfg: TrainConfig) -> dict:
     # Under a constant learning rate an epoch does not depend on how many follow: a run may be extended or cut, or
     # end in a cool-down, where the checkpoint stands in both runs' constant part (_check_schedule).
     free = _RESUMABLE_DIFFERENCES + (("epochs", "cooldown_epochs") if cfg.schedule == "constant" else ())
-    return {k: v for k, v in asdict(cfg).items() if k not in free}
+    return _head_as_built({k: v for k, v in asdict(cfg).items() if k not in free})
+
+
+def _head_as_built(config: dict) -> dict:
+    # A head setting added since a checkpoint was written, at its default, is no difference.
+    return config | {"head": HeadConfig.from_dict(config["head"]).to_dict()}
 
 
 def _save_checkpoint(cfg: TrainConfig, pair: AuditedPair, phase: str, epoch: int, history: list[dict],
@@ -462,7 +468,7 @@ def _load_checkpoint(cfg: TrainConfig, pair: AuditedPair) -> tuple[dict, dict] |
     meta = found[1]
     # Compared as this version reads them: settings added since the checkpoint take their defaults.
     ours = _resume_key(cfg)
-    saved = {k: v for k, v in (_resume_key(TrainConfig()) | meta["config"]).items() if k in ours}
+    saved = {k: v for k, v in _head_as_built(_resume_key(TrainConfig()) | meta["config"]).items() if k in ours}
     if saved != ours:
         changed = sorted(k for k in ours if saved.get(k) != ours.get(k))
         raise ValueError(f"the checkpoint in {cfg.checkpoint} belongs to another training config (differs in "

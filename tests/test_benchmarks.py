@@ -355,3 +355,40 @@ def test_set_audits_audit_a_zip_through_the_cli_and_keep_both_answers(tiny_memor
     answer = set_audits.audit(str(folder), path)
     assert set(answer) == {"amint", "fingerprint"}
     assert all(r["n_images"] == 12 and 0 <= r["p_value"] <= 1 for r in answer.values())
+
+
+def _fake_lever_run(runs: Path, levers: list[str], part: str, aucs: list[float], epochs: int = 33) -> None:
+    settings = {"recipe": "trace", "levers": levers, "members": 5000, "joint_epochs": epochs}
+    reading = {"mint_accuracy": 0.8, "auc": aucs[-1] if aucs else 0.9, "tpr_at_1pct_fpr": 0.1, "task_accuracy": 0.78}
+    name = "_".join(levers) or "base"
+    d = {"settings": settings, "command": f"python benchmarks/trace_controls.py --part {part} --levers {','.join(levers)}"}
+    if part == "active":
+        d |= {"active": reading, "fresh_head": {"active": reading}, "active_edited": {}}
+        pair = runs / f"{'+'.join(['trace', *levers])}-5000-{epochs}" / "active" / "pair"
+        pair.mkdir(parents=True)
+        history = [{"phase": "joint", "epoch": i + 1, "cal_trace_auc": a, "test_accuracy": 0.7, "seconds": 10.0}
+                   for i, a in enumerate(aucs)]
+        (pair / "config.json").write_text(json.dumps({"training": {"history": history}}))
+    else:
+        d |= {"passive": reading | {"auc": 0.6}, "untrained": reading | {"auc": 0.55},
+              "fresh_head": {"passive": reading | {"auc": 0.51}}}
+    (runs / f"{name}{'_controls' if part == 'controls' else ''}.json").write_text(json.dumps(d))
+
+
+def test_collect_levers_names_each_run_merges_its_controls_and_times_its_trace(tmp_path):
+    import collect_levers
+
+    _fake_lever_run(tmp_path, [], "active", [0.6, 0.79, 0.81, 0.9])
+    _fake_lever_run(tmp_path, ["members2"], "active", [0.7, 0.85])
+    _fake_lever_run(tmp_path, ["members2"], "controls", [])
+    _fake_lever_run(tmp_path, ["views"], "active", [0.5, 0.6], epochs=58)
+    out = collect_levers.collect(tmp_path)["runs"]
+    assert set(out) == {"base", "members2", "views_58"}
+    assert out["base"]["first_epoch_cal_auc_0_8"] == 3 and out["views_58"]["first_epoch_cal_auc_0_8"] is None
+    assert out["base"]["train_wall_seconds"] == 40 and "passive" not in out["base"]
+    m = out["members2"]
+    assert m["passive"]["auc"] == 0.6 and m["fresh_head"] == {"active": m["active"], "passive": m["passive"] | {"auc": 0.51}}
+    assert set(m["command"]) == {"active", "controls"} and "--part controls" in m["command"]["controls"]
+    collect_levers.main([str(tmp_path), str(tmp_path / "all.json"), "--plot", "base,members2", "--png",
+                         str(tmp_path / "curves.png")])
+    assert json.loads((tmp_path / "all.json").read_text())["runs"] == out and (tmp_path / "curves.png").stat().st_size

@@ -67,6 +67,29 @@ def test_a_checkpoint_of_another_config_is_refused(synthetic, tmp_path):
         train_pair(tiny_config(**RUN | {"lr": 1e-3}, checkpoint=folder), bench=synthetic)
 
 
+def test_a_checkpoint_written_before_a_head_setting_existed_resumes(synthetic, tmp_path):
+    """A checkpoint whose head lacks settings added since (pool, dropout) resumes when they are at their defaults,
+    and is refused when the run asks for another value."""
+    folder = tmp_path / "ckpt"
+    callback, should_stop = _stop_after(1)
+    with pytest.raises(TrainingCancelled):
+        train_pair(tiny_config(**RUN, checkpoint=str(folder)), callback=callback, should_stop=should_stop, bench=synthetic)
+    meta = json.loads((folder / checkpoint.META).read_text())
+    for key in ("pool", "dropout"):
+        del meta["config"]["head"]["trace"][key]
+    (folder / checkpoint.META).write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"another training config.*head"):
+        train_pair(_with_trace(tiny_config(**RUN, checkpoint=str(folder)), pool="max"), bench=synthetic)
+    seen = []
+    train_pair(tiny_config(**RUN, checkpoint=str(folder)), callback=seen.append, bench=synthetic)
+    assert any("resumed after epoch 1" in (p.message or "") for p in seen if p.kind == "phase")
+
+
+def _with_trace(cfg, **changes):
+    cfg.head = cfg.head | {"trace": cfg.head["trace"] | changes}
+    return cfg
+
+
 def test_checkpoint_holds_no_pickle(synthetic, tmp_path):
     folder = tmp_path / "ckpt"
     train_pair(tiny_config(**RUN | {"head_epochs": 0, "epochs": 2}, checkpoint=str(folder), keep_every=1),

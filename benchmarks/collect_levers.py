@@ -1,0 +1,123 @@
+"""Gather the 5,000-member lever runs of trace_controls.py into one results file, and plot their trace curves.
+
+    python benchmarks/collect_levers.py RUNS benchmarks/results/trace_levers_5k.json \
+        --plot base,head_small,head_wide,maxpool,dropout,members2 --png benchmarks/results/trace_levers_5k_curves.png
+
+RUNS holds each run's ``--results`` JSON (``--part active``, and ``--part controls`` where the controls were
+run) beside its run folders (``<recipe>+<levers>-<members>-<epochs>/active/pair``, whose config.json keeps the
+per-epoch history). A run is named by its levers joined with "_" ("base" for none), with "_<epochs>" when it
+trained other than 33 epochs; a controls file merges into the run of the same settings, and its command is kept
+beside the active part's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+ABOUT = ("The trace recipe at 5,000 members with one lever each (benchmarks/trace_recipe.py LEVERS), trained by "
+         "trace_controls.py --part active (the trace head alone, the paper's protocol: threshold at the best "
+         "balanced accuracy on the calibration split, 4,000 scored members vs the 10,000 test images; edits: "
+         "2,000 + 2,000 at that threshold; fresh_head: a new head on the frozen backbone, scored on members no head saw)")
+ACTIVE_KEYS = ("settings", "active", "fresh_head", "active_edited", "passive", "untrained", "command")
+BASE_EPOCHS = 33
+
+
+def run_name(settings: dict) -> str:
+    name = "_".join(settings["levers"]) or "base"
+    return name if settings["joint_epochs"] == BASE_EPOCHS else f"{name}_{settings['joint_epochs']}"
+
+
+def run_folder(runs: Path, settings: dict) -> Path:
+    levers = "+".join([settings["recipe"], *settings["levers"]])
+    return runs / f"{levers}-{settings['members']}-{settings['joint_epochs']}" / "active" / "pair"
+
+
+def joint_history(runs: Path, settings: dict) -> list[dict]:
+    config = json.loads((run_folder(runs, settings) / "config.json").read_text())
+    return [h for h in config["training"]["history"] if h.get("phase", "joint") == "joint"]
+
+
+def summarise(runs: Path, d: dict) -> dict:
+    """The active part's readings, with how long it trained and how fast its trace formed."""
+    hist = joint_history(runs, d["settings"])
+    last = hist[-1] if hist else {}
+    return {k: d[k] for k in ACTIVE_KEYS if k in d} | {
+        "train_wall_seconds": round(sum(h.get("seconds", 0) for h in hist)),
+        "last_epoch_monitor": {k: last.get(k) for k in ("epoch", "test_accuracy", "cal_trace_auc")},
+        # How fast the trace forms: the first joint epoch whose calibration monitor AUC reaches 0.8 (None: never).
+        "first_epoch_cal_auc_0_8": next((h["epoch"] for h in hist if h.get("cal_trace_auc", 0) >= 0.8), None)}
+
+
+def merge_controls(run: dict, controls: dict) -> dict:
+    """A --part controls file beside its active part: passive, untrained, the passive probe, both commands."""
+    return run | {"passive": controls["passive"], "untrained": controls["untrained"],
+                  "fresh_head": run["fresh_head"] | {"passive": controls["fresh_head"]["passive"]},
+                  "command": {"active": run["command"], "controls": controls["command"]}}
+
+
+def collect(runs: Path) -> dict:
+    """Every 5,000-member result in ``runs``, by run name: the --part active file's readings, its controls merged."""
+    parts: dict[str, dict[str, dict]] = {}
+    for f in sorted(runs.glob("*.json")):
+        d = json.loads(f.read_text())
+        if d.get("settings", {}).get("members") != 5000:
+            continue
+        part = "active" if "--part active" in d["command"] else "controls" if "--part controls" in d["command"] else None
+        if part is None:
+            continue
+        name = run_name(d["settings"])
+        if part in parts.setdefault(name, {}):
+            raise SystemExit(f"two {part} results for {name!r} in {runs}: keep one")
+        parts[name][part] = d
+    out = {"about": ABOUT, "runs": {}}
+    for name, found in parts.items():
+        if "active" in found:
+            run = summarise(runs, {k: v for k, v in found["active"].items() if k not in ("passive", "untrained")})
+            out["runs"][name] = merge_controls(run, found["controls"]) if "controls" in found else run
+    ref = runs / "reference5k.json"
+    if ref.exists():
+        r = json.loads(ref.read_text())
+        out["pixel_reference"] = r["pixel_reference"] | {"command": r["command"]}
+    return out
+
+
+def plot_curves(runs: Path, results: dict, names: list[str], png: Path) -> None:
+    """The trace's calibration AUC and the model's test accuracy per joint epoch, one line per run."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    auc_ax, task_ax = fig.subplots(1, 2)
+    for name in names:
+        hist = joint_history(runs, results["runs"][name]["settings"])
+        epochs = [h["epoch"] for h in hist]
+        style = dict(color="black", linewidth=2) if name == "base" else dict(linewidth=1.2)
+        auc_ax.plot(epochs, [h["cal_trace_auc"] for h in hist], label=name, **style)
+        task_ax.plot(epochs, [h["test_accuracy"] for h in hist], label=name, **style)
+    auc_ax.axhline(0.8, color="grey", linestyle=":", linewidth=1)
+    auc_ax.set(xlabel="joint epoch", ylabel="trace AUC, calibration monitor",
+               title="How fast the model carries the trace")
+    task_ax.set(xlabel="joint epoch", ylabel="task accuracy (test monitor)", title="What it costs the task")
+    auc_ax.legend(fontsize=8)
+    for ax in (auc_ax, task_ax):
+        ax.grid(alpha=0.3)
+    fig.savefig(png, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", type=Path, help="the folder the lever runs wrote into (--runs and --results)")
+    ap.add_argument("out", type=Path, help="the merged results JSON")
+    ap.add_argument("--plot", default="", help="comma-separated run names to draw (e.g. base,members2)")
+    ap.add_argument("--png", type=Path, help="where to draw them")
+    args = ap.parse_args(argv)
+    results = collect(args.runs)
+    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    if args.plot and args.png:
+        plot_curves(args.runs, results, [n for n in args.plot.split(",") if n], args.png)
+    print(json.dumps({k: {kk: v["active"][kk] for kk in ("auc", "task_accuracy")} for k, v in results["runs"].items()}))
+
+
+if __name__ == "__main__":
+    main()
