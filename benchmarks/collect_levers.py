@@ -13,6 +13,7 @@ beside the active part's.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 from pathlib import Path
 
@@ -86,6 +87,7 @@ def collect(runs: Path) -> dict:
 def plot_curves(runs: Path, results: dict, names: list[str], png: Path) -> None:
     """The trace's calibration AUC and the model's test accuracy per joint epoch, one line per run."""
     from matplotlib.figure import Figure
+    from PIL import Image
 
     fig = Figure(figsize=(10, 3.8), layout="constrained")
     auc_ax, task_ax = fig.subplots(1, 2)
@@ -96,13 +98,18 @@ def plot_curves(runs: Path, results: dict, names: list[str], png: Path) -> None:
         auc_ax.plot(epochs, [h["cal_trace_auc"] for h in hist], label=name, **style)
         task_ax.plot(epochs, [h["test_accuracy"] for h in hist], label=name, **style)
     auc_ax.axhline(0.8, color="grey", linestyle=":", linewidth=1)
-    auc_ax.set(xlabel="joint epoch", ylabel="trace AUC, calibration monitor",
-               title="How fast the model carries the trace")
-    task_ax.set(xlabel="joint epoch", ylabel="task accuracy (test monitor)", title="What it costs the task")
+    # The monitor's members trained the head too: it reads the model's trace plus what the head memorised.
+    auc_ax.set(xlabel="joint epoch", ylabel="AUC, calibration members vs non-members",
+               title="The run's own trace head, per epoch")
+    task_ax.set(xlabel="joint epoch", ylabel="task accuracy (test monitor)", title="The audited model's task")
     auc_ax.legend(fontsize=8)
     for ax in (auc_ax, task_ax):
         ax.grid(alpha=0.3)
-    fig.savefig(png, dpi=110)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    # A palette PNG: the committed plot is a tenth of the size, the lines unchanged.
+    Image.open(buffer).convert("RGB").quantize(colors=64, method=Image.Quantize.MEDIANCUT,
+                                               dither=Image.Dither.NONE).save(png, optimize=True)
 
 
 def main(argv: list[str] | None = None) -> None:

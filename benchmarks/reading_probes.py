@@ -5,7 +5,8 @@
 
 - views: the trace head's logit averaged over the query and K random edited views of it (``random_edit``,
   moves included: the views a ``views`` run's head trained on), K = 2, 4, 8;
-- moves: the logit's max, mean and log-sum-exp over the query moved by -R..R pixels each way (zero-filled),
+- moves: the logit's max, mean and log-sum-exp over the query moved by -R..R pixels each way (as the edit
+  suite's shift moves an upload: the uncovered strip takes the border's most common value),
   an attempt to re-align a shifted or cropped copy with the pixels the model trained on.
 
 Each is read threshold-free (AUC, TPR at 1% FPR) on the first N scored members against the first N test
@@ -16,6 +17,7 @@ row per pair is merged into ``--out``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -27,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from amint.data import Benchmark, load_benchmark  # noqa: E402
-from amint.edits import edit_images, random_edits  # noqa: E402
+from amint.edits import edit_images, random_edits, shift  # noqa: E402
 from amint.evaluate import roc_auc, tpr_at_fpr  # noqa: E402
 from amint.pair import AuditedPair  # noqa: E402
 from amint.probe import tapped_maps, trace_logits  # noqa: E402
@@ -35,13 +37,10 @@ from amint.robustness import eval_images  # noqa: E402
 from amint.splits import MembershipSplit  # noqa: E402
 
 
-def moved(images: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
-    """uint8 (N, C, H, W) images moved dx right and dy down, the uncovered edge filled with 0."""
-    out = torch.zeros_like(images)
-    h, w = images.shape[-2:]
-    out[..., max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
-        images[..., max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
-    return out
+def moved(images: torch.Tensor, dx: int, dy: int, spec) -> torch.Tensor:
+    """uint8 (N, C, H, W) images moved dx right and dy down as the edit suite moves an upload (``amint.edits.shift``:
+    the uncovered strip takes the border's most common value), then preprocessed for the pair (``spec``)."""
+    return images.clone() if dx == dy == 0 else edit_images(images, functools.partial(shift, dx=dx, dy=dy), spec)
 
 
 def _read(members: torch.Tensor, nonmembers: torch.Tensor) -> dict:
@@ -59,10 +58,10 @@ def probe_views(logits, members: torch.Tensor, nonmembers: torch.Tensor, spec, k
     return out
 
 
-def probe_moves(logits, members: torch.Tensor, nonmembers: torch.Tensor, radius: int = 2) -> dict:
+def probe_moves(logits, members: torch.Tensor, nonmembers: torch.Tensor, spec, radius: int = 2) -> dict:
     """The trace logit's max, mean and log-sum-exp over the query moved by -radius..radius pixels each way."""
     moves = [(dx, dy) for dx in range(-radius, radius + 1) for dy in range(-radius, radius + 1)]
-    per = [torch.stack([logits(moved(x, dx, dy)) for dx, dy in moves]) for x in (members, nonmembers)]
+    per = [torch.stack([logits(moved(x, dx, dy, spec)) for dx, dy in moves]) for x in (members, nonmembers)]
     return {"plain": _read(*(p[moves.index((0, 0))] for p in per)),
             "max": _read(*(p.max(0).values for p in per)), "mean": _read(*(p.mean(0) for p in per)),
             "logsumexp": _read(*(torch.logsumexp(p, 0) for p in per))}
@@ -84,7 +83,7 @@ def run(pair: AuditedPair, bench: Benchmark, n: int, edits: list[str], probes: l
         if "views" in probes:
             out[edit]["views"] = probe_views(logits, *xs, pair.config)
         if "moves" in probes:
-            out[edit]["moves"] = probe_moves(logits, *xs, radius)
+            out[edit]["moves"] = probe_moves(logits, *xs, pair.config, radius)
         print(edit, json.dumps(out[edit]), flush=True)
     return out
 

@@ -19,6 +19,7 @@ import profile_train  # noqa: E402
 import published_loop  # noqa: E402
 import reconstruction_attack  # noqa: E402
 
+from amint.edits import edit_images  # noqa: E402
 from amint.splits import make_split  # noqa: E402
 from amint.train import TrainConfig, build_pair  # noqa: E402
 from tests.conftest import TINY_BACKBONE, TINY_TRACE  # noqa: E402
@@ -326,11 +327,14 @@ def test_reading_probes_read_one_plain_trace_and_move_images_by_whole_pixels(tin
     import reading_probes
 
     _, folder = tiny_pair
-    x = synthetic.train_images[:5]
-    assert torch.equal(reading_probes.moved(x, 0, 0), x)
+    x, spec = synthetic.train_images[:5], tiny_pair[0].config
+    assert torch.equal(reading_probes.moved(x, 0, 0, spec), x)
     # A 1-pixel move right and down keeps the image one pixel over; moving back restores all but the lost edge.
-    assert torch.equal(reading_probes.moved(x, 1, 1)[..., 1:, 1:], x[..., :-1, :-1])
-    assert torch.equal(reading_probes.moved(reading_probes.moved(x, 1, 1), -1, -1)[..., :-1, :-1], x[..., :-1, :-1])
+    once = reading_probes.moved(x, 1, 1, spec)
+    assert torch.equal(once[..., 1:, 1:], x[..., :-1, :-1])
+    assert torch.equal(reading_probes.moved(once, -1, -1, spec)[..., :-1, :-1], x[..., :-1, :-1])
+    # The uncovered strip is what the edit suite's shift puts there, so the probe reads the moves users make.
+    assert torch.equal(once, edit_images(x, "shift1", spec))
     out = tmp_path / "probes.json"
     record = reading_probes.main([str(folder), "--n", "40", "--edits", "exact,jpeg75", "--out", str(out)],
                                  bench=synthetic)
