@@ -264,6 +264,13 @@ def _membership_loss(trace: torch.Tensor, target: torch.Tensor, external_ratio: 
     return 0.5 * (each[member].sum() / max(int(member.sum()), 1) + each[~member].sum() / max(int((~member).sum()), 1))
 
 
+def mint_weight(cfg: TrainConfig, phase: str, epoch: int, step: int, steps: int) -> float:
+    """The membership loss's weight at this step: ramped up over the first mint_ramp_epochs joint epochs."""
+    if phase != "joint" or not cfg.mint_ramp_epochs:
+        return cfg.mint_weight
+    return cfg.mint_weight * min(1.0, (epoch - 1 + (step + 1) / steps) / cfg.mint_ramp_epochs)
+
+
 def _run_epochs(phase: str, cfg: TrainConfig, pair: AuditedPair, data: dict, monitor: _Monitor | None,
                 device: torch.device, callback: Callback, should_stop: Callable[[], bool], history: list[dict],
                 ranks: distributed.Ranks = distributed.SINGLE, resume: tuple[dict, dict] | None = None) -> None:
@@ -344,7 +351,7 @@ def _run_epochs(phase: str, cfg: TrainConfig, pair: AuditedPair, data: dict, mon
             # the gradient of the global batch's mean, also when the batch does not divide by the ranks.
             w_task, w_mint = distributed.rank_weight(nm, g[2], ranks), distributed.rank_weight(n, g[3], ranks)
             loss = (w_task * task_loss / norms["task"] if uses_task else 0.0) + \
-                   (cfg.mint_weight * w_mint * mint_loss / norms["mint"] if uses_mint else 0.0)
+                   (mint_weight(cfg, phase, epoch, step, steps) * w_mint * mint_loss / norms["mint"] if uses_mint else 0.0)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

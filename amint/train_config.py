@@ -56,6 +56,8 @@ class TrainConfig:
                                      "rate linearly to 0; a constant run's checkpoint resumes into a cool-down, since "
                                      "the epochs before it are the same")
     mint_weight: float = option(1.0, "weight of the membership loss against the task loss (active)")
+    mint_ramp_epochs: int = option(0, "the membership loss's weight rises linearly from 0 to mint_weight over the first "
+                                      "this many joint epochs (the task learned first); 0 = full weight from the start")
     loss_norm: str = option("initial", "initial = divide each loss by its first-step value (paper); fixed = raw sum")
     edit_views: int = option(0, "random edited views (JPEG, resampling, moves, noise: amint.edits.random_edit) of "
                                 "each member and external, computed once; each step shows a row as is or as one of "
@@ -112,6 +114,8 @@ class TrainConfig:
             raise ValueError("early_stop, keep_every and edit_views must be >= 0")
         if self.augment and self.task_augment:
             raise ValueError("augment moves every row already: choose augment or task_augment, not both")
+        if not 0 <= self.mint_ramp_epochs <= max(self.epochs, 0):
+            raise ValueError(f"mint_ramp_epochs must be between 0 and epochs ({self.epochs}), not {self.mint_ramp_epochs}")
         if self.keep_every and not self.checkpoint:
             raise ValueError("keep_every keeps weights in the checkpoint folder: give checkpoint too")
         if self.data_workers < 0 or (self.image_size is not None and self.image_size < 1):

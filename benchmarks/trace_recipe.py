@@ -51,6 +51,9 @@ LEVERS: dict[str, dict] = {
     "maxpool": dict(head=_trace_head(pool="max")),  # global max-pooling, as the published ResNet head
     "dropout": dict(head=_trace_head(dropout=0.5)),
     "members2": dict(external_ratio=0.5),  # half as many externals per step: members seen twice as often
+    # The membership loss's schedule: its weight ramped up from 0 over the first 8 or 16 joint epochs.
+    "ramp8": dict(mint_ramp_epochs=8),
+    "ramp16": dict(mint_ramp_epochs=16),
 }
 
 

@@ -251,3 +251,24 @@ def test_the_membership_loss_weighs_both_classes_alike():
 def test_external_ratio_out_of_range_is_refused(ratio):
     with pytest.raises(ValueError, match="external_ratio"):
         tiny_config(external_ratio=ratio).validate()
+
+
+def test_the_membership_loss_ramp_starts_at_zero_and_reaches_its_weight(monkeypatch, synthetic):
+    """mint_ramp_epochs=2: the joint loss carries a membership term that grows step by step to mint_weight, after
+    which it stays; the head phase is never ramped."""
+    cfg = tiny_config(mint_weight=2.0, mint_ramp_epochs=2, epochs=3)
+    steps = 4
+    weights = [train.mint_weight(cfg, "joint", e, s, steps) for e in (1, 2, 3) for s in range(steps)]
+    assert weights[0] == pytest.approx(0.25) and weights[steps * 2 - 1] == pytest.approx(2.0)
+    assert all(b > a for a, b in zip(weights[:8], weights[1:8])) and weights[8:] == [2.0] * steps
+    assert train.mint_weight(cfg, "head", 1, 0, steps) == 2.0
+    seen = []
+    real = train.mint_weight
+    monkeypatch.setattr(train, "mint_weight", lambda *a: seen.append(real(*a)) or seen[-1])
+    train_pair(cfg, bench=synthetic)
+    assert seen[0] < seen[-1] == 2.0 and len(set(seen)) > 2
+
+
+def test_a_ramp_longer_than_the_run_is_refused():
+    with pytest.raises(ValueError, match="mint_ramp_epochs"):
+        tiny_config(mint_ramp_epochs=9, epochs=8).validate()
