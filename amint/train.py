@@ -256,7 +256,9 @@ def _steps_per_epoch(n_members: int, batch: int, world_size: int) -> int:
 
 def _membership_loss(trace: torch.Tensor, target: torch.Tensor, external_ratio: float) -> torch.Tensor:
     """Binary cross-entropy, both classes weighing alike: the plain mean when a step holds as many externals as
-    members (every pair before external_ratio existed), else the mean of the members' and the externals' means."""
+    members (every pair before external_ratio existed), else the mean of the members' and the externals' means.
+    Under torchrun each process balances its own shard, which matches the global batch's balanced mean only as far
+    as the shards hold the classes in the same proportion (the shards split members and externals alike)."""
     if external_ratio == 1.0:
         return F.binary_cross_entropy_with_logits(trace, target)
     each = F.binary_cross_entropy_with_logits(trace, target, reduction="none")
