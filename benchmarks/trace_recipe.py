@@ -54,6 +54,8 @@ LEVERS: dict[str, dict] = {
     # The membership loss's schedule: its weight ramped up from 0 over the first 8 or 16 joint epochs.
     "ramp8": dict(mint_ramp_epochs=8),
     "ramp16": dict(mint_ramp_epochs=16),
+    # Another seed (split, initialisation, batches, views): how far one run's numbers move by chance.
+    "seed1": dict(seed=1),
 }
 
 
