@@ -9,7 +9,7 @@ import torch
 
 from amint import checkpoint
 from amint.train import TrainingCancelled, train_pair
-from tests.conftest import tiny_config
+from tests.conftest import TINY_TRACE, tiny_config
 
 RUN = dict(epochs=3, head_epochs=2, memory_views=0, optimizer="adamw", lr=2e-3, schedule="onecycle")
 
@@ -79,15 +79,11 @@ def test_a_checkpoint_written_before_a_head_setting_existed_resumes(synthetic, t
         del meta["config"]["head"]["trace"][key]
     (folder / checkpoint.META).write_text(json.dumps(meta))
     with pytest.raises(ValueError, match=r"another training config.*head"):
-        train_pair(_with_trace(tiny_config(**RUN, checkpoint=str(folder)), pool="max"), bench=synthetic)
+        max_pooled = {"trace": TINY_TRACE | {"pool": "max"}, "memories": {}}
+        train_pair(tiny_config(**RUN, checkpoint=str(folder), head=max_pooled), bench=synthetic)
     seen = []
     train_pair(tiny_config(**RUN, checkpoint=str(folder)), callback=seen.append, bench=synthetic)
     assert any("resumed after epoch 1" in (p.message or "") for p in seen if p.kind == "phase")
-
-
-def _with_trace(cfg, **changes):
-    cfg.head = cfg.head | {"trace": cfg.head["trace"] | changes}
-    return cfg
 
 
 def test_checkpoint_holds_no_pickle(synthetic, tmp_path):
