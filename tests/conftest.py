@@ -75,8 +75,10 @@ def synthetic():
 @pytest.fixture(scope="session")
 def tiny_pair(synthetic, tmp_path_factory):
     """A pair that has memorised its 200 members; saved to a folder, returned with that folder."""
+    # 20 epochs, not tiny_config's 8: after 8 its trace read exact copies at AUC 0.73 on one CPU (0.92 after 20),
+    # too close to chance for the tests that need members found, whatever the machine's float rounding.
     out = tmp_path_factory.mktemp("pair")
-    pair = train_pair(tiny_config(out=str(out)), bench=synthetic)
+    pair = train_pair(tiny_config(epochs=20, out=str(out)), bench=synthetic)
     return pair, out
 
 
