@@ -7,7 +7,8 @@ RUNS holds each run's ``--results`` JSON (``--part active``, and ``--part contro
 run) beside its run folders (``<recipe>+<levers>-<members>-<epochs>/active/pair``, whose config.json keeps the
 per-epoch history). A run is named by its levers joined with "_" ("base" for none), with "_<epochs>" when it
 trained other than 33 epochs; a controls file merges into the run of the same settings, and its command is kept
-beside the active part's.
+beside the active part's. Each run keeps its monitor curve, so ``--keep`` can add new runs to an OUT whose
+earlier runs' folders are gone (another machine) and still plot them.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ ABOUT = ("The trace recipe at 5,000 members with one lever each (benchmarks/trac
          "trace_controls.py --part active (the trace head alone, the paper's protocol: threshold at the best "
          "balanced accuracy on the calibration split, 4,000 scored members vs the 10,000 test images; edits: "
          "2,000 + 2,000 at that threshold; fresh_head: a new head on the frozen backbone, scored on members no head saw)")
-ACTIVE_KEYS = ("settings", "active", "fresh_head", "active_edited", "passive", "untrained", "command")
+ACTIVE_KEYS = ("settings", "active", "fresh_head", "active_edited", "passive", "untrained", "command", "machine")
 BASE_EPOCHS = 33
 
 
@@ -47,6 +48,7 @@ def summarise(runs: Path, d: dict) -> dict:
     return {k: d[k] for k in ACTIVE_KEYS if k in d} | {
         "train_wall_seconds": round(sum(h.get("seconds", 0) for h in hist)),
         "last_epoch_monitor": {k: last.get(k) for k in ("epoch", "test_accuracy", "cal_trace_auc")},
+        "curve": [[h["epoch"], h.get("cal_trace_auc"), h.get("test_accuracy")] for h in hist],
         # How fast the trace forms: the first joint epoch whose calibration monitor AUC reaches 0.8 (None: never).
         "first_epoch_cal_auc_0_8": next((h["epoch"] for h in hist if h.get("cal_trace_auc", 0) >= 0.8), None)}
 
@@ -58,8 +60,9 @@ def merge_controls(run: dict, controls: dict) -> dict:
                   "command": {"active": run["command"], "controls": controls["command"]}}
 
 
-def collect(runs: Path) -> dict:
-    """Every 5,000-member result in ``runs``, by run name: the --part active file's readings, its controls merged."""
+def collect(runs: Path, tag: str = "") -> dict:
+    """Every 5,000-member result in ``runs``, by run name (+ "_tag"): the --part active file's readings, its
+    controls merged."""
     parts: dict[str, dict[str, dict]] = {}
     for f in sorted(runs.glob("*.json")):
         d = json.loads(f.read_text())
@@ -68,7 +71,7 @@ def collect(runs: Path) -> dict:
         part = "active" if "--part active" in d["command"] else "controls" if "--part controls" in d["command"] else None
         if part is None:
             continue
-        name = run_name(d["settings"])
+        name = run_name(d["settings"]) + (f"_{tag}" if tag else "")
         if part in parts.setdefault(name, {}):
             raise SystemExit(f"two {part} results for {name!r} in {runs}: keep one")
         parts[name][part] = d
@@ -84,6 +87,22 @@ def collect(runs: Path) -> dict:
     return out
 
 
+def keep_earlier(new: dict, earlier: dict) -> dict:
+    """``new`` plus the runs (and pixel reference) of an earlier results file that ``new`` does not hold."""
+    runs = earlier.get("runs", {}) | new["runs"]
+    out = new | {"runs": dict(sorted(runs.items()))}
+    if "pixel_reference" not in new and "pixel_reference" in earlier:
+        out["pixel_reference"] = earlier["pixel_reference"]
+    return out
+
+
+def run_curve(runs: Path, run: dict) -> tuple[list, list, list]:
+    """Epochs, calibration AUC and test accuracy per joint epoch: kept in the results, else read from the run."""
+    rows = run.get("curve") or [[h["epoch"], h["cal_trace_auc"], h["test_accuracy"]]
+                                for h in joint_history(runs, run["settings"])]
+    return tuple(map(list, zip(*rows)))
+
+
 def plot_curves(runs: Path, results: dict, names: list[str], png: Path) -> None:
     """The trace's calibration AUC and the model's test accuracy per joint epoch, one line per run."""
     from matplotlib.figure import Figure
@@ -92,11 +111,10 @@ def plot_curves(runs: Path, results: dict, names: list[str], png: Path) -> None:
     fig = Figure(figsize=(10, 3.8), layout="constrained")
     auc_ax, task_ax = fig.subplots(1, 2)
     for name in names:
-        hist = joint_history(runs, results["runs"][name]["settings"])
-        epochs = [h["epoch"] for h in hist]
-        style = dict(color="black", linewidth=2) if name == "base" else dict(linewidth=1.2)
-        auc_ax.plot(epochs, [h["cal_trace_auc"] for h in hist], label=name, **style)
-        task_ax.plot(epochs, [h["test_accuracy"] for h in hist], label=name, **style)
+        epochs, aucs, accuracies = run_curve(runs, results["runs"][name])
+        style = dict(color="black", linewidth=2) if name.split("_")[0] == "base" else dict(linewidth=1.2)
+        auc_ax.plot(epochs, aucs, label=name, **style)
+        task_ax.plot(epochs, accuracies, label=name, **style)
     auc_ax.axhline(0.8, color="grey", linestyle=":", linewidth=1)
     # The monitor's members trained the head too: it reads the model's trace plus what the head memorised.
     auc_ax.set(xlabel="joint epoch", ylabel="AUC, calibration members vs non-members",
@@ -118,8 +136,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("out", type=Path, help="the merged results JSON")
     ap.add_argument("--plot", default="", help="comma-separated run names to draw (e.g. base,members2)")
     ap.add_argument("--png", type=Path, help="where to draw them")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the runs already in OUT that RUNS does not hold (a run in both: RUNS's)")
+    ap.add_argument("--tag", default="",
+                    help="appended to the names of RUNS's runs (e.g. another machine's reruns beside the earlier ones)")
     args = ap.parse_args(argv)
-    results = collect(args.runs)
+    results = collect(args.runs, args.tag)
+    if args.keep and args.out.exists():
+        results = keep_earlier(results, json.loads(args.out.read_text()))
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     if args.plot and args.png:
         plot_curves(args.runs, results, [n for n in args.plot.split(",") if n], args.png)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -396,3 +397,25 @@ def test_collect_levers_names_each_run_merges_its_controls_and_times_its_trace(t
     collect_levers.main([str(tmp_path), str(tmp_path / "all.json"), "--plot", "base,members2", "--png",
                          str(tmp_path / "curves.png")])
     assert json.loads((tmp_path / "all.json").read_text())["runs"] == out and (tmp_path / "curves.png").stat().st_size
+    assert out["base"]["curve"] == [[1, 0.6, 0.7], [2, 0.79, 0.7], [3, 0.81, 0.7], [4, 0.9, 0.7]]
+
+
+def test_collect_levers_keeps_earlier_runs_whose_folders_are_gone(tmp_path):
+    import collect_levers
+
+    earlier_runs, new_runs = tmp_path / "earlier", tmp_path / "new"
+    _fake_lever_run(earlier_runs, [], "active", [0.6, 0.9])
+    _fake_lever_run(earlier_runs, ["members2"], "active", [0.7, 0.85])
+    results = tmp_path / "all.json"
+    collect_levers.main([str(earlier_runs), str(results)])
+    shutil.rmtree(earlier_runs)  # another machine: only the results file is left
+    _fake_lever_run(new_runs, [], "active", [0.5, 0.95])
+    _fake_lever_run(new_runs, ["batch64"], "active", [0.8, 0.97])
+    collect_levers.main([str(new_runs), str(results), "--keep", "--tag", "m2", "--plot", "base,base_m2,members2",
+                         "--png", str(tmp_path / "curves.png")])
+    out = json.loads(results.read_text())["runs"]
+    assert set(out) == {"base", "members2", "base_m2", "batch64_m2"}
+    assert out["base"]["active"]["auc"] == 0.9 and out["base_m2"]["active"]["auc"] == 0.95
+    # Without --keep the file holds what RUNS holds, nothing else.
+    collect_levers.main([str(new_runs), str(results)])
+    assert set(json.loads(results.read_text())["runs"]) == {"base", "batch64"}
