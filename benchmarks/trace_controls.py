@@ -134,8 +134,17 @@ def run(args, bench: Benchmark) -> dict:
     return out
 
 
+def joint_curve(pair: AuditedPair) -> list[list]:
+    """[epoch, calibration monitor AUC, monitored test accuracy] per joint epoch of a pair's training: the epochs axis
+    of one run, kept in the results beside the end point."""
+    history = pair.config.training.get("history", [])
+    return [[h["epoch"], h.get("cal_trace_auc"), h.get("test_accuracy")]
+            for h in history if h.get("phase", "joint") == "joint"]
+
+
 def _active_part(out: dict, active: AuditedPair, bench: Benchmark, split: MembershipSplit, head_cfg: TraceConfig,
                  control_epochs: int, args) -> None:
+    out["active_curve"] = joint_curve(active)
     cache = MapCache(active, bench)
     out["active"] = pick(trace_alone(active, bench, split, max_scored=args.max_scored, cache=cache))
     out["fresh_head"]["active"] = pick(fresh_head_probe(cache, split, head_cfg, control_epochs,

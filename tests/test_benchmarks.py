@@ -194,6 +194,7 @@ def test_a_lever_changes_one_setting_of_the_recipe_and_names_its_run(synthetic, 
             "--device", "cpu"]
     result = trace_controls.main(argv, bench=synthetic)
     assert result["settings"]["levers"] == ["views"]
+    assert [row[0] for row in result["active_curve"]] == [1] and 0 <= result["active_curve"][0][1] <= 1
     pair_config = json.loads((tmp_path / "runs" / "trace+views-100-1" / "active" / "pair" / "config.json").read_text())
     assert pair_config["training"]["config"]["edit_views"] == 4
     # The controls part, run later into the same record, keeps the active part and each part's command.
