@@ -8,6 +8,9 @@ The default pair since 2026-12-01 is built on a trace run instead (no training h
     python -m amint evaluate models/fashion-mnist-resnet18 --json --edits --edits-n 2500 --roc > benchmarks/results/default_pair_evaluate.json
     python benchmarks/train_default_pair.py --card --trace-controls benchmarks/results/trace_controls_25k_mint03_taps23.json
 
+``bash benchmarks/swap_default_pair.sh <active pair> <its trace_controls record>`` runs these steps and everything
+else that quotes the default pair (set audits, published copies, the reconstruction attack, examples, screenshots).
+
 What follows is the first default pair's recipe (``--recipe default``), kept to reproduce it and its controls.
 
     python benchmarks/train_default_pair.py                  # all three, about 40 min on a 2-core CPU
@@ -138,9 +141,11 @@ def run(name: str, out: Path, init_from: str | None, recipe: str = "default") ->
             "command": " ".join(sys.argv)}
 
 
-def write_card(pair_dir: Path, evaluated: Path, controls: Path, trace_controls: Path | None = None) -> None:
+def write_card(pair_dir: Path, evaluated: Path, controls: Path, trace_controls: Path | None = None,
+               controls_from: Path | None = None) -> None:
     """Store what ``evaluate --json --edits --roc`` printed in the pair's config; card with the controls table
-    (a pair built on a trace run: the trace's controls, ``trace_controls.py``'s record)."""
+    (a pair built on a trace run: the trace's controls, ``trace_controls.py``'s record; where that record's controls
+    are not run yet, ``controls_from``'s, an earlier recipe's record, named as such)."""
     from amint.card import render_model_card
     from amint.pair import CARD_NAME, AuditedPair
 
@@ -148,9 +153,10 @@ def write_card(pair_dir: Path, evaluated: Path, controls: Path, trace_controls: 
     pair.config.metrics = json.loads(evaluated.read_text())
     if trace_controls:
         record = json.loads(trace_controls.read_text())
-        notes = trace_notes(record, pair.config.training.get("recalibrated"))
+        earlier = json.loads(controls_from.read_text()) if controls_from else None
+        notes = trace_notes(record, pair.config.training.get("recalibrated"), earlier, controls_from)
         # The pair carries its own controls' numbers: the app quotes them without guessing which file measured it.
-        pair.config.training["trace_controls"] = trace_controls_summary(record, trace_controls)
+        pair.config.training["trace_controls"] = trace_controls_summary(record, trace_controls, earlier, controls_from)
     else:
         notes = controls_notes(pair, json.loads(controls.read_text()))
     pair.config.save(pair_dir / "config.json")
@@ -179,19 +185,37 @@ def controls_notes(pair, record: dict) -> str:
     return notes
 
 
-def trace_controls_summary(record: dict, path: Path) -> dict:
-    """The trace beside its controls, as a pair's config keeps them (``training.trace_controls``)."""
+def _repo_path(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
+
+
+def _has_controls(record: dict) -> bool:
+    return bool(record.get("passive")) and bool(record.get("fresh_head", {}).get("passive"))
+
+
+def trace_controls_summary(record: dict, path: Path, earlier: dict | None = None,
+                           earlier_path: Path | None = None) -> dict:
+    """The trace beside its controls, as a pair's config keeps them (``training.trace_controls``).
+
+    A record whose own controls (passive, untrained, the passive probe) are not run yet takes them from ``earlier``,
+    a record of an earlier recipe, and says so (``controls_from``): the app then names that recipe."""
     keep = ("mint_accuracy", "auc", "tpr_at_1pct_fpr", "task_accuracy")
 
-    def pick(m: dict) -> dict:
-        return {k: m[k] for k in keep if k in m}
+    def pick(m: dict | None) -> dict:
+        return {k: m[k] for k in keep if k in m} if m else {}
 
-    path = path.resolve()
-    return {"record": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name,
-            "members": record["settings"]["members"], "joint_epochs": record["settings"]["joint_epochs"],
-            "levers": record["settings"].get("levers", []),
-            **{name: pick(record[name]) for name in ("active", "passive", "untrained")},
-            "fresh_head": {name: pick(m) for name, m in record["fresh_head"].items()}}
+    summary = {"record": _repo_path(path), "members": record["settings"]["members"],
+               "joint_epochs": record["settings"]["joint_epochs"], "levers": record["settings"].get("levers", []),
+               **{name: pick(record.get(name)) for name in ("active", "passive", "untrained")},
+               "fresh_head": {name: pick(m) for name, m in record["fresh_head"].items()}}
+    if not _has_controls(record) and earlier is not None and _has_controls(earlier):
+        summary["controls_from"] = {"record": _repo_path(earlier_path) if earlier_path else None,
+                                    "joint_epochs": earlier["settings"]["joint_epochs"],
+                                    "levers": earlier["settings"].get("levers", [])}
+        summary["passive"], summary["untrained"] = pick(earlier.get("passive")), pick(earlier.get("untrained"))
+        summary["fresh_head"]["passive"] = pick(earlier["fresh_head"]["passive"])
+    return summary
 
 
 def _portable_command(command: str | None) -> str | None:
@@ -201,9 +225,10 @@ def _portable_command(command: str | None) -> str | None:
     return re.sub(r" --(runs|results|threads|keep-every) \S+", "", command)
 
 
-def trace_notes(record: dict, recalibrated: dict | None = None) -> str:
+def trace_notes(record: dict, recalibrated: dict | None = None, earlier: dict | None = None,
+                earlier_path: Path | None = None) -> str:
     """The card's notes for a pair built on a trace run: the trace alone beside its controls, in words from the
-    record's own numbers."""
+    record's own numbers (its controls not run yet: ``earlier``'s, an earlier recipe's, named as such)."""
     from trace_controls import trace_table
 
     s, fresh = record["settings"], record["fresh_head"]
@@ -211,17 +236,34 @@ def trace_notes(record: dict, recalibrated: dict | None = None) -> str:
     made = (f"The model and its trace head were trained jointly by `{trained}` (the trace recipe, "
             "benchmarks/trace_recipe.py); `python benchmarks/train_default_pair.py --recipe trace --init-from "
             "<that run's active pair>` kept both bit for bit and wrote the hashed memories.\n\n") if trained else ""
+    if _has_controls(record):
+        plainly = (f"Read plainly: a new head trained on this model's frozen backbone finds members no head ever saw at "
+                   f"AUC {fresh['active']['auc']:.3f}; on the same recipe's task-only (passive) backbone at "
+                   f"{fresh['passive']['auc']:.3f}. The difference is the trace joint training wrote into the model. The "
+                   "paper's protocol alone cannot show it: a head trained on the passive backbone memorises its own "
+                   f"members (passive row). The cost is task accuracy: {record['active']['task_accuracy']:.3f} against "
+                   f"the passive model's {record['passive']['task_accuracy']:.3f}.")
+    elif earlier is not None and _has_controls(earlier):
+        e = earlier["settings"]
+        where = f" (`{_repo_path(earlier_path)}`)" if earlier_path else ""
+        plainly = (f"This model's own controls (passive, untrained, the passive probe) are not run yet: the rows above "
+                   "say so. The earlier recipe's, on the same split "
+                   f"({', '.join(e.get('levers', [])) or 'no levers'}, {e['joint_epochs']} joint epochs){where}: a new "
+                   f"head on its task-only (passive) backbone finds members no head saw at AUC "
+                   f"{earlier['fresh_head']['passive']['auc']:.3f}, on its jointly trained backbone at "
+                   f"{earlier['fresh_head']['active']['auc']:.3f}; a head trained on that passive backbone reads its "
+                   f"own members at {earlier['passive']['auc']:.3f} (it memorises them), a head on a random backbone at "
+                   f"{earlier['untrained']['auc']:.3f}. On this model a new head finds members no head saw at AUC "
+                   f"{fresh['active']['auc']:.3f}. Task accuracy {record['active']['task_accuracy']:.3f}; that "
+                   f"recipe's passive model's {earlier['passive']['task_accuracy']:.3f}.")
+    else:
+        plainly = (f"Read plainly: a new head trained on this model's frozen backbone finds members no head ever saw at "
+                   f"AUC {fresh['active']['auc']:.3f}. Its controls are not run yet.")
     return (made + f"The trace head alone, the paper's protocol ({s['scored']:,} scored members against the "
             f"{s['scored']:,} test images, threshold fitted on the calibration split), beside its controls on the same "
             f"split (`benchmarks/trace_controls.py`, {s['members']:,} members, {s['joint_epochs']} joint epochs; "
             f"control and probe heads: {s['control_head_epochs']} epochs).\n\n"
-            + trace_table(record) + "\n\n"
-            f"Read plainly: a new head trained on this model's frozen backbone finds members no head ever saw at AUC "
-            f"{fresh['active']['auc']:.3f}; on the same recipe's task-only (passive) backbone at "
-            f"{fresh['passive']['auc']:.3f}. The difference is the trace joint training wrote into the model. The "
-            "paper's protocol alone cannot show it: a head trained on the passive backbone memorises its own members "
-            f"(passive row). The cost is task accuracy: {record['active']['task_accuracy']:.3f} against the passive "
-            f"model's {record['passive']['task_accuracy']:.3f}. The fingerprint (the hashed memories) reads the image, "
+            + trace_table(record) + "\n\n" + plainly + " The fingerprint (the hashed memories) reads the image, "
             "not the model: it finds exact and edited copies of training images on any backbone."
             + (f"\n\nThe readings were fitted after the model was built, weights unchanged (`{recalibrated['command']}`): "
                f"the aMINT verdict's threshold at a {recalibrated['targets']['amint']:.1%} false-positive rate on "
@@ -288,6 +330,8 @@ def main() -> None:
                          "that run's own settings; the hashed memories and readings added; no training")
     ap.add_argument("--trace-controls", default=None, help="with --card: the card's notes from this "
                     "trace_controls.py record (the trace beside its controls) instead of results/controls.json")
+    ap.add_argument("--controls-from", default=None, help="with --card --trace-controls: where that record's "
+                    "controls are not run yet, quote this earlier recipe's record's, named as such")
     ap.add_argument("--to", default=None, help="with --recipe trace: where to save the pair (default: the default "
                                                "pair's folder)")
     ap.add_argument("--card", action="store_true",
@@ -303,7 +347,8 @@ def main() -> None:
     if args.card:
         out = Path(args.out)
         write_card(Path(args.to or TARGETS["active"]), out / "default_pair_evaluate.json", out / "controls.json",
-                   Path(args.trace_controls) if args.trace_controls else None)
+                   Path(args.trace_controls) if args.trace_controls else None,
+                   Path(args.controls_from) if args.controls_from else None)
         return
     results = Path(args.out)
     results.mkdir(parents=True, exist_ok=True)

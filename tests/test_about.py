@@ -67,3 +67,17 @@ def test_without_a_pair_the_page_has_no_figures():
     text = about_text(None, None)
     assert "## On the pair shipped" not in text and "AUC" not in text
     assert "aMINT verdict" in text and "fingerprint" in text and "## Limits, honestly" in text
+
+
+def test_controls_of_an_earlier_recipe_are_named_as_such():
+    from amint.ui.about import trace_controls_words
+
+    tc = {"record": "r.json", "active": {"task_accuracy": 0.90}, "passive": {"task_accuracy": 0.908},
+          "fresh_head": {"active": {"auc": 0.87}, "passive": {"auc": 0.505}}}
+    own = " ".join(trace_controls_words({"training": {"trace_controls": tc}}))
+    assert "on the same kind of model trained for its task alone, with AUC 0.505" in own and "earlier" not in own
+    tc["controls_from"] = {"record": "e.json", "joint_epochs": 58, "levers": ["views"]}
+    quoted = " ".join(trace_controls_words({"training": {"trace_controls": tc}}))
+    assert "with AUC 0.870" in quoted and "a model of the earlier recipe (58 epochs; this model's own control is not " \
+        "run yet) trained for its task alone, with AUC 0.505" in quoted
+    assert "against 90.8% for the earlier recipe's model" in quoted

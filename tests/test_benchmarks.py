@@ -307,6 +307,34 @@ def test_the_trace_card_notes_carry_the_records_own_numbers():
     assert summary["fresh_head"]["active"]["auc"] == 0.917 and summary["passive"]["task_accuracy"] == 0.889
 
 
+def test_a_trace_card_without_its_own_controls_says_whose_controls_it_quotes():
+    import train_default_pair
+
+    m = lambda acc, auc, task=None: {"mint_accuracy": acc, "auc": auc, "tpr_at_1pct_fpr": 0.1,  # noqa: E731
+                                     "task_accuracy": task}
+    settings = {"members": 25000, "control_head_epochs": 100, "scored": 10000, "levers": ["views", "batch64"]}
+    record = {"settings": {**settings, "joint_epochs": 100}, "active": m(0.88, 0.94, 0.90),
+              "fresh_head": {"active": m(0.8, 0.87)}}  # --part active only: no passive, untrained, passive probe
+    earlier = {"settings": {**settings, "joint_epochs": 58, "levers": ["views"]}, "active": m(0.82, 0.89, 0.894),
+               "passive": m(0.896, 0.920, 0.908), "untrained": m(0.70, 0.765, 0.1),
+               "fresh_head": {"active": m(0.75, 0.832), "passive": m(0.5, 0.505)}}
+    notes = train_default_pair.trace_notes(record, None, earlier, ROOT / "benchmarks" / "results" / "e.json")
+    assert "| passive: a head on the frozen task-only backbone | not run |" in notes
+    assert "This model's own controls (passive, untrained, the passive probe) are not run yet" in notes
+    assert "(views, 58 joint epochs) (`benchmarks/results/e.json`)" in notes and "at AUC 0.505" in notes
+    assert "no head saw at AUC 0.870" in notes and "0.900; that recipe's passive model's 0.908" in notes
+    summary = train_default_pair.trace_controls_summary(record, ROOT / "r.json", earlier,
+                                                        ROOT / "benchmarks" / "results" / "e.json")
+    assert summary["active"]["auc"] == 0.94 and summary["fresh_head"]["active"]["auc"] == 0.87  # its own
+    assert summary["fresh_head"]["passive"]["auc"] == 0.505 and summary["passive"]["task_accuracy"] == 0.908
+    assert summary["controls_from"] == {"record": "benchmarks/results/e.json", "joint_epochs": 58, "levers": ["views"]}
+    # A record with its own controls keeps them, whatever earlier record is offered.
+    record.update(passive=m(0.9, 0.93, 0.91), untrained=m(0.7, 0.77, 0.1))
+    record["fresh_head"]["passive"] = m(0.5, 0.506)
+    summary = train_default_pair.trace_controls_summary(record, ROOT / "r.json", earlier)
+    assert "controls_from" not in summary and summary["fresh_head"]["passive"]["auc"] == 0.506
+
+
 def test_a_reused_passive_backbone_is_read_at_the_levers_taps(synthetic, tmp_path, monkeypatch):
     """--passive reuses a task-only backbone across tap levers: its controls must read the lever's taps, not the taps
     of the run that trained it (a taps23 run once got the output-taps passive control, numbers bit-identical)."""

@@ -131,14 +131,19 @@ def trace_controls_words(cfg: dict) -> list[str]:
     active, passive = (fresh.get(k, {}).get("auc") for k in ("active", "passive"))
     if active is None or passive is None:
         return []
+    # A pair whose own controls are not run yet carries an earlier recipe's (controls_from): said, not blurred.
+    earlier = tc.get("controls_from")
+    kind = (f"a model of the earlier recipe ({earlier['joint_epochs']} epochs; this model's own control is not run "
+            "yet)" if earlier else "the same kind of model")
+    base_model = "the earlier recipe's model" if earlier else "the model"
     said = (f"Is the trace in the model itself, or only in the trace head that reads it? A new trace head trained on this frozen "
             f"model with some of its training images finds the others, which no head ever saw, with AUC {_auc(active)}; "
-            f"on the same kind of model trained for its task alone, with AUC {_auc(passive)}. The trace is in the model "
+            f"on {kind} trained for its task alone, with AUC {_auc(passive)}. The trace is in the model "
             f"(`{tc.get('record', 'benchmarks/trace_controls.py')}`).")
     task, base = (tc.get(k, {}).get("task_accuracy") for k in ("active", "passive"))
     if task is not None and base is not None:
         said += (f" It costs the model some of its skill: {_pct(task)} of test images classified right, against "
-                 f"{_pct(base)} for the model trained for its task alone.")
+                 f"{_pct(base)} for {base_model} trained for its task alone.")
     return [said]
 
 
