@@ -3,7 +3,8 @@
 #
 # Here, once:   mkdir -p data && cp -r /usr/share/datasets/fashion-mnist data/     (data/ is git-ignored; 30 MB)
 # On a device:  run(command="bash benchmarks/gpu_trace.sh", carry=["data"], timeout_s=580)
-# Anywhere:     EPOCHS=90 COOLDOWN=10 LEVERS=views OUT=runs/gpu bash benchmarks/gpu_trace.sh
+# Anywhere:     EPOCHS=90 COOLDOWN=10 LEVERS=views OUT=runs/gpu bash benchmarks/gpu_trace.sh   (a 10-minute device call
+#               cut short: the same command again resumes from $RUNS, kept on a warm device)
 # (the last COOLDOWN of the EPOCHS decay the learning rate to 0: on CPU, 6 such epochs took the trace's
 # calibration AUC from 0.866 to 0.906 at 5,000 members and from 0.888 to 0.933 at 25,000.)
 # LEVERS (benchmarks/trace_recipe.py; RESULTS.md section 5, "Levers at 5,000 members"): every lever that buys task
@@ -14,19 +15,35 @@
 # 0.893 exact and 0.881 resized or screenshotted, fresh head 0.832, the trace still climbing at the end; RESULTS.md
 # section 5). LEVERS=views,mint1,augtask,taps23 adds task accuracy and forms the trace later still (5,000 members,
 # 58 epochs: task 0.867, AUC 0.842, monitor 0.75 at epoch 50).
+# Longer is what moves the trace at this scale: at batch 64 (LEVERS=...,batch64), 70 + 10 epochs on CPU read 0.916
+# exact and 0.906-0.908 resized or screenshotted (fresh head 0.862, task 0.897), its monitor still climbing; epoch for
+# epoch it followed the batch-128 run within 0.02, so the default keeps batch 128 (half the steps, what a GPU pays
+# for on a model this small) and trains 110 epochs (RESULTS.md section 5, "the same recipe at batch 64").
 # Writes $OUT/trace_controls.json (active, passive, untrained, fresh_head, active_edited: the trace alone,
-# the paper's protocol, 10,000 scored members vs the 10,000 test images) and $OUT/log. The backbones
-# train with checkpoints under $OUT/runs: the same command resumes them if it was cut short.
+# the paper's protocol, 10,000 scored members vs the 10,000 test images), $OUT/log, and the two trained pairs
+# ($OUT/active: the candidate default pair, `python benchmarks/train_default_pair.py --recipe trace --init-from
+# <it>`; $OUT/passive: its control's backbone, `trace_controls.py --passive <it>`), each config.json +
+# model.safetensors (about 12 MB: within the device's 16 MiB a file). The backbones train with checkpoints under
+# $RUNS, outside $OUT (checkpoints are not returned): the same command resumes them if it was cut short.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export AMINT_DATA_DIR="${AMINT_DATA_DIR:-$PWD/data}" PYTHONUNBUFFERED=1
 OUT="${OUT:-runs/gpu}"
+RUNS="${RUNS:-runs/gpu-checkpoints}"
 MEMBERS="${MEMBERS:-25000}"   # smaller for a quick check of the script itself (MEMBERS=200 EPOCHS=1 COOLDOWN=0 EDITS_N=200)
-EPOCHS="${EPOCHS:-90}"
+EPOCHS="${EPOCHS:-110}"
 COOLDOWN="${COOLDOWN:-10}"
 EDITS_N="${EDITS_N:-10000}"
-LEVERS="${LEVERS-views,mint1,taps23}"   # named changes to the recipe, comma-separated (benchmarks/trace_recipe.py LEVERS); LEVERS= for none
-mkdir -p "$OUT"
+LEVERS="${LEVERS-views,mint1,taps23}"   # named changes to the recipe (benchmarks/trace_recipe.py LEVERS), comma-separated; LEVERS= for none
+mkdir -p "$OUT" "$RUNS"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | tee "$OUT/log" || true
 python benchmarks/trace_controls.py --members "$MEMBERS" --epochs "$EPOCHS" --cooldown "$COOLDOWN" --levers "$LEVERS" --device auto --keep-every 10 \
-    --runs "$OUT/runs" --results "$OUT/trace_controls.json" --edits-n "$EDITS_N" 2>&1 | tee -a "$OUT/log"
+    --runs "$RUNS" --results "$OUT/trace_controls.json" --edits-n "$EDITS_N" 2>&1 | tee -a "$OUT/log"
+# The pairs this run trained, flat under $OUT (the device returns files at most two folders down).
+run="$RUNS/trace${LEVERS:++${LEVERS//,/+}}-$MEMBERS-$EPOCHS"
+for part in active passive; do
+    if [ -f "$run/$part/pair/config.json" ]; then
+        mkdir -p "$OUT/$part" && cp "$run/$part/pair/config.json" "$run/$part/pair/model.safetensors" "$OUT/$part/"
+    fi
+done
+ls -l "$OUT" "$OUT"/*/ 2>/dev/null | tee -a "$OUT/log" || true
