@@ -12,7 +12,8 @@
 # Environment: EDITS_N (default 2500) images per side for each edit in `evaluate --edits`; NAME the set audits' row
 # (default "fashion-mnist-resnet18 (<RECORD's levers>)"). Each step's output goes to its usual results file; the
 # outgoing pair's evaluate output is kept as results/default_pair_vN_evaluate.json (N the next free number).
-# About 1 h on a 2-core CPU (the evaluate with edits and the reconstruction attack take most of it).
+# 44 min on a 2-core CPU (2026-12-02, rebuilding the shipped pair from itself, which reproduced every number): build
+# 4, calibrate 3, evaluate 4, publish copies 12, reconstruction attack 6, screenshots 1, the closing tests 13 minutes.
 # Left by hand, from the new numbers: README.md and benchmarks/RESULTS.md, the set audits' row of the outgoing pair,
 # tests/test_default_pair.py's bars, tests/test_audit_fpr.py's OWN_BOUND_EXCEEDED and tests/claims_allowlist.txt;
 # the tests run last say which of them changed.
@@ -54,8 +55,9 @@ step "what a published copy reveals"
 python benchmarks/publish_copies.py --edits jpeg50,resize56,crop92 --edits-n 2000
 step "reconstruction attack on the memories"
 python benchmarks/reconstruction_attack.py
-step "the demo's examples and their known answers"
-python examples/make_examples.py
+N_EXAMPLES=$(python -c 'import json; print(sum(e["truth"] == "member" for e in json.load(open("examples/examples.json"))["examples"]))')
+step "the demo's examples and their known answers ($N_EXAMPLES members, as many never-seen images)"
+python examples/make_examples.py --n "$N_EXAMPLES"
 step "screenshots of the app's readings"
 python benchmarks/readings_screenshots.py
 

@@ -448,3 +448,21 @@ def test_collect_levers_keeps_earlier_runs_whose_folders_are_gone(tmp_path):
     # Without --keep the file holds what RUNS holds, nothing else.
     collect_levers.main([str(new_runs), str(results)])
     assert set(json.loads(results.read_text())["runs"]) == {"base", "batch64"}
+
+
+def test_the_swap_script_refuses_a_missing_pair_or_record_before_touching_anything(tmp_path):
+    """swap_default_pair.sh rewrites the default pair and a dozen results: a wrong path must stop it at once."""
+    import subprocess
+
+    script = ROOT / "benchmarks" / "swap_default_pair.sh"
+    usage = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+    assert usage.returncode == 2 and "ACTIVE_PAIR RECORD [EARLIER_RECORD]" in usage.stdout
+    before = {p: p.stat().st_mtime_ns for p in (ROOT / "models" / "fashion-mnist-resnet18").iterdir()}
+    kept = set((ROOT / "benchmarks" / "results").glob("default_pair_v*_evaluate.json"))
+    record = ROOT / "benchmarks" / "results" / "trace_controls_25k_views_mint1_taps23.json"
+    for args, missing in (([str(tmp_path / "no-pair"), str(record)], "no-pair/config.json"),
+                          ([str(ROOT / "models" / "fashion-mnist-resnet18"), str(tmp_path / "r.json")], "r.json")):
+        run = subprocess.run(["bash", str(script), *args], capture_output=True, text=True)
+        assert run.returncode == 2 and missing in run.stderr and "nothing was changed" in run.stderr
+    assert {p: p.stat().st_mtime_ns for p in (ROOT / "models" / "fashion-mnist-resnet18").iterdir()} == before
+    assert set((ROOT / "benchmarks" / "results").glob("default_pair_v*_evaluate.json")) == kept  # no copy made
