@@ -247,8 +247,9 @@ def trace_notes(record: dict, recalibrated: dict | None = None, earlier: dict | 
         e = earlier["settings"]
         where = f" (`{_repo_path(earlier_path)}`)" if earlier_path else ""
         plainly = (f"This model's own controls (passive, untrained, the passive probe) are not run yet: the rows above "
-                   "say so. The earlier recipe's, on the same split "
-                   f"({', '.join(e.get('levers', [])) or 'no levers'}, {e['joint_epochs']} joint epochs){where}: a new "
+                   "say so. The earlier recipe's "
+                   f"({', '.join(e.get('levers', [])) or 'no levers'}, {e['members']:,} members, {e['joint_epochs']} "
+                   f"joint epochs){where}: a new "
                    f"head on its task-only (passive) backbone finds members no head saw at AUC "
                    f"{earlier['fresh_head']['passive']['auc']:.3f}, on its jointly trained backbone at "
                    f"{earlier['fresh_head']['active']['auc']:.3f}; a head trained on that passive backbone reads its "

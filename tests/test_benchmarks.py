@@ -321,7 +321,7 @@ def test_a_trace_card_without_its_own_controls_says_whose_controls_it_quotes():
     notes = train_default_pair.trace_notes(record, None, earlier, ROOT / "benchmarks" / "results" / "e.json")
     assert "| passive: a head on the frozen task-only backbone | not run |" in notes
     assert "This model's own controls (passive, untrained, the passive probe) are not run yet" in notes
-    assert "(views, 58 joint epochs) (`benchmarks/results/e.json`)" in notes and "at AUC 0.505" in notes
+    assert "(views, 25,000 members, 58 joint epochs) (`benchmarks/results/e.json`)" in notes and "at AUC 0.505" in notes
     assert "no head saw at AUC 0.870" in notes and "0.900; that recipe's passive model's 0.908" in notes
     summary = train_default_pair.trace_controls_summary(record, ROOT / "r.json", earlier,
                                                         ROOT / "benchmarks" / "results" / "e.json")
