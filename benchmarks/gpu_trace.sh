@@ -37,13 +37,20 @@ EDITS_N="${EDITS_N:-10000}"
 LEVERS="${LEVERS-views,mint1,taps23}"   # named changes to the recipe (benchmarks/trace_recipe.py LEVERS), comma-separated; LEVERS= for none
 mkdir -p "$OUT" "$RUNS"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | tee "$OUT/log" || true
-python benchmarks/trace_controls.py --members "$MEMBERS" --epochs "$EPOCHS" --cooldown "$COOLDOWN" --levers "$LEVERS" --device auto --keep-every 10 \
-    --runs "$RUNS" --results "$OUT/trace_controls.json" --edits-n "$EDITS_N" 2>&1 | tee -a "$OUT/log"
-# The pairs this run trained, flat under $OUT (the device returns files at most two folders down).
+common=(--members "$MEMBERS" --epochs "$EPOCHS" --cooldown "$COOLDOWN" --levers "$LEVERS" --device auto --keep-every 10
+        --runs "$RUNS" --results "$OUT/trace_controls.json" --edits-n "$EDITS_N")
 run="$RUNS/trace${LEVERS:++${LEVERS//,/+}}-$MEMBERS-$EPOCHS"
-for part in active passive; do
-    if [ -f "$run/$part/pair/config.json" ]; then
-        mkdir -p "$OUT/$part" && cp "$run/$part/pair/config.json" "$run/$part/pair/model.safetensors" "$OUT/$part/"
+# A trained pair, flat under $OUT (the device returns files at most two folders down).
+keep() {
+    if [ -f "$run/$1/pair/config.json" ]; then
+        mkdir -p "$OUT/$1" && cp "$run/$1/pair/config.json" "$run/$1/pair/model.safetensors" "$OUT/$1/"
     fi
-done
+}
+# The parts one after another, each merged into the same record: the active pair is under $OUT as soon as it is
+# trained and read, so a call cut short in its controls still brings the model back.
+python benchmarks/trace_controls.py "${common[@]}" --part active 2>&1 | tee -a "$OUT/log"
+keep active
+python benchmarks/trace_controls.py "${common[@]}" --part controls 2>&1 | tee -a "$OUT/log"
+keep passive
+python benchmarks/trace_controls.py "${common[@]}" --part reference 2>&1 | tee -a "$OUT/log"
 ls -l "$OUT" "$OUT"/*/ 2>/dev/null | tee -a "$OUT/log" || true
