@@ -124,10 +124,10 @@ def _audits(split_scores: SplitScores, reading: str, family: str, known: bool = 
 
 # Families whose share of the 10,000 test images is above their own 95% bound (from half B's 2,500). Among 2 readings
 # x 15 families about one such miss is expected; the worst family's bound, which audits state, must hold regardless.
-# Measured on the default pair (views, mint1, taps23): none. (The previous default pair's aMINT verdict flagged 91 of
-# the test images re-saved as JPEG 50 against that family's 0.73%; the first default pair missed on the random edit
-# chain: 78 of 10,000 against 0.63%.)
-OWN_BOUND_EXCEEDED: set[tuple[str, str]] = set()
+# Measured on the default pair (views, mint1, taps23, batch64, 100 epochs): the aMINT verdict on shift1, 74 of 10,000
+# against its 0.68%. (The pair before it: none; the one before flagged 91 of the test images re-saved as JPEG 50
+# against that family's 0.73%; the first default pair missed on the random edit chain: 78 of 10,000 against 0.63%.)
+OWN_BOUND_EXCEEDED: set[tuple[str, str]] = {(AMINT, "shift1")}
 
 
 @pytest.mark.parametrize("reading", READINGS)
