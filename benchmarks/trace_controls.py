@@ -159,18 +159,28 @@ def _active_part(out: dict, active: AuditedPair, bench: Benchmark, split: Member
 
 def _control_part(out: dict, split: MembershipSplit, head_cfg: TraceConfig, control_epochs: int, args,
                   bench: Benchmark) -> None:
-    passive = backbone("passive", "passive", args, bench, args.passive)
-    cache = MapCache(passive, bench)
-    head = control_head(cache, split, head_cfg, control_epochs)
-    out["passive"] = pick(score_trace(head, cache, split, split.eval_members, max_scored=args.max_scored))
-    out["fresh_head"]["passive"] = pick(fresh_head_probe(cache, split, head_cfg, control_epochs,
-                                                         max_scored=args.max_scored))
-    del cache
-    print("passive", out["passive"], "\nfresh passive", out["fresh_head"]["passive"], flush=True)
-    cache = MapCache(untrained(args, bench), bench)
-    out["untrained"] = pick(score_trace(control_head(cache, split, head_cfg, control_epochs), cache, split,
-                                        split.eval_members, max_scored=args.max_scored))
-    print("untrained", out["untrained"], flush=True)
+    """Passive, its fresh-head probe and untrained, each saved to --results as it finishes: a rerun after a killed
+    session skips the controls already in the record (each head is tens of minutes on a CPU)."""
+    if "passive" not in out or "passive" not in out["fresh_head"]:
+        passive = backbone("passive", "passive", args, bench, args.passive)
+        cache = MapCache(passive, bench)
+        head = control_head(cache, split, head_cfg, control_epochs)
+        out["passive"] = pick(score_trace(head, cache, split, split.eval_members, max_scored=args.max_scored))
+        out["fresh_head"]["passive"] = pick(fresh_head_probe(cache, split, head_cfg, control_epochs,
+                                                             max_scored=args.max_scored))
+        del cache
+        print("passive", out["passive"], "\nfresh passive", out["fresh_head"]["passive"], flush=True)
+        save_partial(out, args)
+    if "untrained" not in out:
+        cache = MapCache(untrained(args, bench), bench)
+        out["untrained"] = pick(score_trace(control_head(cache, split, head_cfg, control_epochs), cache, split,
+                                            split.eval_members, max_scored=args.max_scored))
+        print("untrained", out["untrained"], flush=True)
+
+
+def save_partial(out: dict, args) -> None:
+    if args.results:
+        Path(args.results).write_text(json.dumps(out, indent=1) + "\n")
 
 
 # The paper's best MNIST row (Table 1: Middle taps, MobileNet): MINT accuracy and the audited model's task accuracy,

@@ -177,6 +177,11 @@ def test_trace_controls_writes_every_reading_the_issue_names(synthetic, tmp_path
     split, head, epochs = trace_controls.recipe_run(trace_controls.parse_args(argv), synthetic)
     assert torch.equal(split.members, MembershipSplit.from_config(active.config.split).members)
     assert (head, epochs) == trace_controls.pair_run(active)[1:]
+    # A controls run killed after the passive readings resumes at the untrained head, keeping what it had.
+    partial = {"passive": {**written["passive"], "auc": 0.123}, "fresh_head": {"passive": written["fresh_head"]["passive"]}}
+    (tmp_path / "controls.json").write_text(json.dumps(partial))
+    resumed = trace_controls.main([*argv, "--part", "controls"], bench=synthetic)
+    assert resumed["passive"]["auc"] == 0.123 and "untrained" in resumed
 
 
 def test_a_lever_changes_one_setting_of_the_recipe_and_names_its_run(synthetic, tmp_path):
