@@ -59,6 +59,9 @@ LEVERS: dict[str, dict] = {
     # Steps per epoch: an epoch costs about the same CPU at batch 64 (convolution-bound per image) and makes twice
     # the updates; the trace is memorisation, which counts updates. The published code trains at batch 64.
     "batch64": dict(batch_size=64),
+    # Backbone capacity against the head's: twice the recipe's channels (about 4x the parameters and the arithmetic).
+    # More room to fit members might carry a stronger trace and more task accuracy, for four times the epoch's cost.
+    "wide2": dict(backbone_kwargs=WIDE | {"channels": [2 * c for c in WIDE["channels"]], "stem_width": 16}),
 }
 
 

@@ -225,6 +225,15 @@ def _portable_command(command: str | None) -> str | None:
     return re.sub(r" --(runs|results|threads|keep-every) \S+", "", command)
 
 
+def _ranked(record: dict) -> str:
+    """Said where the paper's protocol ranks the passive control's head at or above this pair's own."""
+    active, passive = record["active"]["auc"], record["passive"]["auc"]
+    if passive < active:
+        return ""
+    return (f": AUC {passive:.3f}, against {active:.3f} for this pair's own head, so by that protocol alone the passive "
+            "model would look at least as audited")
+
+
 def trace_notes(record: dict, recalibrated: dict | None = None, earlier: dict | None = None,
                 earlier_path: Path | None = None) -> str:
     """The card's notes for a pair built on a trace run: the trace alone beside its controls, in words from the
@@ -241,8 +250,9 @@ def trace_notes(record: dict, recalibrated: dict | None = None, earlier: dict | 
                    f"AUC {fresh['active']['auc']:.3f}; on the same recipe's task-only (passive) backbone at "
                    f"{fresh['passive']['auc']:.3f}. The difference is the trace joint training wrote into the model. The "
                    "paper's protocol alone cannot show it: a head trained on the passive backbone memorises its own "
-                   f"members (passive row). The cost is task accuracy: {record['active']['task_accuracy']:.3f} against "
-                   f"the passive model's {record['passive']['task_accuracy']:.3f}.")
+                   f"members (passive row{_ranked(record)}). The cost is task accuracy: "
+                   f"{record['active']['task_accuracy']:.3f} against the passive model's "
+                   f"{record['passive']['task_accuracy']:.3f}.")
     elif earlier is not None and _has_controls(earlier):
         e = earlier["settings"]
         where = f" (`{_repo_path(earlier_path)}`)" if earlier_path else ""

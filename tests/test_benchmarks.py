@@ -310,6 +310,9 @@ def test_the_trace_card_notes_carry_the_records_own_numbers():
     summary = train_default_pair.trace_controls_summary(record, ROOT / "benchmarks" / "results" / "x.json")
     assert summary["record"] == "benchmarks/results/x.json"
     assert summary["fresh_head"]["active"]["auc"] == 0.917 and summary["passive"]["task_accuracy"] == 0.889
+    assert "at least as audited" not in notes  # the passive head reads below this pair's own
+    record["passive"] = m(0.915, 0.933, 0.912)  # the paper's protocol ranks the passive model's head first: said
+    assert "AUC 0.933, against 0.931 for this pair's own head" in train_default_pair.trace_notes(record)
 
 
 def test_a_trace_card_without_its_own_controls_says_whose_controls_it_quotes():
