@@ -161,6 +161,9 @@ def _control_part(out: dict, split: MembershipSplit, head_cfg: TraceConfig, cont
                   bench: Benchmark) -> None:
     """Passive, its fresh-head probe and untrained, each saved to --results as it finishes: a rerun after a killed
     session skips the controls already in the record (each head is tens of minutes on a CPU)."""
+    kept = [name for name in ("passive", "untrained") if name in out]
+    if kept:  # a rerun with other settings must not quote these: said, so a reader deletes the record to recompute
+        print(f"kept {', '.join(kept)} from {args.results} (delete them there to measure again)", flush=True)
     if "passive" not in out or "passive" not in out["fresh_head"]:
         passive = backbone("passive", "passive", args, bench, args.passive)
         cache = MapCache(passive, bench)
@@ -179,6 +182,7 @@ def _control_part(out: dict, split: MembershipSplit, head_cfg: TraceConfig, cont
 
 
 def save_partial(out: dict, args) -> None:
+    """The record as it stands, to --results (after each control, and whole at the end)."""
     if args.results:
         Path(args.results).write_text(json.dumps(out, indent=1) + "\n")
 
@@ -247,8 +251,7 @@ def main(argv: list[str] | None = None, bench: Benchmark | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     result = run(args, bench or load_benchmark("fashion-mnist"))
-    if args.results:
-        Path(args.results).write_text(json.dumps(result, indent=1) + "\n")
+    save_partial(result, args)
     return result
 
 
