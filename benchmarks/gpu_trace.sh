@@ -15,10 +15,13 @@
 # 0.893 exact and 0.881 resized or screenshotted, fresh head 0.832, the trace still climbing at the end; RESULTS.md
 # section 5). LEVERS=views,mint1,augtask,taps23 adds task accuracy and forms the trace later still (5,000 members,
 # 58 epochs: task 0.867, AUC 0.842, monitor 0.75 at epoch 50).
-# Longer is what moves the trace at this scale: at batch 64 (LEVERS=...,batch64), 70 + 10 epochs on CPU read 0.916
-# exact and 0.906-0.908 resized or screenshotted (fresh head 0.862, task 0.897), its monitor still climbing; epoch for
-# epoch it followed the batch-128 run within 0.02, so the default keeps batch 128 (half the steps, what a GPU pays
-# for on a model this small) and trains 110 epochs (RESULTS.md section 5, "the same recipe at batch 64").
+# Longer moved the trace at this scale up to a plateau: at batch 64 (LEVERS=...,batch64), 70 + 10 epochs on CPU read
+# 0.916 exact, 90 + 10 (the default pair since 2026-12-02) 0.921 exact and 0.914-0.917 edited, fresh head 0.875, task
+# 0.898; its own passive control's head reads 0.933 by the paper's protocol, its passive fresh head 0.508 (RESULTS.md
+# section 5). Epoch for epoch batch 64 followed the batch-128 run within 0.02, so the default keeps batch 128 (half
+# the steps, what a GPU pays for on a model this small) and trains 110 epochs. Neither more epochs, a wider backbone
+# (wide2) nor a bigger head moved the plateau at 5,000 members; what a GPU buys here is the seeds and arms a CPU
+# cannot afford (one 25,000-member run of 100 epochs is about 3 hours on 2 cores).
 # Writes $OUT/trace_controls.json (active, passive, untrained, fresh_head, active_edited: the trace alone,
 # the paper's protocol, 10,000 scored members vs the 10,000 test images), $OUT/log, and the two trained pairs
 # ($OUT/active: the candidate default pair, `python benchmarks/train_default_pair.py --recipe trace --init-from
