@@ -6,7 +6,7 @@
 RUNS holds each run's ``--results`` JSON (``--part active``, and ``--part controls`` where the controls were
 run) beside its run folders (``<recipe>+<levers>-<members>-<epochs>/active/pair``, whose config.json keeps the
 per-epoch history). A run is named by its levers joined with "_" ("base" for none), with "_<epochs>" when it
-trained other than 33 epochs; a controls file merges into the run of the same settings, and its command is kept
+trained other than 33 epochs and "_cool<n>" when its last n epochs, not 6, cooled down; a controls file merges into the run of the same settings, and its command is kept
 beside the active part's. Each run keeps its monitor curve, so ``--keep`` can add new runs to an OUT whose
 earlier runs' folders are gone (another machine) and still plot them.
 """
@@ -24,16 +24,34 @@ ABOUT = ("The trace recipe at 5,000 members with one lever each (benchmarks/trac
          "2,000 + 2,000 at that threshold; fresh_head: a new head on the frozen backbone, scored on members no head saw)")
 ACTIVE_KEYS = ("settings", "active", "fresh_head", "active_edited", "passive", "untrained", "command", "machine")
 BASE_EPOCHS = 33
+BASE_COOLDOWN = 6  # the rounds' 27 constant + 6 cool-down epochs; records before 2026-12-03 do not say theirs
 
 
 def run_name(settings: dict) -> str:
+    """levers joined by "_" ("base" for none), "_<epochs>" for other than 33, "_cool<n>" for another cool-down."""
     name = "_".join(settings["levers"]) or "base"
-    return name if settings["joint_epochs"] == BASE_EPOCHS else f"{name}_{settings['joint_epochs']}"
+    if settings["joint_epochs"] != BASE_EPOCHS:
+        name += f"_{settings['joint_epochs']}"
+    cooldown = settings.get("cooldown_epochs", BASE_COOLDOWN)
+    return name if cooldown == BASE_COOLDOWN else f"{name}_cool{cooldown}"
 
 
 def run_folder(runs: Path, settings: dict) -> Path:
-    levers = "+".join([settings["recipe"], *settings["levers"]])
-    return runs / f"{levers}-{settings['members']}-{settings['joint_epochs']}" / "active" / "pair"
+    """The run's pair folder: in RUNS, or one folder down (runs that differ only in their cool-down share a folder
+    name, so they train under --runs folders of their own), the one whose config trained the record's cool-down."""
+    name = f"{'+'.join([settings['recipe'], *settings['levers']])}-{settings['members']}-{settings['joint_epochs']}"
+    found = [p for p in (runs / name / "active" / "pair", *sorted(runs.glob(f"*/{name}/active/pair")))
+             if (p / "config.json").exists()]
+    if "cooldown_epochs" in settings:
+        found = [p for p in found if _trained_cooldown(p) == settings["cooldown_epochs"]]
+    if len(found) != 1:
+        raise SystemExit(f"{len(found)} run folders {name}/active/pair under {runs} trained as the record says "
+                         f"(cool-down {settings.get('cooldown_epochs', 'unrecorded')}): keep one per record")
+    return found[0]
+
+
+def _trained_cooldown(pair: Path) -> int | None:
+    return json.loads((pair / "config.json").read_text())["training"].get("config", {}).get("cooldown_epochs")
 
 
 def joint_history(runs: Path, settings: dict) -> list[dict]:

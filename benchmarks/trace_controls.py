@@ -122,7 +122,7 @@ def run(args, bench: Benchmark) -> dict:
         out["pixel_reference"] = pixel_reference(bench, split, spec, tuple(args.edits.split(",")), n=args.edits_n)
         print("pixel reference", out["pixel_reference"], flush=True)
     out["settings"] = {"recipe": args.recipe, "levers": args.levers, "members": args.members, "joint_epochs": epochs,
-                       "control_head_epochs": control_epochs, "scored": args.max_scored,
+                       "cooldown_epochs": args.cooldown, "control_head_epochs": control_epochs, "scored": args.max_scored,
                        "active_pair": args.active, "passive_pair": args.passive}
     ran = {"command": "python benchmarks/trace_controls.py " + " ".join(args.argv),
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seconds": round(time.time() - t0),

@@ -160,6 +160,7 @@ def test_trace_controls_writes_every_reading_the_issue_names(synthetic, tmp_path
     assert set(written["pixel_reference"]) == {"jpeg75", "resize224", "screenshot"}
     assert written["pixel_reference"]["jpeg75"]["auc"] > 0.9  # a JPEG of a member stays next to it in pixels
     assert written["settings"]["control_head_epochs"] == 2  # joint epochs + head epochs (the recipe has none)
+    assert written["settings"]["cooldown_epochs"] == 0  # the schedule is part of what a record says it ran
     # The backbones were trained with checkpoints whose kept epochs are the epochs axis.
     assert (tmp_path / "runs" / "trace-100-2" / "active" / "checkpoint" / "joint-epoch-002.safetensors").exists()
     assert (tmp_path / "runs" / "trace-100-2" / "passive" / "checkpoint" / "task-epoch-001.safetensors").exists()
@@ -399,18 +400,24 @@ def test_set_audits_audit_a_zip_through_the_cli_and_keep_both_answers(tiny_memor
     assert all(r["n_images"] == 12 and 0 <= r["p_value"] <= 1 for r in answer.values())
 
 
-def _fake_lever_run(runs: Path, levers: list[str], part: str, aucs: list[float], epochs: int = 33) -> None:
+def _fake_lever_run(runs: Path, levers: list[str], part: str, aucs: list[float], epochs: int = 33,
+                    cooldown: int | None = None) -> None:
     settings = {"recipe": "trace", "levers": levers, "members": 5000, "joint_epochs": epochs}
+    if cooldown is not None:  # records before 2026-12-03 do not say their cool-down
+        settings["cooldown_epochs"] = cooldown
     reading = {"mint_accuracy": 0.8, "auc": aucs[-1] if aucs else 0.9, "tpr_at_1pct_fpr": 0.1, "task_accuracy": 0.78}
     name = "_".join(levers) or "base"
+    name += f"_cool{cooldown}" if cooldown else ""
     d = {"settings": settings, "command": f"python benchmarks/trace_controls.py --part {part} --levers {','.join(levers)}"}
     if part == "active":
         d |= {"active": reading, "fresh_head": {"active": reading}, "active_edited": {}}
-        pair = runs / f"{'+'.join(['trace', *levers])}-5000-{epochs}" / "active" / "pair"
+        where = runs / f"c{cooldown}" if cooldown is not None else runs  # as trained: a --runs folder each
+        pair = where / f"{'+'.join(['trace', *levers])}-5000-{epochs}" / "active" / "pair"
         pair.mkdir(parents=True)
         history = [{"phase": "joint", "epoch": i + 1, "cal_trace_auc": a, "test_accuracy": 0.7, "seconds": 10.0}
                    for i, a in enumerate(aucs)]
-        (pair / "config.json").write_text(json.dumps({"training": {"history": history}}))
+        config = {"cooldown_epochs": 6 if cooldown is None else cooldown}
+        (pair / "config.json").write_text(json.dumps({"training": {"history": history, "config": config}}))
     else:
         d |= {"passive": reading | {"auc": 0.6}, "untrained": reading | {"auc": 0.55},
               "fresh_head": {"passive": reading | {"auc": 0.51}}}
@@ -426,6 +433,12 @@ def test_collect_levers_names_each_run_merges_its_controls_and_times_its_trace(t
     _fake_lever_run(tmp_path, ["views"], "active", [0.5, 0.6], epochs=58)
     out = collect_levers.collect(tmp_path)["runs"]
     assert set(out) == {"base", "members2", "views_58"}
+    # Same levers and epochs, another cool-down: a run of its own, not a clash with the base.
+    _fake_lever_run(tmp_path / "cool", [], "active", [0.6, 0.95], cooldown=16)
+    _fake_lever_run(tmp_path / "cool", [], "active", [0.6, 0.91], cooldown=6)
+    cool = collect_levers.collect(tmp_path / "cool")["runs"]
+    assert set(cool) == {"base", "base_cool16"}
+    assert cool["base_cool16"]["curve"][-1][1] == 0.95 and cool["base"]["curve"][-1][1] == 0.91  # each its own run
     assert out["base"]["first_epoch_cal_auc_0_8"] == 3 and out["views_58"]["first_epoch_cal_auc_0_8"] is None
     assert out["base"]["train_wall_seconds"] == 40 and "passive" not in out["base"]
     m = out["members2"]
