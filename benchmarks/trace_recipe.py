@@ -62,6 +62,9 @@ LEVERS: dict[str, dict] = {
     # Backbone capacity against the head's: twice the recipe's channels (about 4x the parameters and the arithmetic).
     # More room to fit members might carry a stronger trace and more task accuracy, for four times the epoch's cost.
     "wide2": dict(backbone_kwargs=WIDE | {"channels": [2 * c for c in WIDE["channels"]], "stem_width": 16}),
+    # The learning rate itself (the recipe: AdamW 2e-3, constant): half and twice it.
+    "lr1e3": dict(lr=1e-3),
+    "lr4e3": dict(lr=4e-3),
 }
 
 
