@@ -487,3 +487,26 @@ def test_the_swap_script_refuses_a_missing_pair_or_record_before_touching_anythi
         assert run.returncode == 2 and missing in run.stderr and "nothing was changed" in run.stderr
     assert {p: p.stat().st_mtime_ns for p in (ROOT / "models" / "fashion-mnist-resnet18").iterdir()} == before
     assert set((ROOT / "benchmarks" / "results").glob("default_pair_v*_evaluate.json")) == kept  # no copy made
+
+
+def test_plot_trace_curves_reads_records_curve_files_and_running_checkpoints(tmp_path):
+    import plot_trace_curves
+
+    record = tmp_path / "record.json"
+    record.write_text(json.dumps({"active_curve": [[1, 0.5, 0.8], [2, 0.7, 0.85]]}))
+    curve = tmp_path / "curve.json"  # checkpoint_curve.py's: history rows, a head phase after the joint epochs
+    rows = [{"phase": "joint", "epoch": 1, "cal_trace_auc": 0.6, "test_accuracy": 0.7},
+            {"phase": "head", "epoch": 1, "cal_trace_auc": 0.9, "test_accuracy": 0.7}]
+    curve.write_text(json.dumps({"history": rows}))
+    running = tmp_path / "checkpoint"
+    running.mkdir()
+    (running / "state.json").write_text(json.dumps({"history": rows[:1]}))
+    assert plot_trace_curves.read_rows(record) == [[1, 0.5, 0.8], [2, 0.7, 0.85]]
+    assert plot_trace_curves.read_rows(curve) == [[1, 0.6, 0.7]]  # joint epochs only
+    assert plot_trace_curves.read_rows(running) == [[1, 0.6, 0.7]]
+    empty = tmp_path / "controls_only.json"
+    empty.write_text(json.dumps({"passive": {"auc": 0.9}}))
+    with pytest.raises(SystemExit, match="no active_curve"):
+        plot_trace_curves.read_rows(empty)
+    plot_trace_curves.main([f"{record}=a", str(curve), "--png", str(tmp_path / "c.png")])
+    assert (tmp_path / "c.png").stat().st_size > 0
