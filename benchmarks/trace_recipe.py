@@ -37,6 +37,9 @@ def _trace_head(**changes) -> dict:
 # resampling edits, and the audited model's task accuracy.
 LEVERS: dict[str, dict] = {
     "views": dict(edit_views=4),        # members' and externals' edited views, as members / non-members
+    # Fewer views per image: each view is one more image to memorise, and the views made the trace form later.
+    "views1": dict(edit_views=1),
+    "views2": dict(edit_views=2),
     "augment": dict(augment=True),      # random 2 px moves and flips, alike for members and externals
     "augtask": dict(task_augment=True),  # those moves for the task loss only: the membership loss reads images as is
     "wd": dict(weight_decay=0.05),      # the default recipe's weight decay, against overfitting the task
