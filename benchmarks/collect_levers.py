@@ -6,9 +6,10 @@
 RUNS holds each run's ``--results`` JSON (``--part active``, and ``--part controls`` where the controls were
 run) beside its run folders (``<recipe>+<levers>-<members>-<epochs>/active/pair``, whose config.json keeps the
 per-epoch history). A run is named by its levers joined with "_" ("base" for none), with "_<epochs>" when it
-trained other than 33 epochs and "_cool<n>" when its last n epochs, not 6, cooled down; a controls file merges into the run of the same settings, and its command is kept
-beside the active part's. Each run keeps its monitor curve, so ``--keep`` can add new runs to an OUT whose
-earlier runs' folders are gone (another machine) and still plot them.
+trained other than 33 epochs and "_cool<n>" when its last n epochs, not 6, cooled down; a controls file merges
+into the run of the same settings, and its command is kept beside the active part's. Each run keeps its monitor
+curve, so ``--keep`` can add new runs to an OUT whose earlier runs' folders are gone (another machine) and still
+plot them.
 """
 
 from __future__ import annotations
