@@ -55,6 +55,12 @@ def _trained_cooldown(pair: Path) -> int | None:
     return json.loads((pair / "config.json").read_text())["training"].get("config", {}).get("cooldown_epochs")
 
 
+def curve_rows(history: list[dict]) -> list[list]:
+    """[epoch, calibration trace AUC, test accuracy] per joint epoch of a training history."""
+    return [[h["epoch"], h.get("cal_trace_auc"), h.get("test_accuracy")] for h in history
+            if h.get("phase", "joint") == "joint"]
+
+
 def joint_history(runs: Path, settings: dict) -> list[dict]:
     config = json.loads((run_folder(runs, settings) / "config.json").read_text())
     return [h for h in config["training"]["history"] if h.get("phase", "joint") == "joint"]
@@ -67,7 +73,7 @@ def summarise(runs: Path, d: dict) -> dict:
     return {k: d[k] for k in ACTIVE_KEYS if k in d} | {
         "train_wall_seconds": round(sum(h.get("seconds", 0) for h in hist)),
         "last_epoch_monitor": {k: last.get(k) for k in ("epoch", "test_accuracy", "cal_trace_auc")},
-        "curve": [[h["epoch"], h.get("cal_trace_auc"), h.get("test_accuracy")] for h in hist],
+        "curve": curve_rows(hist),
         # How fast the trace forms: the first joint epoch whose calibration monitor AUC reaches 0.8 (None: never).
         "first_epoch_cal_auc_0_8": next((h["epoch"] for h in hist if h.get("cal_trace_auc", 0) >= 0.8), None)}
 
@@ -117,8 +123,7 @@ def keep_earlier(new: dict, earlier: dict) -> dict:
 
 def run_curve(runs: Path, run: dict) -> tuple[list, list, list]:
     """Epochs, calibration AUC and test accuracy per joint epoch: kept in the results, else read from the run."""
-    rows = run.get("curve") or [[h["epoch"], h["cal_trace_auc"], h["test_accuracy"]]
-                                for h in joint_history(runs, run["settings"])]
+    rows = run.get("curve") or curve_rows(joint_history(runs, run["settings"]))
     return tuple(map(list, zip(*rows)))
 
 

@@ -21,18 +21,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from collect_levers import plot_curves  # noqa: E402
+from checkpoint_curve import read_curve  # noqa: E402
+from collect_levers import curve_rows, plot_curves  # noqa: E402
 
 
 def read_rows(source: Path) -> list[list[float]]:
     """[epoch, calibration trace AUC, test accuracy] per joint epoch, from any of the three kinds of source."""
-    d = json.loads((source / "state.json" if source.is_dir() else source).read_text())
+    d = read_curve(source) if source.is_dir() else json.loads(source.read_text())
     rows = d.get("active_curve") or d.get("curve") or d.get("history")
     if not rows:
         raise SystemExit(f"{source}: no active_curve, curve or history to plot")
-    if isinstance(rows[0], dict):
-        rows = [[r["epoch"], r["cal_trace_auc"], r["test_accuracy"]] for r in rows if r.get("phase", "joint") == "joint"]
-    return [list(r[:3]) for r in rows]
+    return curve_rows(rows) if isinstance(rows[0], dict) else [list(r[:3]) for r in rows]
 
 
 def main(argv: list[str] | None = None) -> None:
