@@ -55,7 +55,12 @@ def backbone(name: str, mode: str, args, bench: Benchmark, given: str | None) ->
         return at_recipe_taps(AuditedPair.from_pretrained(given), args)
     folder = Path(args.runs) / f"{'+'.join([args.recipe, *args.levers])}-{args.members}-{args.epochs}" / name
     if (folder / "pair" / "config.json").exists():
-        return AuditedPair.from_pretrained(folder / "pair")
+        pair = AuditedPair.from_pretrained(folder / "pair")
+        trained = pair.config.training.get("config", {}).get("cooldown_epochs", 0)
+        if trained != args.cooldown:  # the folder's name does not say its cool-down: never quote another run's pair
+            raise ValueError(f"{folder / 'pair'} trained with a {trained}-epoch cool-down, this run asks "
+                             f"--cooldown {args.cooldown}: give it a --runs folder of its own")
+        return pair
     cfg = TrainConfig(**settings(args.recipe, args.members, args.levers, mode=mode, epochs=args.epochs,
                                  device=args.device, cooldown_epochs=args.cooldown,
                                  checkpoint=str(folder / "checkpoint"), keep_every=args.keep_every,

@@ -203,6 +203,9 @@ def test_a_lever_changes_one_setting_of_the_recipe_and_names_its_run(synthetic, 
     assert [row[0] for row in result["active_curve"]] == [1] and 0 <= result["active_curve"][0][1] <= 1
     pair_config = json.loads((tmp_path / "runs" / "trace+views-100-1" / "active" / "pair" / "config.json").read_text())
     assert pair_config["training"]["config"]["edit_views"] == 4
+    # The run folder's name does not carry the cool-down: a run asking another one is refused, not handed this pair.
+    with pytest.raises(ValueError, match="trained with a 0-epoch cool-down, this run asks --cooldown 1"):
+        trace_controls.main([*argv, "--cooldown", "1"], bench=synthetic)
     # The controls part, run later into the same record, keeps the active part and each part's command.
     trace_controls.main([*argv[:argv.index("--part")], "--part", "controls", *argv[argv.index("--part") + 2:]],
                         bench=synthetic)
