@@ -215,6 +215,21 @@ def test_a_lever_changes_one_setting_of_the_recipe_and_names_its_run(synthetic, 
         "active": "active", "controls": "controls"}
 
 
+def test_new_head_probe_reads_a_new_head_beside_the_pairs_own_on_the_same_split(tiny_pair, synthetic, tmp_path):
+    import new_head_probe
+
+    _, folder = tiny_pair
+    out = tmp_path / "probe.json"
+    result = new_head_probe.main([str(folder), "--edits", "jpeg75", "--edits-n", "50", "--max-scored", "100",
+                                  "--out", str(out)], bench=synthetic)
+    assert json.loads(out.read_text()) == result
+    assert result["new_head"]["head_epochs"] == 20  # the pair's own joint epochs, as a control head gets
+    # The tiny pair memorised its members: its own head finds them, and so does a head trained on its frozen maps.
+    assert result["own_head"]["auc"] > 0.8 and result["new_head"]["auc"] > 0.6
+    assert set(result["own_head"]["edited"]) == set(result["new_head"]["edited"]) == {"jpeg75"}
+    assert result["own_head"]["task_accuracy"] == result["new_head"]["task_accuracy"]  # one backbone, read twice
+
+
 def test_reconstruction_attack_reports_oracle_attack_and_baselines(tiny_memory_pair, synthetic, tmp_path):
     pair, folder = tiny_memory_pair
     out = tmp_path / "attack.json"
