@@ -147,14 +147,24 @@ def trace_alone_edited(pair: AuditedPair, bench: Benchmark, split: MembershipSpl
                        n_calibration_nonmembers: int | None = None, max_scored: int = 2_000) -> dict[str, dict]:
     """The trace head alone on edited copies: scored members and test images edited alike (amint.edits), at the
     threshold fitted on the unedited calibration split (what a user's upload meets)."""
-    head, cache = pair.head.trace, MapCache(pair, bench)
-    cal_m = trace_logits(head, cache.train("cal_m", split.calibration_members))
-    cal_n = trace_logits(head, cache.train("cal_n", split.calibration_nonmembers[:n_calibration_nonmembers]))
-    threshold = fit_threshold(cal_m, cal_n)
+    return heads_on_edited({"trace": pair.head.trace}, MapCache(pair, bench), split, edits, n_calibration_nonmembers,
+                           max_scored)["trace"]
+
+
+def heads_on_edited(heads: dict[str, TraceHead], cache: MapCache, split: MembershipSplit, edits: list[str],
+                    n_calibration_nonmembers: int | None = None, max_scored: int = 2_000) -> dict[str, dict[str, dict]]:
+    """``trace_alone_edited`` for several heads on one frozen backbone: each edit is made and mapped once, each head
+    read at its own threshold fitted on the unedited calibration split. {head name: {edit: metrics}}."""
+    pair, bench = cache.pair, cache.bench
+    cal_m = cache.train("cal_m", split.calibration_members)
+    cal_n = cache.train(f"cal_n{n_calibration_nonmembers}", split.calibration_nonmembers[:n_calibration_nonmembers])
+    thresholds = {name: fit_threshold(trace_logits(h, cal_m), trace_logits(h, cal_n)) for name, h in heads.items()}
     members = take(bench.train_images, split.eval_members[:max_scored])
     test = bench.test_images[:max_scored]
-    out = {}
+    out: dict[str, dict[str, dict]] = {name: {} for name in heads}
     for edit in edits:
-        m, n = (trace_logits(head, tapped_maps(pair, edit_images(x, edit, pair.config))[0]) for x in (members, test))
-        out[edit] = membership_metrics(m, n, threshold, threshold_at_0_5=None)
+        maps = [tapped_maps(pair, edit_images(x, edit, pair.config))[0] for x in (members, test)]
+        for name, head in heads.items():
+            m, n = (trace_logits(head, x) for x in maps)
+            out[name][edit] = membership_metrics(m, n, thresholds[name], threshold_at_0_5=None)
     return out

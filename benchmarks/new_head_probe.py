@@ -23,9 +23,8 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from amint.data import Benchmark, load_benchmark  # noqa: E402
-from amint.head import TraceConfig  # noqa: E402
 from amint.pair import AuditedPair  # noqa: E402
-from amint.probe import MapCache, control_head, score_trace, trace_alone_edited  # noqa: E402
+from amint.probe import MapCache, control_head, heads_on_edited, score_trace  # noqa: E402
 from amint.splits import MembershipSplit  # noqa: E402
 
 KEYS = ("mint_accuracy", "auc", "tpr_at_1pct_fpr", "task_accuracy")
@@ -39,17 +38,14 @@ def probe(pair: AuditedPair, bench: Benchmark, epochs: int, edits: list[str], ed
           max_scored: int = 10_000) -> dict:
     split = MembershipSplit.from_config(pair.config.split)
     cache = MapCache(pair, bench)
-    own = pair.head.trace
-    out = {"own_head": _pick(score_trace(own, cache, split, split.eval_members, max_scored=max_scored))}
-    new = control_head(cache, split, TraceConfig(**pair.head_config.trace.__dict__), epochs)
-    out["new_head"] = _pick(score_trace(new, cache, split, split.eval_members, max_scored=max_scored)) | {
-        "head_epochs": epochs}
-    del cache
-    for name, head in (("own_head", own), ("new_head", new)):
-        pair.head.trace = head
-        edited = trace_alone_edited(pair, bench, split, edits, max_scored=edits_n) if edits else {}
-        out[name]["edited"] = {k: _pick(v) for k, v in edited.items()}
-    pair.head.trace = own
+    heads = {"own_head": pair.head.trace,
+             "new_head": control_head(cache, split, pair.head_config.trace, epochs)}
+    out = {name: _pick(score_trace(head, cache, split, split.eval_members, max_scored=max_scored))
+           for name, head in heads.items()}
+    out["new_head"]["head_epochs"] = epochs
+    edited = heads_on_edited(heads, cache, split, edits, max_scored=edits_n)
+    for name in heads:
+        out[name]["edited"] = {k: _pick(v) for k, v in edited[name].items()}
     return out
 
 

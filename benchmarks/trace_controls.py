@@ -44,6 +44,7 @@ from amint.probe import (MapCache, control_head, fresh_head_probe, score_trace, 
 from amint.robustness import pixel_reference  # noqa: E402
 from amint.splits import MembershipSplit  # noqa: E402
 from amint.train import TrainConfig, build_pair, build_split, train_pair  # noqa: E402
+from collect_levers import curve_rows  # noqa: E402
 from trace_recipe import settings  # noqa: E402
 
 KEYS = ("mint_accuracy", "auc", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr", "fpr_at_threshold", "task_accuracy")
@@ -142,9 +143,7 @@ def run(args, bench: Benchmark) -> dict:
 def joint_curve(pair: AuditedPair) -> list[list]:
     """[epoch, calibration monitor AUC, monitored test accuracy] per joint epoch of a pair's training: the epochs axis
     of one run, kept in the results beside the end point."""
-    history = pair.config.training.get("history", [])
-    return [[h["epoch"], h.get("cal_trace_auc"), h.get("test_accuracy")]
-            for h in history if h.get("phase", "joint") == "joint"]
+    return curve_rows(pair.config.training.get("history", []))
 
 
 def _active_part(out: dict, active: AuditedPair, bench: Benchmark, split: MembershipSplit, head_cfg: TraceConfig,

@@ -228,6 +228,13 @@ def test_new_head_probe_reads_a_new_head_beside_the_pairs_own_on_the_same_split(
     assert result["own_head"]["auc"] > 0.8 and result["new_head"]["auc"] > 0.6
     assert set(result["own_head"]["edited"]) == set(result["new_head"]["edited"]) == {"jpeg75"}
     assert result["own_head"]["task_accuracy"] == result["new_head"]["task_accuracy"]  # one backbone, read twice
+    # The edits are made and mapped once for both heads: the own head reads them as trace_alone_edited does alone.
+    from amint.probe import trace_alone_edited
+    from amint.splits import MembershipSplit
+
+    pair, _ = tiny_pair
+    alone = trace_alone_edited(pair, synthetic, MembershipSplit.from_config(pair.config.split), ["jpeg75"], max_scored=50)
+    assert result["own_head"]["edited"]["jpeg75"] == new_head_probe._pick(alone["jpeg75"])
 
 
 def test_reconstruction_attack_reports_oracle_attack_and_baselines(tiny_memory_pair, synthetic, tmp_path):
