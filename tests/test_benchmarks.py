@@ -535,3 +535,28 @@ def test_plot_trace_curves_reads_records_curve_files_and_running_checkpoints(tmp
         plot_trace_curves.read_rows(empty)
     plot_trace_curves.main([f"{record}=a", str(curve), "--png", str(tmp_path / "c.png")])
     assert (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_weight_average_probe_reads_kept_epochs_and_their_average(synthetic, tmp_path):
+    import weight_average_probe
+    from amint.probe import trace_alone
+    from amint.splits import MembershipSplit
+    from amint.train import train_pair
+    from tests.conftest import tiny_config
+
+    ckpt, folder = tmp_path / "ckpt", tmp_path / "pair"
+    pair = train_pair(tiny_config(epochs=4, checkpoint=str(ckpt), keep_every=2, out=str(folder)), bench=synthetic)
+    out = tmp_path / "probe.json"
+    result = weight_average_probe.main([str(ckpt), str(folder), "--read", "4", "--read", "2+4", "--bn-samples", "100",
+                                        "--max-scored", "100", "--out", str(out)], bench=synthetic)
+    assert json.loads(out.read_text()) == result
+    # The last kept epoch, read as trained, is the finished pair: the same reading as the pair's own.
+    own = trace_alone(pair, synthetic, MembershipSplit.from_config(pair.config.split), max_scored=100)
+    assert result["readings"]["4"]["auc"] == pytest.approx(own["auc"], abs=1e-4)
+    assert result["readings"]["4"]["batchnorm"] == "as trained"
+    assert result["readings"]["2+4"]["batchnorm"] == "re-estimated"
+    halves = weight_average_probe.average([{"w": torch.zeros(2), "n": torch.tensor(1)},
+                                           {"w": torch.ones(2), "n": torch.tensor(7)}])
+    assert halves["w"].tolist() == [0.5, 0.5] and int(halves["n"]) == 7
+    with pytest.raises(SystemExit, match="kept epochs 002, 004"):
+        weight_average_probe.main([str(ckpt), str(folder), "--read", "3", "--out", str(out)], bench=synthetic)
