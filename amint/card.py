@@ -139,6 +139,9 @@ def _data_words(tc: dict) -> str:
         words.append(f"weight decay {tc['weight_decay']}")
     if tc.get("schedule") == "constant" and tc.get("cooldown_epochs"):
         words.append(f"the last {tc['cooldown_epochs']} epochs cool down to 0")
+    if tc.get("ema_epochs"):
+        words.append(f"the weights kept are a running average of the trained ones (time constant {tc['ema_epochs']:g} "
+                     "epochs)")
     if tc.get("augment"):
         words.append("moves and flips for both losses")
     elif tc.get("task_augment"):

@@ -295,6 +295,8 @@ def _run_epochs(phase: str, cfg: TrainConfig, pair: AuditedPair, data: dict, mon
     model = distributed.wrap(phase_model, ranks, device)
     norms: dict[str, float] = {}
     first, stopper = 1, _EarlyStop(cfg.early_stop, pair)
+    average = _WeightAverage(pair, (["backbone"] if trains_backbone else []) + (["head.trace"] if uses_mint else []),
+                             cfg.ema_epochs, steps)
     if resume is not None:  # the optimiser, schedule, random streams and loss norms as the checkpoint left them
         tensors, meta = resume
         checkpoint.load_optimizer_state(opt, tensors, meta["optimizer"])
@@ -302,6 +304,7 @@ def _run_epochs(phase: str, cfg: TrainConfig, pair: AuditedPair, data: dict, mon
         checkpoint.load_rng_state(gen, tensors, "rng")
         norms, first = meta["norms"], meta["epoch"] + 1
         stopper.restore(tensors, meta)
+        average.restore(tensors, meta)
         first = epochs + 1 if stopper.stopped else first
     callback(Progress("phase", phase, 0, epochs, message=f"{phase} training: {epochs} epochs of {steps} steps"
                                                           + (f", resumed after epoch {first - 1}" if first > 1 else "")))
@@ -358,27 +361,91 @@ def _run_epochs(phase: str, cfg: TrainConfig, pair: AuditedPair, data: dict, mon
             loss.backward()
             opt.step()
             sched.step()
+            average.update()
 
             sums = [a + b for a, b in zip(sums, g)]
             callback(Progress("step", phase, epoch, epochs, step + 1, steps,
                               {"task_loss": step_task, "mint_loss": step_mint}))
         # Rank 0's BatchNorm running statistics everywhere; rank 0 monitors, every rank records the same.
         distributed.sync_state(phase_model, ranks)
-        record = {"phase": phase, "epoch": epoch,
-                  "task_loss": sums[0] / sums[2], "mint_loss": sums[1] / sums[3] if uses_mint else 0.0,
-                  "train_task_accuracy": sums[4] / sums[2], "train_mint_accuracy": sums[5] / sums[3],
-                  **(monitor(pair) if ranks.is_main else {}), "seconds": time.perf_counter() - t0}
-        record = distributed.broadcast_object(record, ranks)
-        history.append(record)
-        stop_now = stopper.update(epoch, record)
+        with average.applied():  # the monitor and early stopping read what the phase would end with
+            record = {"phase": phase, "epoch": epoch,
+                      "task_loss": sums[0] / sums[2], "mint_loss": sums[1] / sums[3] if uses_mint else 0.0,
+                      "train_task_accuracy": sums[4] / sums[2], "train_mint_accuracy": sums[5] / sums[3],
+                      **(monitor(pair) if ranks.is_main else {}), "seconds": time.perf_counter() - t0}
+            record = distributed.broadcast_object(record, ranks)
+            history.append(record)
+            stop_now = stopper.update(epoch, record)
         if cfg.checkpoint and ranks.is_main:
-            _save_checkpoint(cfg, pair, phase, epoch, history, norms, opt, sched, gen, stopper)
+            _save_checkpoint(cfg, pair, phase, epoch, history, norms, opt, sched, gen, stopper, average)
         callback(Progress("epoch", phase, epoch, epochs, steps, steps, record))
         if stop_now:
             callback(Progress("phase", phase, epoch, epochs, message=f"early stop after epoch {epoch}: the trace's "
                               f"calibration AUC peaked at epoch {stopper.best_epoch} ({stopper.best:.4f})"))
             break
+    average.finish()
     stopper.keep_best()
+
+
+class _WeightAverage:
+    """An exponential moving average of a phase's trained modules (parameters and batch-norm statistics), updated after
+    every step. The monitor and early stopping read it and the phase ends with it; the trained weights go on under it.
+
+    Time constant ``epochs`` x steps per epoch, capped while the run is young (decay (1 + t) / (10 + t) after t updates,
+    as timm's ModelEma warms up): the average never reaches back past about the last ninth of the steps so far, so
+    the random start does not linger in it."""
+
+    def __init__(self, pair: AuditedPair, modules: list[str], epochs: float, steps: int):
+        self.modules = {name: pair.get_submodule(name) for name in modules} if epochs > 0 else {}
+        self.decay = 1 - 1 / (epochs * steps) if epochs > 0 else 0.0
+        self.updates = 0
+        self.state = {k: v.detach().clone() for k, v in self._live().items()}
+
+    def _live(self) -> dict[str, torch.Tensor]:
+        return {f"{name}.{k}": v for name, m in self.modules.items() for k, v in m.state_dict().items()}
+
+    def _load(self, state: dict[str, torch.Tensor]) -> None:
+        for name, m in self.modules.items():
+            m.load_state_dict({k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")})
+
+    @torch.no_grad()
+    def update(self) -> None:
+        if not self.modules:
+            return
+        self.updates += 1
+        keep = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for key, live in self._live().items():
+            avg = self.state[key]
+            if avg.is_floating_point():
+                avg.lerp_(live.detach(), 1 - keep)
+            else:  # batch-norm step counters
+                avg.copy_(live)
+
+    @contextlib.contextmanager
+    def applied(self):
+        """The average in the modules for the with-block; the trained weights back after it."""
+        if not self.modules:
+            yield
+            return
+        trained = {k: v.detach().clone() for k, v in self._live().items()}
+        self._load(self.state)
+        try:
+            yield
+        finally:
+            self._load(trained)
+
+    def finish(self) -> None:
+        """End the phase with the average in the modules."""
+        if self.modules:
+            self._load(self.state)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {f"ema.{k}": v for k, v in self.state.items()} if self.modules else {}
+
+    def restore(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        if self.modules:
+            self.state = {k: tensors[f"ema.{k}"].clone() for k in self.state}
+            self.updates = meta.get("ema_updates", 0)
 
 
 class _EarlyStop:
@@ -432,19 +499,20 @@ def _head_as_built(config: dict) -> dict:
 
 
 def _save_checkpoint(cfg: TrainConfig, pair: AuditedPair, phase: str, epoch: int, history: list[dict],
-                     norms: dict, opt, sched, gen: torch.Generator, stopper: _EarlyStop) -> None:
+                     norms: dict, opt, sched, gen: torch.Generator, stopper: _EarlyStop, average: _WeightAverage) -> None:
     opt_tensors, opt_meta = checkpoint.optimizer_state(opt)
     tensors = {f"pair.{k}": v for k, v in pair.state_dict().items()} | opt_tensors | \
-        checkpoint.rng_state(gen, "rng") | stopper.tensors()
+        checkpoint.rng_state(gen, "rng") | stopper.tensors() | average.tensors()
     meta = {"phase": phase, "epoch": epoch, "history": history, "norms": norms, "optimizer": opt_meta,
             "scheduler": checkpoint.scheduler_state(sched), "best": stopper.best, "best_epoch": stopper.best_epoch,
             "stopped": stopper.stopped, "schedule_epochs": [cfg.epochs, cfg.cooldown_epochs],
-            "config": _resume_key(cfg)}
+            "ema_updates": average.updates, "config": _resume_key(cfg)}
     checkpoint.save(cfg.checkpoint, tensors, meta)
-    if cfg.keep_every and epoch % cfg.keep_every == 0:  # the epochs axis of one run: the pair's weights alone
+    if cfg.keep_every and epoch % cfg.keep_every == 0:  # the epochs axis of one run: the weights it would end with
         from safetensors.torch import save_file
-        save_file({k: v.detach().cpu().contiguous() for k, v in pair.state_dict().items()},
-                  str(Path(cfg.checkpoint) / f"{phase}-epoch-{epoch:03d}.safetensors"))
+        with average.applied():
+            save_file({k: v.detach().cpu().contiguous() for k, v in pair.state_dict().items()},
+                      str(Path(cfg.checkpoint) / f"{phase}-epoch-{epoch:03d}.safetensors"))
 
 
 def _trained_folder(cfg: TrainConfig) -> Path | None:

@@ -58,6 +58,10 @@ class TrainConfig:
     mint_weight: float = option(1.0, "weight of the membership loss against the task loss (active)")
     mint_ramp_epochs: int = option(0, "the membership loss's weight rises linearly from 0 to mint_weight over the first "
                                       "this many joint epochs (the task learned first); 0 = full weight from the start")
+    ema_epochs: float = option(0.0, "keep an exponential moving average of the trained weights (backbone, trace head, "
+                                    "their batch-norm statistics) with this time constant in epochs, and end the phase "
+                                    "with it: it averages out the noise of full-rate steps, as a cool-down does; "
+                                    "the monitor and early stopping read it; 0 = none")
     loss_norm: str = option("initial", "initial = divide each loss by its first-step value (paper); fixed = raw sum")
     edit_views: int = option(0, "random edited views (JPEG, resampling, moves, noise: amint.edits.random_edit) of "
                                 "each member and external, computed once; each step shows a row as is or as one of "
@@ -110,6 +114,8 @@ class TrainConfig:
             raise ValueError(f"cooldown_epochs must be between 0 and epochs ({self.epochs}), not {self.cooldown_epochs}")
         if self.cooldown_epochs and self.schedule != "constant":
             raise ValueError(f"cooldown_epochs ends a constant schedule; schedule={self.schedule!r} has its own decay")
+        if self.ema_epochs < 0:
+            raise ValueError(f"ema_epochs is the average's time constant in epochs, >= 0 (0 = none), not {self.ema_epochs}")
         if self.early_stop < 0 or self.keep_every < 0 or self.edit_views < 0:
             raise ValueError("early_stop, keep_every and edit_views must be >= 0")
         if self.augment and self.task_augment:

@@ -51,3 +51,19 @@ def test_card_says_which_losses_saw_moved_images(tiny_pair):
         tc.update(original)
     assert "task loss only" in task_only and "edited view(s) of each image" not in task_only
     assert "for both losses" in both and "task loss only" not in both and "2 edited view(s)" in both
+
+
+def test_card_says_when_the_weights_are_a_running_average(tiny_pair):
+    pair, _ = tiny_pair
+    tc = pair.config.training["config"]
+    original = dict(tc)
+    try:
+        tc.update(ema_epochs=3.0)
+        averaged = render_model_card(pair.config)
+        tc.update(ema_epochs=0.0)
+        plain = render_model_card(pair.config)
+    finally:
+        tc.clear()
+        tc.update(original)
+    assert "running average of the trained ones (time constant 3 epochs)" in averaged
+    assert "running average" not in plain

@@ -197,3 +197,41 @@ def test_a_failed_calibration_keeps_the_trained_pair_and_the_rerun_only_calibrat
     assert epochs == []  # no epoch ran again
     assert (out / "config.json").exists() and not (tmp_path / ".pair.trained").exists()
     assert [r["epoch"] for r in pair.config.training["history"]] == [1, 2]
+
+
+def test_the_weight_average_follows_its_formula_and_leaves_the_trained_weights_alone():
+    from amint.train import _WeightAverage
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 1, bias=False), torch.nn.BatchNorm1d(1))
+    average = _WeightAverage(model, ["0", "1"], epochs=1.0, steps=2)  # decay 1 - 1/2, warm-up (1+t)/(10+t) below it
+    w0 = model[0].weight.detach().clone()
+    expected = w0.clone()
+    for t in (1, 2, 3):
+        with torch.no_grad():
+            model[0].weight.add_(1.0)
+        keep = min(0.5, (1 + t) / (10 + t))
+        expected = keep * expected + (1 - keep) * model[0].weight.detach()
+        average.update()
+    trained = model[0].weight.detach().clone()
+    assert not torch.allclose(expected, trained)  # the average lags the trained weights
+    with average.applied():
+        torch.testing.assert_close(model[0].weight.detach(), expected)
+    torch.testing.assert_close(model[0].weight.detach(), trained)  # back to what training goes on from
+    average.finish()
+    torch.testing.assert_close(model[0].weight.detach(), expected)
+
+
+def test_a_run_with_a_weight_average_resumes_like_the_uninterrupted_one(synthetic, tmp_path):
+    run = RUN | {"ema_epochs": 1.0}
+    whole = train_pair(tiny_config(**run), bench=synthetic)
+    plain = train_pair(tiny_config(**RUN), bench=synthetic)
+    assert any(not torch.allclose(a, b) for a, b in zip(_weights(whole).values(), _weights(plain).values()))
+
+    cfg = tiny_config(**run, checkpoint=str(tmp_path / "ckpt"))
+    callback, should_stop = _stop_after(2)
+    with pytest.raises(TrainingCancelled):
+        train_pair(cfg, callback=callback, should_stop=should_stop, bench=synthetic)
+    resumed = train_pair(cfg, bench=synthetic)
+    a, b = _weights(whole), _weights(resumed)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
