@@ -22,6 +22,8 @@
 # the steps, what a GPU pays for on a model this small) and trains 110 epochs. Neither more epochs, a wider backbone
 # (wide2) nor a bigger head moved the plateau at 5,000 members; what a GPU buys here is the seeds and arms a CPU
 # cannot afford (one 25,000-member run of 100 epochs is about 3 hours on 2 cores).
+# LEVERS=...,ema3 ends with a running average of the weights (time constant 3 epochs): at 5,000 members it read at
+# a constant rate what a cool-down reaches and kept 1-2 points more task accuracy (COOLDOWN=0 with it; RESULTS.md).
 # Writes $OUT/trace_controls.json (active, passive, untrained, fresh_head, active_edited: the trace alone,
 # the paper's protocol, 10,000 scored members vs the 10,000 test images), $OUT/log, and the two trained pairs
 # ($OUT/active: the candidate default pair, `python benchmarks/train_default_pair.py --recipe trace --init-from
