@@ -385,6 +385,7 @@ def _run_epochs(phase: str, cfg: TrainConfig, pair: AuditedPair, data: dict, mon
             break
     average.finish()
     stopper.keep_best()
+    distributed.sync_state(phase_model, ranks)  # each rank averaged its own batch-norm statistics: rank 0's are kept
 
 
 class _WeightAverage:
