@@ -85,6 +85,19 @@ def merge_controls(run: dict, controls: dict) -> dict:
                   "command": {"active": run["command"], "controls": controls["command"]}}
 
 
+def file_parts(d: dict) -> dict[str, dict]:
+    """The parts a results file holds, by name: one file per part (its ``command``), or both parts in one file
+    (trace_controls.py merges a second part into the same ``--results``; ``commands`` names each part's)."""
+    commands = d.get("commands", {})
+    if {"active", "controls"} <= set(commands):
+        return {"active": {k: v for k, v in d.items() if k not in ("passive", "untrained")}
+                | {"command": commands["active"]["command"]},
+                "controls": {"passive": d["passive"], "untrained": d["untrained"], "fresh_head": d["fresh_head"],
+                             "command": commands["controls"]["command"]}}
+    part = "active" if "--part active" in d["command"] else "controls" if "--part controls" in d["command"] else None
+    return {part: d} if part else {}
+
+
 def collect(runs: Path, tag: str = "") -> dict:
     """Every 5,000-member result in ``runs``, by run name (+ "_tag"): the --part active file's readings, its
     controls merged."""
@@ -93,13 +106,11 @@ def collect(runs: Path, tag: str = "") -> dict:
         d = json.loads(f.read_text())
         if d.get("settings", {}).get("members") != 5000:
             continue
-        part = "active" if "--part active" in d["command"] else "controls" if "--part controls" in d["command"] else None
-        if part is None:
-            continue
         name = run_name(d["settings"]) + (f"_{tag}" if tag else "")
-        if part in parts.setdefault(name, {}):
-            raise SystemExit(f"two {part} results for {name!r} in {runs}: keep one")
-        parts[name][part] = d
+        for part, record in file_parts(d).items():
+            if part in parts.setdefault(name, {}):
+                raise SystemExit(f"two {part} results for {name!r} in {runs}: keep one")
+            parts[name][part] = record
     out = {"about": ABOUT, "runs": {}}
     for name, found in parts.items():
         if "active" in found:

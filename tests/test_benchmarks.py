@@ -475,6 +475,25 @@ def test_collect_levers_names_each_run_merges_its_controls_and_times_its_trace(t
     assert out["base"]["curve"] == [[1, 0.6, 0.7], [2, 0.79, 0.7], [3, 0.81, 0.7], [4, 0.9, 0.7]]
 
 
+def test_collect_levers_reads_both_parts_from_one_merged_results_file(tmp_path):
+    """trace_controls.py merges --part controls into the --results file its --part active wrote."""
+    import collect_levers
+
+    _fake_lever_run(tmp_path, ["ema3"], "active", [0.7, 0.95])
+    (tmp_path / "apart").mkdir()
+    _fake_lever_run(tmp_path / "apart", ["ema3"], "controls", [])
+    active = json.loads((tmp_path / "ema3.json").read_text())
+    controls = json.loads((tmp_path / "apart" / "ema3_controls.json").read_text())
+    merged = active | {k: controls[k] for k in ("passive", "untrained")} | {
+        "fresh_head": active["fresh_head"] | controls["fresh_head"], "command": controls["command"],
+        "commands": {"active": {"command": active["command"]}, "controls": {"command": controls["command"]}}}
+    (tmp_path / "ema3.json").write_text(json.dumps(merged))
+    run = collect_levers.collect(tmp_path)["runs"]["ema3"]
+    assert run["active"] == active["active"] and run["passive"]["auc"] == 0.6 and run["untrained"]["auc"] == 0.55
+    assert run["fresh_head"]["passive"]["auc"] == 0.51 and run["curve"][-1][1] == 0.95
+    assert "--part active" in run["command"]["active"] and "--part controls" in run["command"]["controls"]
+
+
 def test_collect_levers_keeps_earlier_runs_whose_folders_are_gone(tmp_path):
     import collect_levers
 
