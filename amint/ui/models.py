@@ -15,8 +15,8 @@ from .common import Selector, get_pair
 
 METRIC_HEADERS = ["method", *(label for _, label in METRIC_COLUMNS)]
 _SETTINGS = ["dataset", "backbone", "backbone_kwargs", "setup", "mode", "epochs", "batch_size", "optimizer", "lr",
-             "weight_decay", "schedule", "cooldown_epochs", "ema_epochs", "mint_weight", "head", "head_epochs", "memory_views",
-             "n_members", "n_external", "n_calibration", "augment", "task_augment", "edit_views", "seed"]
+             "weight_decay", "schedule", "cooldown_epochs", "ema_epochs", "mint_weight", "head", "head_epochs",
+             "memory_views", "n_members", "n_external", "n_calibration", "augment", "task_augment", "edit_views", "seed"]
 
 
 def _num(v: Any) -> Any:
