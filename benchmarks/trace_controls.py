@@ -54,7 +54,9 @@ def backbone(name: str, mode: str, args, bench: Benchmark, given: str | None) ->
     """A trained pair of this recipe and mode (loaded when given, else trained with a checkpoint in --runs)."""
     if given:
         return at_recipe_taps(AuditedPair.from_pretrained(given), args)
-    folder = Path(args.runs) / f"{'+'.join([args.recipe, *args.levers])}-{args.members}-{args.epochs}" / name
+    start = {"init_from": args.init_from} if args.init_from and mode == "active" else {}
+    origin = f"+from-{Path(args.init_from).name}" if start else ""
+    folder = Path(args.runs) / f"{'+'.join([args.recipe, *args.levers])}{origin}-{args.members}-{args.epochs}" / name
     if (folder / "pair" / "config.json").exists():
         pair = AuditedPair.from_pretrained(folder / "pair")
         trained = pair.config.training.get("config", {}).get("cooldown_epochs", 0)
@@ -65,7 +67,8 @@ def backbone(name: str, mode: str, args, bench: Benchmark, given: str | None) ->
     cfg = TrainConfig(**settings(args.recipe, args.members, args.levers, mode=mode, epochs=args.epochs,
                                  device=args.device, cooldown_epochs=args.cooldown,
                                  checkpoint=str(folder / "checkpoint"), keep_every=args.keep_every,
-                                 out=str(folder / "pair"), **({"head_epochs": 0} if mode == "passive" else {})))
+                                 out=str(folder / "pair"), **({"head_epochs": 0} if mode == "passive" else {}),
+                                 **start))
     log = lambda p: p.kind == "epoch" and print(f"[{name}] {p.phase} {p.epoch}/{p.epochs} " + " ".join(  # noqa: E731
         f"{k} {v:.4f}" for k, v in p.metrics.items() if isinstance(v, float)), flush=True)
     return train_pair(cfg, callback=log, bench=bench)
@@ -103,9 +106,17 @@ def recipe_run(args, bench: Benchmark) -> tuple[MembershipSplit, TraceConfig, in
 
 
 def pair_run(active: AuditedPair) -> tuple[MembershipSplit, TraceConfig, int]:
-    training = active.config.training["config"]
     return (MembershipSplit.from_config(active.config.split), TraceConfig(**active.head_config.trace.__dict__),
-            training["epochs"] + training["head_epochs"])
+            trained_epochs(active.config.training))
+
+
+def trained_epochs(training: dict) -> int:
+    """Joint + head epochs of a pair's training, those of the pairs it started from (``init_from``) included: a run
+    continued from a trained pair has had them all, and its control heads train as long (the paper_ablations
+    convention)."""
+    config = training.get("config", {})
+    earlier = (training.get("init_from") or {}).get("training") or {}
+    return config.get("epochs", 0) + config.get("head_epochs", 0) + (trained_epochs(earlier) if earlier else 0)
 
 
 def run(args, bench: Benchmark) -> dict:
@@ -129,7 +140,8 @@ def run(args, bench: Benchmark) -> dict:
         print("pixel reference", out["pixel_reference"], flush=True)
     out["settings"] = {"recipe": args.recipe, "levers": args.levers, "members": args.members, "joint_epochs": epochs,
                        "cooldown_epochs": args.cooldown, "control_head_epochs": control_epochs, "scored": args.max_scored,
-                       "active_pair": args.active, "passive_pair": args.passive}
+                       "active_pair": args.active, "passive_pair": args.passive,
+                       "init_from": args.init_from and Path(args.init_from).name}
     ran = {"command": "python benchmarks/trace_controls.py " + " ".join(args.argv),
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seconds": round(time.time() - t0),
            "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, "
@@ -233,6 +245,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--control-epochs", type=int, default=0, help="control and probe head epochs; 0 = joint + head")
     p.add_argument("--active", default=None, help="a trained active pair to use instead of training one")
     p.add_argument("--passive", default=None, help="a trained passive pair (its backbone) to use")
+    p.add_argument("--init-from", default=None, help="continue the active run from this trained pair (its backbone "
+                   "and trace head, same split) for --epochs more; the controls count its epochs too")
     p.add_argument("--part", choices=("all", "active", "controls", "reference"), default="all",
                    help="active: the active pair's readings; controls: passive, untrained and the passive probe; "
                         "reference: the model-free pixel reference on the edits (each merged into --results)")

@@ -213,6 +213,15 @@ def test_a_lever_changes_one_setting_of_the_recipe_and_names_its_run(synthetic, 
     assert written["active"] == json.loads(json.dumps(result["active"])) and "passive" in written
     assert {k: v["command"].split("--part ")[1].split()[0] for k, v in written["commands"].items()} == {
         "active": "active", "controls": "controls"}
+    # A run continued from that pair starts from its backbone and trace head, runs in a folder of its own, and its
+    # control heads train for all the epochs its model had (1 there + 1 here), not only this run's.
+    source = tmp_path / "runs" / "trace+views-100-1" / "active" / "pair"
+    continued = trace_controls.main([*argv[:argv.index("--results")], "--results", str(tmp_path / "c.json"),
+                                     "--device", "cpu", "--init-from", str(source)], bench=synthetic)
+    assert continued["settings"]["control_head_epochs"] == 2 and continued["settings"]["init_from"] == "pair"
+    pair_config = json.loads((tmp_path / "runs" / "trace+views+from-pair-100-1" / "active" / "pair" /
+                              "config.json").read_text())
+    assert pair_config["training"]["init_from"]["trace_head"] is True
 
 
 def test_new_head_probe_reads_a_new_head_beside_the_pairs_own_on_the_same_split(tiny_pair, synthetic, tmp_path):
