@@ -275,10 +275,12 @@ def mint_weight(cfg: TrainConfig, phase: str, epoch: int, step: int, steps: int)
 
 def _run_epochs(phase: str, cfg: TrainConfig, pair: AuditedPair, data: dict, monitor: _Monitor | None,
                 device: torch.device, callback: Callback, should_stop: Callable[[], bool], history: list[dict],
-                ranks: distributed.Ranks = distributed.SINGLE, resume: tuple[dict, dict] | None = None) -> None:
+                ranks: distributed.Ranks = distributed.SINGLE, resume: tuple[dict, dict] | None = None,
+                norms: dict[str, float] | None = None) -> dict[str, float]:
     """phase: joint (task + membership loss, backbone and trace head), task (task loss, backbone),
     head (membership loss, trace head on the frozen backbone). Under torchrun every rank runs this with
-    the same permutations and takes its shard of each global batch of ``cfg.batch_size`` members."""
+    the same permutations and takes its shard of each global batch of ``cfg.batch_size`` members.
+    ``norms``: what each loss is divided by (else measured on the first step); returns the ones it used."""
     epochs = cfg.head_epochs if phase == "head" else cfg.epochs
     trains_backbone, uses_task, uses_mint = phase != "head", phase != "head", phase != "task"
     members, externals = data["members"], data["externals"]
@@ -293,7 +295,7 @@ def _run_epochs(phase: str, cfg: TrainConfig, pair: AuditedPair, data: dict, mon
     task_moves = cfg.task_augment and uses_task
     phase_model = _PhaseModel(pair, phase)
     model = distributed.wrap(phase_model, ranks, device)
-    norms: dict[str, float] = {}
+    norms = dict(norms or {})
     first, stopper = 1, _EarlyStop(cfg.early_stop, pair)
     average = _WeightAverage(pair, (["backbone"] if trains_backbone else []) + (["head.trace"] if uses_mint else []),
                              cfg.ema_epochs, steps)
@@ -386,6 +388,7 @@ def _run_epochs(phase: str, cfg: TrainConfig, pair: AuditedPair, data: dict, mon
     average.finish()
     stopper.keep_best()
     distributed.sync_state(phase_model, ranks)  # each rank averaged its own batch-norm statistics: rank 0's are kept
+    return norms
 
 
 class _WeightAverage:
@@ -660,6 +663,23 @@ def _load_backbone(pair: AuditedPair, source: str) -> dict:
     return {"source": _portable(source), "training": training, "trace_head": trace_head}
 
 
+def _inherited_norms(cfg: TrainConfig, origin: dict, num_classes: int) -> dict[str, float]:
+    """What a run continued from a trained pair divides its losses by: the norms its source trained with, so the two
+    losses keep their weights. Measured on the continued run's first step they would be a trained model's near-zero
+    losses (task ~0.03, membership ~0.16 for the default pair), which weigh the task up ~17x against the membership
+    loss: the default pair continued so lost its trace (calibration AUC 0.918 -> 0.810 in 24 epochs). A source
+    saved without its norms divided by an untrained model's first-step losses: chance level."""
+    training = origin.get("training") or {}
+    while training:
+        saved = (training.get("loss_norms") or {})
+        if saved.get("joint") or saved.get("task"):
+            return saved.get("joint") or saved["task"]
+        training = (training.get("init_from") or {}).get("training") or {}
+    if cfg.loss_norm != "initial":
+        return {"task": 1.0, "mint": 1.0}
+    return {"task": math.log(num_classes), "mint": math.log(2)}
+
+
 def _portable_dataset(dataset: str) -> str:
     """A registry name as is; an image folder by its own name only (no local path in a published pair)."""
     kind, _, path = dataset.partition(":")
@@ -739,6 +759,7 @@ def _train(cfg: TrainConfig, callback: Callback, should_stop: Callable[[], bool]
     callback(Progress("phase", "data", 0, 0, message=f"data {data_path}; {ranks.world_size} process(es), "
                                                      f"{cfg.batch_size} members + as many externals per step"))
     history: list[dict] = []
+    loss_norms: dict[str, dict] = {}
     resumed = _load_checkpoint(cfg, pair)  # every rank reads the same files
     t0 = time.perf_counter()
     backbone_phase = "joint" if cfg.mode == "active" else "task"
@@ -753,7 +774,9 @@ def _train(cfg: TrainConfig, callback: Callback, should_stop: Callable[[], bool]
             resumed = None  # a finished backbone phase: the head phase starts fresh
         if resumed is not None:
             history[:] = resumed[1]["history"]
-        _run_epochs(phase, cfg, pair, data, monitor, device, callback, should_stop, history, ranks, resumed)
+        inherited = _inherited_norms(cfg, origin, pair.config.num_classes) if origin and phase != "head" else None
+        loss_norms[phase] = _run_epochs(phase, cfg, pair, data, monitor, device, callback, should_stop, history,
+                                        ranks, resumed, inherited)
         resumed = None
     pair.eval()
     distributed.sync_state(pair, ranks)
@@ -771,6 +794,7 @@ def _train(cfg: TrainConfig, callback: Callback, should_stop: Callable[[], bool]
         with _threads_of_waiting_ranks(device):
             _calibrate_and_record(pair, cfg, bench, split, device, ranks, history, occupancy, origin, streamed,
                                   train_seconds)
+            pair.config.training["loss_norms"] = loss_norms
     _share_from_rank0(pair, ranks)
     pair = pair.cpu().to(memory_format=torch.contiguous_format)
     if cfg.out and ranks.is_main:

@@ -68,6 +68,9 @@ LEVERS: dict[str, dict] = {
     # The learning rate itself (the recipe: AdamW 2e-3, constant): half and twice it.
     "lr1e3": dict(lr=1e-3),
     "lr4e3": dict(lr=4e-3),
+    # A tenth of it, for a run continued from a pair whose rate was cooled down to 0 (trace_controls.py --init-from):
+    # the full rate restarted there brings back the noise that the cool-down removed.
+    "lr2e4": dict(lr=2e-4),
     # An exponential moving average of the weights (time constant 1 or 3 epochs), what the run ends with: averaging the
     # default run's kept epochs 70-90 read AUC 0.913 against 0.878 for epoch 90 alone (weight_average_probe.py).
     "ema1": dict(ema_epochs=1.0),

@@ -214,6 +214,26 @@ def test_a_checkpointed_run_and_a_pair_built_on_it_record_no_local_path(syntheti
     assert str(tmp_path) not in (tmp_path / "built2" / "config.json").read_text()
 
 
+def test_a_run_continued_from_a_pair_weighs_its_losses_as_the_source_did(synthetic, tmp_path):
+    """Each loss is divided by its first-step value. A continued run that measured its own would divide by a trained
+    model's near-zero losses and re-weigh the task against the membership loss (the default pair so lost its trace):
+    it divides by its source's, or by an untrained model's (chance) when the source did not record them."""
+    import math
+
+    train_pair(tiny_config(epochs=2, out=str(tmp_path / "first")), bench=synthetic)
+    source = AuditedPair.from_pretrained(tmp_path / "first")
+    norms = source.config.training["loss_norms"]["joint"]
+    assert norms["task"] > 0.5 and norms["mint"] > 0.3  # an untrained model's first step: near chance
+    train_pair(tiny_config(init_from=str(tmp_path / "first"), epochs=1, out=str(tmp_path / "next")), bench=synthetic)
+    continued = AuditedPair.from_pretrained(tmp_path / "next")
+    assert continued.config.training["loss_norms"]["joint"] == norms
+    del source.config.training["loss_norms"]  # as the pairs saved before the norms were recorded
+    source.save_pretrained(tmp_path / "old")
+    train_pair(tiny_config(init_from=str(tmp_path / "old"), epochs=1, out=str(tmp_path / "next2")), bench=synthetic)
+    chance = AuditedPair.from_pretrained(tmp_path / "next2").config.training["loss_norms"]["joint"]
+    assert chance == pytest.approx({"task": math.log(4), "mint": math.log(2)})
+
+
 def test_init_from_refuses_a_backbone_with_another_stem_stride(synthetic, tiny_pair, tmp_path):
     _, folder = tiny_pair
     cfg = tiny_config(init_from=str(folder), epochs=0, stem_stride=2, out=str(tmp_path / "x"))
