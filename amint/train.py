@@ -663,21 +663,22 @@ def _load_backbone(pair: AuditedPair, source: str) -> dict:
     return {"source": _portable(source), "training": training, "trace_head": trace_head}
 
 
-def _inherited_norms(cfg: TrainConfig, origin: dict, num_classes: int) -> dict[str, float]:
-    """What a run continued from a trained pair divides its losses by: the norms its source trained with, so the two
-    losses keep their weights. Measured on the continued run's first step they would be a trained model's near-zero
-    losses (task ~0.03, membership ~0.16 for the default pair), which weigh the task up ~17x against the membership
-    loss: the default pair continued so lost its trace (calibration AUC 0.918 -> 0.810 in 24 epochs). A source
-    saved without its norms divided by an untrained model's first-step losses: chance level."""
-    training = origin.get("training") or {}
-    while training:
-        saved = (training.get("loss_norms") or {})
-        if saved.get("joint") or saved.get("task"):
-            return saved.get("joint") or saved["task"]
-        training = (training.get("init_from") or {}).get("training") or {}
+def _inherited_norms(cfg: TrainConfig, origin: dict, num_classes: int, phase: str) -> dict[str, float]:
+    """What a run continued from a trained pair divides its losses by: the norms its source trained this phase with,
+    so the two losses keep their weights. Measured on the continued run's first step they would be a trained model's
+    near-zero losses (task ~0.03, membership ~0.16 for the default pair), which weigh the task up ~17x against the
+    membership loss: the default pair continued so lost its trace (calibration AUC 0.918 -> 0.810 in 24 epochs). A
+    source saved without them divided by an untrained model's first-step losses: chance level."""
     if cfg.loss_norm != "initial":
         return {"task": 1.0, "mint": 1.0}
-    return {"task": math.log(num_classes), "mint": math.log(2)}
+    chance = {"task": math.log(num_classes), "mint": math.log(2)}
+    training = origin.get("training") or {}
+    while training:  # the source, else the pair it was built from, and so on
+        saved = (training.get("loss_norms") or {}).get(phase)
+        if saved:  # a task-only phase measured no membership loss (0): chance stands in for it
+            return chance | {k: v for k, v in saved.items() if v > 0}
+        training = (training.get("init_from") or {}).get("training") or {}
+    return chance
 
 
 def _portable_dataset(dataset: str) -> str:
@@ -774,7 +775,8 @@ def _train(cfg: TrainConfig, callback: Callback, should_stop: Callable[[], bool]
             resumed = None  # a finished backbone phase: the head phase starts fresh
         if resumed is not None:
             history[:] = resumed[1]["history"]
-        inherited = _inherited_norms(cfg, origin, pair.config.num_classes) if origin and phase != "head" else None
+        inherited = (_inherited_norms(cfg, origin, pair.config.num_classes, phase)
+                     if origin and phase != "head" else None)
         loss_norms[phase] = _run_epochs(phase, cfg, pair, data, monitor, device, callback, should_stop, history,
                                         ranks, resumed, inherited)
         resumed = None
@@ -794,7 +796,7 @@ def _train(cfg: TrainConfig, callback: Callback, should_stop: Callable[[], bool]
         with _threads_of_waiting_ranks(device):
             _calibrate_and_record(pair, cfg, bench, split, device, ranks, history, occupancy, origin, streamed,
                                   train_seconds)
-            pair.config.training["loss_norms"] = loss_norms
+        pair.config.training["loss_norms"] = loss_norms  # what a run continued from this pair divides by
     _share_from_rank0(pair, ranks)
     pair = pair.cpu().to(memory_format=torch.contiguous_format)
     if cfg.out and ranks.is_main:
